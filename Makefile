@@ -1,0 +1,39 @@
+# curate: `make demo` and `make test` set everything up on a fresh machine (Python 3.11 + PyPI).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# img2dataset pulls albumentations, which phones home on import unless this is set.
+export NO_ALBUMENTATIONS_UPDATE := 1
+PYTEST_ARGS ?=
+
+.PHONY: install test demo bench lint clean distclean
+
+install: $(STAMP)
+
+# Reinstall only when the dependency declarations change: a second `make install` is a no-op.
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m curate demo --crawl build/sample --out build/demo
+
+bench: install
+	$(PY) benchmarks/run.py --out build/bench
+
+lint: install
+	$(VENV)/bin/ruff check curate pipelines filters tests benchmarks
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	find . -name __pycache__ -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

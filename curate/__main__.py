@@ -1,0 +1,7 @@
+"""`python -m curate` is the `curate` console script."""
+
+import sys
+
+from curate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,260 @@
+"""Configuration: dataclass defaults < YAML file < command-line flags; validated, frozen, recorded.
+
+Every tunable of every stage lives here, in one frozen dataclass per section. `load_config` merges the
+three layers, coerces YAML/flag strings to the declared types, rejects unknown keys and bad values with a
+one-line `ConfigError`, and returns an immutable `Config`. `write_config` stores the merged result next
+to the outputs (`OUT/config.yaml`) with the code version and the inputs, so a dataset says how it was
+made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from curate.errors import ConfigError
+
+TEXT_FILTERS = ("none", "light", "heavy", "notext")
+IMAGE_FORMATS = ("jpeg", "png", "webp", "gif")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    source: str = "warc"  # warc | wat
+    max_files: int | None = None  # per snapshot; None = all
+
+    def validate(self) -> None:
+        _choice("extract.source", self.source, ("warc", "wat"))
+        _positive("extract.max_files", self.max_files, allow_none=True)
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    timeout: float = 10.0  # seconds per socket operation (img2dataset's own timeout)
+    deadline: float = 30.0  # seconds for a whole request, redirects included
+    retries: int = 1
+    threads: int = 16
+    user_agent_token: str = "curate"
+    disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    max_bytes: int = 20 * 1024 * 1024
+    min_image_size: int = 0
+    allow_private_hosts: bool = False  # SSRF guard off: only for the local sample crawl and tests
+
+    def validate(self) -> None:
+        for name in ("timeout", "deadline"):
+            _positive(f"download.{name}", getattr(self, name))
+        _positive("download.threads", self.threads)
+        _positive("download.max_bytes", self.max_bytes)
+        _non_negative("download.retries", self.retries)
+        _non_negative("download.min_image_size", self.min_image_size)
+        if self.deadline < self.timeout:
+            raise ConfigError("download.deadline must be >= download.timeout")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    formats: tuple[str, ...] = IMAGE_FORMATS
+    min_side: int = 64  # shorter side in pixels
+    max_aspect_ratio: float = 4.0  # longer side / shorter side
+    max_pixels: int = 89_478_485  # Pillow's decompression-bomb threshold, enforced as an error
+
+    def validate(self) -> None:
+        for fmt in self.formats:
+            _choice("image.formats", fmt, IMAGE_FORMATS + ("bmp", "tiff"))
+        _positive("image.min_side", self.min_side)
+        _positive("image.max_pixels", self.max_pixels)
+        if self.max_aspect_ratio < 1:
+            raise ConfigError("image.max_aspect_ratio must be >= 1")
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    near: bool = True
+    hamming_radius: int = 6  # of the 64-bit perceptual hash
+
+    def validate(self) -> None:
+        if not 0 <= self.hamming_radius <= 16:
+            raise ConfigError("dedup.hamming_radius must be between 0 and 16")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    filter: str = "none"  # none | light | heavy | notext
+
+    def validate(self) -> None:
+        _choice("text.filter", self.filter, TEXT_FILTERS)
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    samples_per_shard: int = 10_000
+
+    def validate(self) -> None:
+        _positive("shards.samples_per_shard", self.samples_per_shard)
+
+
+@dataclass(frozen=True)
+class Config:
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+
+    def validate(self) -> Config:
+        for section in fields(self):
+            getattr(self, section.name).validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            s.name: {f.name: _plain(getattr(getattr(self, s.name), f.name)) for f in fields(getattr(self, s.name))}
+            for s in fields(self)
+        }
+
+    def digest(self) -> str:
+        """Hash of the settings, recorded in stage manifests: a changed config invalidates them."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def _positive(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ConfigError(f"{name} must be > 0 (got {value!r})")
+
+
+def _non_negative(name: str, value: Any) -> None:
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0 (got {value!r})")
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert a YAML or flag value to the field's declared type, or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{name} must be a list (got {value!r})")
+        return tuple(_coerce(name, v.strip() if isinstance(v, str) else v, args[0]) for v in items if v != "")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{name} must be true or false (got {value!r})")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number (got {value!r})")
+        try:
+            number = hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be {'an integer' if hint is int else 'a number'} (got {value!r})") from None
+        if hint is int and isinstance(value, float) and value != number:
+            raise ConfigError(f"{name} must be an integer (got {value!r})")
+        return number
+    if hint is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{name} must be a string (got {value!r})")
+        return str(value)
+    return value
+
+
+def _apply(config: Config, overrides: Mapping[str, Mapping[str, Any]], origin: str) -> Config:
+    sections = {f.name: f for f in fields(config)}
+    new_sections: dict[str, Any] = {}
+    for section_name, values in overrides.items():
+        if section_name not in sections:
+            raise ConfigError(f"{origin}: unknown section {section_name!r}{_suggest(section_name, sections)}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: section {section_name!r} must be a mapping")
+        section = new_sections.get(section_name, getattr(config, section_name))
+        hints = typing.get_type_hints(type(section))
+        known = {f.name for f in fields(section)}
+        changes = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{origin}: unknown key '{section_name}.{key}'{_suggest(key, known)}")
+            changes[key] = _coerce(f"{section_name}.{key}", value, hints[key])
+        new_sections[section_name] = dataclasses.replace(section, **changes)
+    return dataclasses.replace(config, **new_sections)
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_config(path: str | Path | None = None, flags: Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then the YAML file at `path`, then `flags` ({"download.timeout": 5, ...}; None skipped)."""
+    config = Config()
+    if path is not None:
+        config = _apply(config, _read_yaml(Path(path)), str(path))
+    nested: dict[str, dict[str, Any]] = {}
+    for dotted, value in (flags or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        nested.setdefault(section, {})[key] = value
+    config = _apply(config, nested, "flag")
+    return config.validate()
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return data
+
+
+def dump_config(config: Config, **extra: Any) -> str:
+    """YAML text of the merged config, with extra top-level facts (code version, inputs)."""
+    document = dict(extra)
+    document.update(config.to_dict())
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def write_config(config: Config, out_url: str, **extra: Any) -> str:
+    """Write `OUT/config.yaml` on any fsspec URL; returns its URL."""
+    import fsspec
+
+    from curate import __version__
+
+    url = out_url.rstrip("/") + "/config.yaml"
+    with fsspec.open(url, "w", encoding="utf-8", auto_mkdir=True) as fh:
+        fh.write(dump_config(config, curate_version=__version__, config_digest=config.digest(), **extra))
+    return url

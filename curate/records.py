@@ -1,0 +1,92 @@
+"""Typed, immutable records that flow between stages (DESIGN.md section 3).
+
+NamedTuples: immutable, cheap to pickle across Beam workers, and convertible to Parquet rows with
+`_asdict()`. A record never changes in place; a stage makes the next record from the previous one, so
+provenance (the `ImageRef`) travels unchanged from extract to the final shard.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class ImageRef(NamedTuple):
+    """One distinct image URL found in the crawl, with where it was first seen."""
+
+    key: str  # url_key(url): 32 lower-case hex digits
+    url: str  # normalized absolute http(s) URL
+    alt: str
+    title: str
+    page_url: str
+    snapshot: str  # e.g. CC-MAIN-2021-04
+    source_file: str  # crawl file URL
+    record_offset: int  # byte offset of the WARC/WAT record in source_file
+    crawl_date: str  # ISO 8601 UTC, the record's WARC-Date
+    source: str = "html"  # html (WARC page) | wat (WAT links) | inline (WARC record whose payload is an image)
+    content: bytes | None = None  # inline images only: the payload, no download needed
+
+
+class FetchedImage(NamedTuple):
+    """An image's original bytes as fetched (or carried inline), with the HTTP facts."""
+
+    ref: ImageRef
+    data: bytes
+    mime: str  # from magic bytes, not from the Content-Type header
+    http_status: int  # 0 for inline images
+    headers: tuple[tuple[str, str], ...] = ()  # the relevant response headers
+
+
+class TextScore(NamedTuple):
+    """What OCR measured on one image; thresholds for light/heavy/notext are applied to these."""
+
+    boxes: int
+    area_fraction: float  # of the image area covered by text boxes
+    words: int
+    chars: int
+    mean_confidence: float
+    lines: int
+    text: str  # recognized text, truncated
+    ms: float  # time spent
+
+
+class DupInfo(NamedTuple):
+    cluster: str  # cluster id (the survivor's key)
+    cluster_size: int
+    dup_of: str | None = None  # key of the survivor, None on the survivor itself
+
+
+class ImageRecord(NamedTuple):
+    """A decoded, validated image on its way to the shards."""
+
+    key: str
+    data: bytes  # original bytes, unchanged
+    width: int
+    height: int
+    format: str  # jpeg | png | webp | gif ...
+    sha256: str  # of the original bytes
+    pixel_hash: str  # of the decoded, normalized pixels
+    phash: int  # 64-bit perceptual hash
+    ref: ImageRef
+    animated: bool = False
+    text: TextScore | None = None
+    dup: DupInfo | None = None
+
+
+class Rejected(NamedTuple):
+    """A record a stage decided to drop, and why (a constant from curate.reasons)."""
+
+    key: str
+    url: str
+    stage: str
+    reason: str
+    detail: str = ""
+
+
+class Failed(NamedTuple):
+    """A dead letter: an unexpected error while processing one record."""
+
+    key: str
+    url: str
+    stage: str
+    error: str  # exception type and message
+    detail: str = ""  # traceback or context
