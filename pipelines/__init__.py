@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Beam wiring only: PipelineOptions, stage graphs and `run(argv)` for each stage. No business logic."""
