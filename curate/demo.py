@@ -18,16 +18,19 @@ from warcio.archiveiterator import ArchiveIterator
 
 from curate.sample.build import build_sample_crawl
 from curate.sample.plan import DEFAULT_PORT, HOSTS
-from curate.serve import SampleServer, free_port_block
+from curate.serve import SampleServer, ServeError, free_port_block
 
 
 def _port_for(crawl: Path) -> int:
-    """The crawl's port if it is free, else a free block (the crawl is then rebuilt for it)."""
+    """The port the crawl was built for (or the default) when its block is free, else another free block."""
     try:
-        return int(json.loads((crawl / "hosts.json").read_text())["base_port"])
+        port = int(json.loads((crawl / "hosts.json").read_text())["base_port"])
     except (OSError, ValueError, KeyError):
-        pass
-    return DEFAULT_PORT if free_port_block(len(HOSTS), start=DEFAULT_PORT, end=DEFAULT_PORT + 1) else free_port_block(len(HOSTS))
+        port = DEFAULT_PORT
+    try:
+        return free_port_block(len(HOSTS), start=port, end=port + len(HOSTS))
+    except ServeError:
+        return free_port_block(len(HOSTS), start=20000, end=32000)
 
 
 def _probe(server: SampleServer, snapshot: str) -> dict[str, int]:

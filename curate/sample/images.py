@@ -29,7 +29,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
@@ -431,8 +431,9 @@ def natural(seed: int, size: tuple[int, int] | None = None) -> Rendered:
 
 
 def _document(seed: int, content: str, size: tuple[int, int] | None) -> Rendered:
-    """A page: heading (optionally ruled), paragraphs flowing through 1-2 columns until the page is full,
-    and in some layouts a captioned figure (a synthetic picture) after the first or second paragraph."""
+    """A page: heading (ruled, or white on a coloured masthead), paragraphs flowing through 1-2 columns
+    until the page is full, and in some layouts a captioned figure (a synthetic picture) after the first
+    or second paragraph."""
     s = _rng("document", seed)
     w, h = _sized(size, _pick_size(s, lo=360, aspect=(0.6, 1.4)))
     regular, bold = _FAMILIES[s.choice(sorted(_FAMILIES))]
@@ -447,7 +448,8 @@ def _document(seed: int, content: str, size: tuple[int, int] | None) -> Rendered
     figure = s.random() < 0.45
     figure_after, figure_h = (s.randint(0, 1), round(h * s.uniform(0.2, 0.35))) if figure else (-1, 0)
     # How far text runs down the last column: a lookalike ends elsewhere, like another article's last page.
-    fill = 0.45 + 0.55 * ((s.random() + 0.5 * (content != "content")) % 1.0)
+    fill = 0.35 + 0.65 * ((s.random() + 0.5 * (content != "content")) % 1.0)
+    banner = _mix(s.choice(_ACCENTS), (0, 0, 0), 0.25) if s.random() < 0.3 else None  # title in white on it
 
     c = _rng("document", seed, content)
     image = Image.new("RGB", (w, h), bg)
@@ -455,13 +457,18 @@ def _document(seed: int, content: str, size: tuple[int, int] | None) -> Rendered
     font, head_font = _font(regular, body_px), _font(bold, head_px)
     drawn: list[str] = []
     y = margin
-    for line in _wrap(_title(c, c.randint(2, 6)), head_font, w - 2 * margin)[:2]:
+    title = _wrap(_title(c, c.randint(2, 6)), head_font, w - 2 * margin)[:2]
+    if banner:
+        draw.rectangle((0, 0, w, 1.5 * margin + len(title) * round(head_px * 1.25)), fill=banner)
+    for line in title:
         text = " ".join(line)
         draw.text(((w - head_font.getlength(text)) / 2 if centered else margin, y), text, font=head_font,
-                  fill=head_fg)
+                  fill=(255, 255, 255) if banner else head_fg)
         drawn += line
         y += round(head_px * 1.25)
-    if rule:
+    if banner:
+        y += margin // 2
+    elif rule:
         draw.line((margin, y + 4, w - margin, y + 4), fill=_mix(fg, bg, 0.5), width=2)
     top = y + round(head_px * 0.6)
     col_w = (w - 2 * margin - (columns - 1) * gutter) / columns
@@ -606,10 +613,12 @@ def _chart_pie(ax: Axes, s: random.Random, c: random.Random, colors: tuple[str, 
     ax.pie(vals, labels=pcts, colors=colors[:len(names)], startangle=c.uniform(0, 360), radius=radius,
            textprops={"fontsize": px * _PT}, wedgeprops={"edgecolor": "white", "linewidth": 2,
                                                          "width": 0.5 * radius if donut else radius})
-    where = {"right": {"loc": "center left", "bbox_to_anchor": (1.0, 0.5)},
-             "left": {"loc": "center right", "bbox_to_anchor": (0.0, 0.5)},
-             "below": {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0), "ncols": 2}}[side]
-    ax.legend(names, fontsize=px * _PT, frameon=False, **where)
+    legend_at: dict[str, dict[str, Any]] = {
+        "right": {"loc": "center left", "bbox_to_anchor": (1.0, 0.5)},
+        "left": {"loc": "center right", "bbox_to_anchor": (0.0, 0.5)},
+        "below": {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0), "ncols": 2}}
+    where = legend_at[side]
+    ax.legend(labels=names, fontsize=px * _PT, frameon=False, **where)
     return s.choice(("Market Share", "Sales by Product", "Budget Split", "Share of Orders")), pcts + names
 
 
@@ -689,8 +698,9 @@ _NUMERIC = {"Qty", "Price", "Change", "Score"}
 
 def _table(seed: int, content: str, size: tuple[int, int] | None) -> Rendered:
     """Header row and 4-12 body rows in ruled cells; numbers right-aligned, optional zebra and data bars.
-    The default page is tall enough for 12 rows, so shorter tables leave the rest blank, as pages do, and
-    columns take their content's width: a lookalike's other row and column counts change its outline."""
+    Columns take their content's width; the picture is a page with room for 12 rows or (half the seeds,
+    unless `size` is given) a crop to the table, as table screenshots are. Either way row and column
+    counts shape its outline, and a lookalike's differ."""
     s = _rng("table", seed)
     w = _pick_size(s, lo=440, aspect=(1.0, 1.8))[0]
     regular, bold = _FAMILIES[s.choice(("sans", "serif", "mono"))]
@@ -700,12 +710,13 @@ def _table(seed: int, content: str, size: tuple[int, int] | None) -> Rendered:
     columns += s.sample(sorted(set(_COLUMNS) - {"Product", "City", "Name", "Month"}), s.randint(2, 5))
     bg, fg, accent = s.choice(_LIGHT_BG), s.choice(_DARK_FG), s.choice(_ACCENTS)
     dark_header, grid, zebra, bars = s.random() < 0.5, s.random() < 0.5, s.random() < 0.5, s.random() < 0.5
-    margin, pad, row_h = round(w * 0.05), round(px * 0.6), round(px * 1.9)
+    margin, pad, row_h = round(w * s.uniform(0.03, 0.08)), round(px * 0.6), round(px * 1.9)
     caption = _title(s, s.randint(2, 4)) if s.random() < 0.7 else []
     cap_h = round(px * 2.2) if caption else 0
-    centered, middle, note = s.random() < 0.5, s.random() < 0.4, s.random() < 0.5
-    w, h = _sized(size, (w, min(1024, max(round(w / 1.8), 2 * margin + cap_h + 13 * row_h + px))))
-    fit = max(1, (h - 2 * margin - cap_h) // row_h - 1)
+    centered, middle, note = s.random() < 0.5, s.random() < 0.5, s.random() < 0.5
+    if size is None and s.random() < 0.5:  # a page with room for 12 rows rather than a crop to the table
+        size = (w, min(1024, max(round(w / 1.8), 2 * margin + cap_h + 13 * row_h + 3 * px)))
+    fit = 12 if size is None else max(1, (size[1] - 2 * margin - cap_h) // row_h - 1)
     n_rows = _vary(s.randint(4, 12), min(4, fit), min(12, fit), content != "content")
     columns = columns[:_vary(s.randint(3, len(columns)), 2, len(columns), content != "content")]
 
@@ -713,14 +724,22 @@ def _table(seed: int, content: str, size: tuple[int, int] | None) -> Rendered:
     rows = [[_COLUMNS[col](c) for col in columns] for _ in range(n_rows)]
     widths = [max(font.getlength(v) for v in [col] + [r[i] for r in rows]) + 2 * pad
               for i, col in enumerate(columns)]
-    while len(columns) > 2 and sum(widths) > w - 2 * margin:
+    while len(columns) > 2 and sum(widths) > (size[0] if size else w) - 2 * margin:
         columns, widths, rows = columns[:-1], widths[:-1], [r[:-1] for r in rows]
+    notes = _wrap(["Source:"] + sentence(c) + sentence(c), font, sum(widths))[:2] if note else []
+    block_w = round(sum(widths))
+    block_h = cap_h + (n_rows + 1) * row_h + round(len(notes) * px * 1.4 + px * 0.6 * bool(notes))
+    if size is None:  # crop to the table, padded to a side of 320 px and an aspect ratio in [0.6, 1.8]
+        tw, th = block_w + 2 * margin, block_h + 2 * margin
+        w, h = max(320, tw, round(th * 0.6)), max(320, th, round(tw / 1.8))
+    else:
+        w, h = size
 
     image = Image.new("RGB", (w, h), bg)
     draw = ImageDraw.Draw(image)
     drawn: list[str] = []
-    left = max(margin, (w - sum(widths)) / 2) if centered else margin
-    top = max(margin, (h - (n_rows + 1) * row_h - cap_h) / 2) if middle else margin
+    left = max(margin, (w - block_w) // 2) if centered else margin
+    top = max(margin, (h - block_h) // 2) if middle else margin
     if caption:
         draw.text((left, top), " ".join(caption), font=head_font, fill=fg)
         drawn += caption
@@ -748,11 +767,9 @@ def _table(seed: int, content: str, size: tuple[int, int] | None) -> Rendered:
         for x in xs:
             draw.line((x, top, x, bottom), fill=_mix(fg, bg, 0.6), width=1)
         draw.line((xs[0], top, xs[-1], top), fill=_mix(fg, bg, 0.6), width=1)
-    if note:  # a source line or footnote under the table, as far as it fits
-        lines = _wrap(["Source:"] + sentence(c) + sentence(c), font, w - left - margin)
-        for i, line in enumerate(lines[: max(0, int((h - margin - bottom - px) // (px * 1.4)))]):
-            draw.text((left, bottom + px * (0.6 + 1.4 * i)), " ".join(line), font=font, fill=fg)
-            drawn += line
+    for i, line in enumerate(notes[: max(0, int((h - margin - bottom - px * 0.5) // (px * 1.4)))]):
+        draw.text((left, bottom + px * (0.6 + 1.4 * i)), " ".join(line), font=font, fill=fg)
+        drawn += line
     return Rendered(image, "table", _clean(drawn))
 
 
@@ -1050,9 +1067,13 @@ def recompress(data: bytes, quality: int) -> bytes:
 
 
 _LOOKALIKE: dict[str, _Renderer] = {
-    "natural": _natural, "document": functools.partial(_legible, _document, 360),
-    "chart": functools.partial(_legible, _chart, 480), "table": functools.partial(_legible, _table, 440),
-    "sign": functools.partial(_legible, _sign, 320), "screenshot": functools.partial(_legible, _screenshot, 480)}
+    "natural": _natural,
+    "document": functools.partial(_legible, _document, 360),
+    "chart": functools.partial(_legible, _chart, 480),
+    "table": functools.partial(_legible, _table, 440),
+    "sign": functools.partial(_legible, _sign, 320),
+    "screenshot": functools.partial(_legible, _screenshot, 480),
+}
 
 
 def lookalike(kind: str, seed: int) -> tuple[Rendered, Rendered]:
@@ -1071,7 +1092,7 @@ def lookalike(kind: str, seed: int) -> tuple[Rendered, Rendered]:
     if kind not in _LOOKALIKE:
         raise ValueError(f"unknown lookalike kind {kind!r}; expected one of {LOOKALIKE_KINDS}")
     first = _LOOKALIKE[kind](seed, "content", None)
-    return first, _LOOKALIKE[kind](seed, "lookalike", first.image.size)
+    return first, _LOOKALIKE[kind](seed, "lookalike", None if kind == "table" else first.image.size)
 
 
 # ---------------------------------------------------------------------------------------------------------

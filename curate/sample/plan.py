@@ -15,7 +15,10 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
+
+from PIL import Image
 
 from curate import reasons as R
 from curate.config import Config
@@ -191,13 +194,13 @@ RENDERERS: dict[str, Callable[..., im.Rendered]] = {
 
 # Per unit of scale: how many plain content images of each renderer, and which hosts carry them.
 CONTENT = {
-    "photo": (36, ("photos", "news", "cdn")),
-    "natural": (28, ("photos", "cdn")),
-    "document": (16, ("docs", "news")),
-    "chart": (16, ("docs", "news")),
-    "table": (12, ("docs",)),
-    "sign": (16, ("news", "photos")),
-    "screenshot": (12, ("docs", "cdn")),
+    "photo": (44, ("photos", "news", "cdn")),
+    "natural": (32, ("photos", "cdn")),
+    "document": (20, ("docs", "news")),
+    "chart": (18, ("docs", "news")),
+    "table": (14, ("docs",)),
+    "sign": (20, ("news", "photos")),
+    "screenshot": (14, ("docs", "cdn")),
 }
 
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "bmp": "bmp", "tiff": "tif"}
@@ -286,6 +289,7 @@ def _download_faults(plan: Plan, rng: random.Random) -> list[Img]:
     """URLs whose server misbehaves (or forbids us) on purpose; see curate/serve.py for the route semantics."""
     s = plan.seed
     out = []
+    route: dict[str, Any]
 
     def content(name: str, host: str, path: str, kind: str = "photo") -> Img:
         return _rendered(Img(name, host, path), RENDERERS[kind](sub_seed(s, name)), "jpeg")
@@ -397,7 +401,7 @@ def _duplicates(plan: Plan, pool: list[Img], rng: random.Random, next_group: Cal
     return out
 
 
-def _enc(image) -> tuple[bytes, tuple[int, int]]:  # type: ignore[no-untyped-def]
+def _enc(image: Image.Image) -> tuple[bytes, tuple[int, int]]:
     return im.encode(image, "jpeg", quality=88), image.size
 
 

@@ -162,13 +162,16 @@ def test_same_process_independent_of_global_random_state() -> None:
     assert pixels(im.natural(7).image) == first
 
 
+SPECIMENS = "im.cmyk_jpeg(2), im.png16(2), im.animated_gif(2), im.webp(2), im.exif_rotated_jpeg(2)[0]"
+
+
 def test_bytes_are_the_same_in_another_process() -> None:
     """Same seed, same bytes across processes, whatever PYTHONHASHSEED says."""
     script = (
         "import hashlib\nfrom curate.sample import images as im\n"
         "for k in im.LOOKALIKE_KINDS:\n"
         "    print(hashlib.sha256(im.encode(getattr(im, k)(11).image, 'png')).hexdigest())\n"
-        "for b in (im.cmyk_jpeg(2), im.png16(2), im.animated_gif(2), im.webp(2), im.exif_rotated_jpeg(2)[0]):\n"
+        f"for b in ({SPECIMENS}):\n"
         "    print(hashlib.sha256(b).hexdigest())\n"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345")
@@ -184,8 +187,10 @@ def test_bytes_are_the_same_in_another_process() -> None:
 # Encoding
 
 
-@pytest.mark.parametrize("fmt, pil_format", [("jpeg", "JPEG"), ("png", "PNG"), ("webp", "WEBP"), ("gif", "GIF"),
-                                             ("bmp", "BMP"), ("tiff", "TIFF")])
+FORMATS = [("jpeg", "JPEG"), ("png", "PNG"), ("webp", "WEBP"), ("gif", "GIF"), ("bmp", "BMP"), ("tiff", "TIFF")]
+
+
+@pytest.mark.parametrize("fmt, pil_format", FORMATS)
 def test_encode_round_trips_and_is_deterministic(fmt: str, pil_format: str) -> None:
     image = rendered("photo", 1).image
     data = im.encode(image, fmt)
@@ -391,7 +396,9 @@ def test_lookalikes_are_alike_but_not_duplicates(kind: str) -> None:
     dists = []
     for seed in range(20):
         a, b = im.lookalike(kind, seed)
-        assert a.image.size == b.image.size and a.text_kind == b.text_kind
+        assert a.text_kind == b.text_kind
+        if kind != "table":  # a table picture is cropped to its own rows and columns
+            assert a.image.size == b.image.size
         assert pixels(a.image) != pixels(b.image)
         if kind != "photo":
             assert pixels(a.image) == pixels(rendered(kind, seed).image)

@@ -1,0 +1,74 @@
+"""`make bench`: the benchmark suite. Each benchmark measures against a baseline run in the same command.
+
+Results print as a Markdown table (paste into BENCHMARKS.md with the machine, date and command) and are
+written as JSON under --out.
+
+Benchmarks so far:
+- sample-crawl: build time, files and bytes of the sample crawl at --scale 1, 2 and 4; time per image URL
+  relative to scale 1 (goal: linear, ratio <= 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from curate.sample.build import build_sample_crawl  # noqa: E402
+from curate.sample.plan import HOSTS  # noqa: E402
+from curate.serve import free_port_block  # noqa: E402
+
+
+def _dir_size(root: Path) -> tuple[int, int]:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def bench_sample_crawl(out: Path, scales: list[int]) -> list[dict]:
+    port = free_port_block(len(HOSTS), start=20000, end=32000)
+    rows = []
+    for scale in scales:
+        target = out / f"sample-x{scale}"
+        started = time.perf_counter()
+        summary = build_sample_crawl(target, seed=0, scale=scale, port=port)
+        seconds = time.perf_counter() - started
+        files, size = _dir_size(target)
+        rows.append({"benchmark": "sample-crawl", "scale": scale, "seconds": round(seconds, 2),
+                     "image_urls": summary["image_urls"], "pages": summary["pages"], "files": files,
+                     "mbytes": round(size / 2**20, 1), "ms_per_image": round(1000 * seconds / summary["image_urls"], 2)})
+    base = rows[0]["ms_per_image"]
+    for row in rows:
+        row["ratio_per_image_vs_x1"] = round(row["ms_per_image"] / base, 2)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="build/bench", help="scratch and results directory")
+    parser.add_argument("--scales", default="1,2,4", help="sample crawl scales to build")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = bench_sample_crawl(out, [int(s) for s in args.scales.split(",")])
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"machine: {machine}; peak RSS {peak_mib:.0f} MiB")
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+    (out / "results.json").write_text(json.dumps({"machine": machine, "peak_rss_mib": round(peak_mib), "rows": rows},
+                                                 indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The command line as a user meets it: help texts, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from curate.cli import main
+
+
+def _curate(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "curate", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_subcommands() -> None:
+    result = _curate("--help")
+    assert result.returncode == 0
+    for command in ("sample-crawl", "serve", "demo"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("sample-crawl", ["--out", "--seed", "--scale", "--port", "(default: 0)", "(default: 1)", "(default: 18700)"]),
+        ("serve", ["--port", "--access-log"]),
+        ("demo", ["--crawl", "--out", "(default: build/sample)", "(default: build/demo)"]),
+    ],
+)
+def test_subcommand_help_shows_every_flag_and_default(command: str, flags: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for flag in flags:
+        assert flag in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sample-crawl", "--out", "x", "--scale", "0"], "--scale: must be >= 1"),
+        (["sample-crawl", "--out", "x", "--scale", "many"], "not an integer"),
+        (["sample-crawl", "--out", "x", "--port", "80"], "--port: must be between 1024"),
+        (["sample-crawl"], "the following arguments are required: --out"),
+        (["serve", "/no/such/dir"], "not found"),
+        (["no-such-command"], "invalid choice"),
+    ],
+)
+def test_user_mistakes_print_one_line_and_exit_2(argv: list[str], message: str) -> None:
+    result = _curate(*argv)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_out_that_is_a_file_is_a_user_error(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert main(["sample-crawl", "--out", str(target)]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_port_the_crawl_was_not_built_for(sample_crawl: Path, crawl_port: int) -> None:
+    result = _curate("serve", str(sample_crawl), "--port", str(crawl_port + 100))
+    assert result.returncode == 2
+    assert f"built for base port {crawl_port}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sample_crawl_command_prints_its_summary(tmp_path: Path, crawl_port: int) -> None:
+    result = _curate("sample-crawl", "--out", str(tmp_path / "c"), "--port", str(crawl_port))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["port"] == crawl_port and summary["image_urls"] > 200
+    assert (tmp_path / "c" / "truth.parquet").is_file()
+    assert summary == json.loads((tmp_path / "c" / "sample.json").read_text())
+
+
+def test_serve_command_serves_until_terminated(sample_crawl: Path) -> None:
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "curate", "serve", str(sample_crawl)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(6)]  # one per host: "name  http://127.0.0.1:P/  -> DIR"
+        crawl_line = next(line for line in lines if line.split()[0] == "crawl")
+        url = next(word for word in crawl_line.split() if word.startswith("http://"))
+        listing = urllib.request.urlopen(url + "crawl-data/CC-MAIN-2021-04/warc.paths.gz", timeout=10).read()
+        assert listing == (sample_crawl / "crawl-data/CC-MAIN-2021-04/warc.paths.gz").read_bytes()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = _curate("demo", "--crawl", str(tmp_path / "sample"), "--out", str(tmp_path / "demo"), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "expected funnel" in result.stdout and "CC-MAIN-2023-06" in result.stdout
+    assert (tmp_path / "sample" / "truth.parquet").is_file()
