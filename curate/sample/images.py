@@ -716,7 +716,8 @@ def _table(seed: int, content: str, size: tuple[int, int] | None) -> Rendered:
     centered, middle, note = s.random() < 0.5, s.random() < 0.5, s.random() < 0.5
     if size is None and s.random() < 0.5:  # a page with room for 12 rows rather than a crop to the table
         size = (w, min(1024, max(round(w / 1.8), 2 * margin + cap_h + 13 * row_h + 3 * px)))
-    fit = 12 if size is None else max(1, (size[1] - 2 * margin - cap_h) // row_h - 1)
+    room = size[1] if size else 1024 - round(px * 3.4)  # a crop keeps room for two lines of notes
+    fit = max(1, (room - 2 * margin - cap_h) // row_h - 1)
     n_rows = _vary(s.randint(4, 12), min(4, fit), min(12, fit), content != "content")
     columns = columns[:_vary(s.randint(3, len(columns)), 2, len(columns), content != "content")]
 
@@ -796,7 +797,7 @@ def _sign(seed: int, content: str, size: tuple[int, int] | None) -> Rendered:
     variant = (seed + PHOTO_VARIANTS // 2 + (content != "content")) % PHOTO_VARIANTS
     image = _photo_window(variant, c, (w, h), mirror=True)
     font = _font(bold, px)
-    words = [c.choice(_SIGN_WORDS) for _ in range(c.randint(1, 5))]
+    words = c.sample(_SIGN_WORDS, c.randint(1, 5))
     text_fg = (0, 0, 0) if _lum(board_color) > 128 else (255, 255, 255)
     if style == "bar":
         line = _fit(words, font, w * 0.92)
@@ -944,7 +945,8 @@ def _pane_form(cv: _Canvas, s: random.Random, c: random.Random, alt: bool, box: 
         cv.draw.rectangle((x0 + label_w, y, x1, y + px * 2), fill=field_bg, outline=_mix(th.fg, th.bg, 0.5),
                           width=2)
         value = _fit(_field_value(label, c).split(), font, x1 - x0 - label_w - px)
-        cv.text((x0 + label_w + px * 0.5, y + px), " ".join(value), font, th.fg)
+        if font.getlength(" ".join(value)) <= x1 - x0 - label_w - px:  # else left empty, never clipped
+            cv.text((x0 + label_w + px * 0.5, y + px), " ".join(value), font, th.fg)
         y += px * 2.6
     x = x0 + label_w
     for i, label in enumerate(c.sample(_BUTTONS, 2)):

@@ -187,7 +187,8 @@ def test_bytes_are_the_same_in_another_process() -> None:
 # Encoding
 
 
-FORMATS = [("jpeg", "JPEG"), ("png", "PNG"), ("webp", "WEBP"), ("gif", "GIF"), ("bmp", "BMP"), ("tiff", "TIFF")]
+FORMATS = [("jpeg", "JPEG"), ("png", "PNG"), ("webp", "WEBP"), ("gif", "GIF"), ("bmp", "BMP"),
+           ("tiff", "TIFF")]
 
 
 @pytest.mark.parametrize("fmt, pil_format", FORMATS)
