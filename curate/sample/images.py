@@ -88,16 +88,16 @@ _CONJUNCTIONS = "and but while because although so until when".split()
 VOCABULARY = tuple(dict.fromkeys(_NOUNS + _ADJECTIVES + _VERBS + _ADVERBS + _PREPOSITIONS + _DETERMINERS
                                  + _CONJUNCTIONS))
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-MONTHS_FULL = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS_FULL = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
                "October", "November", "December")
-PRODUCTS = ("Nimbus", "Orion", "Zephyr", "Vertex", "Aurora", "Summit", "Falcon", "Cobalt", "Juniper", "Maple",
-            "Quartz", "Atlas", "Beacon", "Cedar", "Harbor", "Comet")
-CITIES = ("Lisbon", "Oslo", "Denver", "Osaka", "Lagos", "Quito", "Dublin", "Perth", "Toronto", "Madrid",
+_PRODUCTS = ("Nimbus", "Orion", "Zephyr", "Vertex", "Aurora", "Summit", "Falcon", "Cobalt", "Juniper",
+             "Maple", "Quartz", "Atlas", "Beacon", "Cedar", "Harbor", "Comet")
+_CITIES = ("Lisbon", "Oslo", "Denver", "Osaka", "Lagos", "Quito", "Dublin", "Perth", "Toronto", "Madrid",
           "Seoul", "Nairobi", "Boston", "Zürich", "Kraków", "Lima")
-FIRST_NAMES = ("Alice", "Bruno", "Chloe", "David", "Elena", "Farid", "Grace", "Hugo", "Irene", "Jonas",
+_FIRST_NAMES = ("Alice", "Bruno", "Chloe", "David", "Elena", "Farid", "Grace", "Hugo", "Irene", "Jonas",
                "Keiko", "Liam", "Maria", "Nadia", "Oscar", "Priya")
-LAST_NAMES = ("Adams", "Berg", "Costa", "Diaz", "Evans", "Fischer", "Garcia", "Hansen", "Ito", "Jensen",
+_LAST_NAMES = ("Adams", "Berg", "Costa", "Diaz", "Evans", "Fischer", "Garcia", "Hansen", "Ito", "Jensen",
               "Khan", "Lopez", "Moreau", "Novak", "Olsen", "Park")
 _SIGN_WORDS = ("OPEN", "SALE", "EXIT", "WELCOME", "PARKING", "CLOSED", "STOP", "HOTEL", "MARKET", "BAKERY",
                "CAFE", "STATION", "MUSEUM", "LIBRARY", "GARDEN", "NORTH", "SOUTH", "TODAY", "FRESH", "BREAD",
@@ -128,7 +128,7 @@ def _clause(rng: random.Random) -> list[str]:
     return words
 
 
-def sentence(rng: random.Random) -> list[str]:
+def _sentence(rng: random.Random) -> list[str]:
     """One capitalized, pseudo-grammatical English sentence as a word list (last word carries the period)."""
     words = _clause(rng)
     if rng.random() < 0.35:
@@ -278,8 +278,7 @@ def _photo_window(variant: int, rng: random.Random, size: tuple[int, int] | None
     y0 = cy * sh - bh / 2 + rng.uniform(0, bh - ch)
     out = src.resize(size, Image.Resampling.BICUBIC, box=(x0, y0, x0 + cw, y0 + ch), reducing_gap=3.0)
     if out.mode == "L":  # grey sources: plain grey or a mild duotone, like scanned prints
-        tint = rng.random()
-        out = out.convert("RGB") if tint < 0.5 else ImageOps.colorize(
+        out = out.convert("RGB") if rng.random() < 0.5 else ImageOps.colorize(
             out, black=_mix((0, 0, 0), rng.choice(_ACCENTS), 0.3), white=rng.choice(_LIGHT_BG))
     return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirror else out
 
@@ -330,7 +329,7 @@ _GROUNDS = ((60, 110, 50), (90, 80, 60), (50, 70, 90), (110, 120, 60), (70, 60, 
 
 
 def _landscape(r: random.Random, g: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """Sky gradient, optional clouds and sun, 2-4 hazy ridges, optional lake reflecting the sky."""
+    """Sky gradient, optional clouds and sun, 2-4 hazy ridges, optional lake mirroring the scene."""
     top, low = (np.array(c, np.float32) for c in r.choice(_SKIES))
     t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None] ** 0.8
     img = np.broadcast_to(top + (low - top) * t, (h, w, 3)).copy()
@@ -489,7 +488,7 @@ def _document(seed: int, content: str, size: tuple[int, int] | None) -> Rendered
         return xy
 
     for p in range(c.randint(2, 6)):
-        words = [word for _ in range(c.randint(2, 6)) for word in sentence(c)]
+        words = [word for _ in range(c.randint(2, 6)) for word in _sentence(c)]
         for i, line in enumerate(_wrap(words, font, col_w - indent)):
             xy = place(line_h)
             if xy is None:
@@ -500,7 +499,7 @@ def _document(seed: int, content: str, size: tuple[int, int] | None) -> Rendered
         if p == figure_after and (xy := place(figure_h + line_h * 1.5)) is not None:
             picture = _natural(c.getrandbits(32), "content", (round(col_w), figure_h)).image
             image.paste(picture, (round(xy[0]), round(xy[1])))
-            caption = _fit(["Figure", f"{p + 1}."] + sentence(c), font, col_w)
+            caption = _fit(["Figure", f"{p + 1}."] + _sentence(c), font, col_w)
             draw.text((xy[0], xy[1] + figure_h + line_h * 0.25), " ".join(caption), font=font, fill=fg)
             drawn += caption
     return Rendered(image, "document", _clean(drawn))
@@ -553,7 +552,7 @@ def _categories(s: random.Random) -> tuple[str, list[str]]:
     kind = s.choice(("Month", "Quarter", "Year"))
     if kind == "Month":
         start = s.randint(0, 12 - n)
-        return kind, list(MONTHS[start:start + n])
+        return kind, list(_MONTHS[start:start + n])
     if kind == "Quarter":
         return kind, [f"Q{i + 1}" for i in range(4)]
     first = s.randint(2012, 2024 - n)
@@ -563,7 +562,7 @@ def _categories(s: random.Random) -> tuple[str, list[str]]:
 def _chart_bars(ax: Axes, s: random.Random, c: random.Random, colors: tuple[str, ...],
                 px: float) -> _Chart:
     horizontal = s.random() < 0.3
-    axis, cats = ("Product", list(s.sample(PRODUCTS, s.randint(4, 6)))) if horizontal else _categories(s)
+    axis, cats = ("Product", list(s.sample(_PRODUCTS, s.randint(4, 6)))) if horizontal else _categories(s)
     regions = ("North", "South", "East", "West", "Online", "Retail")
     series = [] if horizontal else s.sample(regions, s.randint(1, 3))
     measure, lo, hi = s.choice(_MEASURES)
@@ -586,7 +585,7 @@ def _chart_bars(ax: Axes, s: random.Random, c: random.Random, colors: tuple[str,
 def _chart_lines(ax: Axes, s: random.Random, c: random.Random, colors: tuple[str, ...],
                  px: float) -> _Chart:
     axis, cats = _categories(s)
-    series = s.sample(PRODUCTS, s.randint(1, 3))
+    series = s.sample(_PRODUCTS, s.randint(1, 3))
     measure, lo, hi = s.choice(_MEASURES)
     top = 0.0
     for k, name in enumerate(series):
@@ -607,7 +606,7 @@ def _chart_lines(ax: Axes, s: random.Random, c: random.Random, colors: tuple[str
 def _chart_pie(ax: Axes, s: random.Random, c: random.Random, colors: tuple[str, ...],
                px: float) -> _Chart:
     donut, radius, side = s.random() < 0.5, s.uniform(0.75, 1.1), s.choice(("right", "left", "below"))
-    names = c.sample(PRODUCTS, c.randint(3, 6))
+    names = c.sample(_PRODUCTS, c.randint(3, 6))
     vals = [c.uniform(1, 10) ** 1.5 for _ in names]
     pcts = [f"{round(100 * v / sum(vals))}%" for v in vals]
     ax.pie(vals, labels=pcts, colors=colors[:len(names)], startangle=c.uniform(0, 360), radius=radius,
@@ -682,10 +681,10 @@ def chart(seed: int, size: tuple[int, int] | None = None) -> Rendered:
 
 
 _COLUMNS: dict[str, Callable[[random.Random], str]] = {
-    "Product": lambda r: f"{r.choice(PRODUCTS)} {r.choice(('Pro', 'Mini', 'Max', 'Lite', 'One', 'Plus'))}",
-    "City": lambda r: r.choice(CITIES),
-    "Name": lambda r: f"{r.choice(FIRST_NAMES)} {r.choice(LAST_NAMES)}",
-    "Month": lambda r: r.choice(MONTHS_FULL),
+    "Product": lambda r: f"{r.choice(_PRODUCTS)} {r.choice(('Pro', 'Mini', 'Max', 'Lite', 'One', 'Plus'))}",
+    "City": lambda r: r.choice(_CITIES),
+    "Name": lambda r: f"{r.choice(_FIRST_NAMES)} {r.choice(_LAST_NAMES)}",
+    "Month": lambda r: r.choice(_MONTHS_FULL),
     "Qty": lambda r: str(r.randint(1, 480)),
     "Price": lambda r: f"${r.randint(2, 900)}.{r.randint(0, 99):02d}",
     "Change": lambda r: f"{r.uniform(-12, 12):+.1f}%",
@@ -727,11 +726,12 @@ def _table(seed: int, content: str, size: tuple[int, int] | None) -> Rendered:
               for i, col in enumerate(columns)]
     while len(columns) > 2 and sum(widths) > (size[0] if size else w) - 2 * margin:
         columns, widths, rows = columns[:-1], widths[:-1], [r[:-1] for r in rows]
-    notes = _wrap(["Source:"] + sentence(c) + sentence(c), font, sum(widths))[:2] if note else []
+    notes = _wrap(["Source:"] + _sentence(c) + _sentence(c), font, sum(widths))[:2] if note else []
     block_w = round(sum(widths))
     block_h = cap_h + (n_rows + 1) * row_h + round(len(notes) * px * 1.4 + px * 0.6 * bool(notes))
     if size is None:  # crop to the table, padded to a side of 320 px and an aspect ratio in [0.6, 1.8]
-        tw, th = block_w + 2 * margin, block_h + 2 * margin
+        cap_w = min(head_font.getlength(" ".join(caption)), w - 2 * margin)
+        tw, th = round(max(block_w, cap_w)) + 2 * margin, block_h + 2 * margin
         w, h = max(320, tw, round(th * 0.6)), max(320, th, round(tw / 1.8))
     else:
         w, h = size
@@ -742,6 +742,7 @@ def _table(seed: int, content: str, size: tuple[int, int] | None) -> Rendered:
     left = max(margin, (w - block_w) // 2) if centered else margin
     top = max(margin, (h - block_h) // 2) if middle else margin
     if caption:
+        caption = _fit(caption, head_font, w - left - margin)
         draw.text((left, top), " ".join(caption), font=head_font, fill=fg)
         drawn += caption
     top += cap_h
@@ -838,12 +839,12 @@ _FIELDS = ("Name", "Email", "City", "Phone", "Subject", "Order", "Amount", "Date
 
 
 def _field_value(label: str, r: random.Random) -> str:
-    return {"Name": lambda: f"{r.choice(FIRST_NAMES)} {r.choice(LAST_NAMES)}",
-            "Email": lambda: f"{r.choice(FIRST_NAMES).lower()}@example.org",
-            "City": lambda: r.choice(CITIES), "Phone": lambda: f"555-{r.randint(1000, 9999)}",
+    return {"Name": lambda: f"{r.choice(_FIRST_NAMES)} {r.choice(_LAST_NAMES)}",
+            "Email": lambda: f"{r.choice(_FIRST_NAMES).lower()}@example.org",
+            "City": lambda: r.choice(_CITIES), "Phone": lambda: f"555-{r.randint(1000, 9999)}",
             "Amount": lambda: f"${r.randint(5, 999)}.00",
-            "Date": lambda: f"{r.randint(1, 28)} {r.choice(MONTHS)}",
-            "Product": lambda: r.choice(PRODUCTS), "Order": lambda: f"#{r.randint(10000, 99999)}",
+            "Date": lambda: f"{r.randint(1, 28)} {r.choice(_MONTHS)}",
+            "Product": lambda: r.choice(_PRODUCTS), "Order": lambda: f"#{r.randint(10000, 99999)}",
             }.get(label, lambda: " ".join(_title(r, 2)))()
 
 
@@ -966,9 +967,9 @@ def _pane_list(cv: _Canvas, s: random.Random, c: random.Random, alt: bool, box: 
         if i == selected:
             cv.draw.rectangle((x0 - px // 2, top, x1, top + row), fill=_mix(th.bg, th.accent, 0.25))
         cv.draw.ellipse((x0, top + row / 2 - px, x0 + 2 * px, top + row / 2 + px), fill=c.choice(_ACCENTS))
-        name = f"{c.choice(FIRST_NAMES)} {c.choice(LAST_NAMES)}"
+        name = f"{c.choice(_FIRST_NAMES)} {c.choice(_LAST_NAMES)}"
         cv.text((x0 + px * 2.6, top + row * 0.3), name, bold, th.fg)
-        line = _fit(sentence(c), font, x1 - x0 - px * 3)
+        line = _fit(_sentence(c), font, x1 - x0 - px * 3)
         cv.text((x0 + px * 2.6, top + row * 0.72), " ".join(line), font, _mix(th.fg, th.bg, 0.25))
         cv.draw.line((x0, top + row, x1, top + row), fill=_mix(th.fg, th.bg, 0.8), width=1)
 
@@ -981,7 +982,7 @@ def _pane_preview(cv: _Canvas, s: random.Random, c: random.Random, alt: bool, bo
     pw, ph = int(x1 - x0), int(y1 - y0 - px * 5)
     if pw > 16 and ph > 16:
         cv.image.paste(_natural(c.getrandbits(32), "content", (pw, ph)).image, (int(x0), int(y0)))
-    caption = _fit(sentence(c), font, x1 - x0)
+    caption = _fit(_sentence(c), font, x1 - x0)
     cv.text((x0, y1 - px * 3.6), " ".join(caption), font, th.fg)
     x = x0
     for i, label in enumerate(c.sample(_BUTTONS, 3)):
@@ -1048,8 +1049,9 @@ def rescale(image: Image.Image, factor: float) -> Image.Image:
 
 def crop(image: Image.Image, fraction: float) -> Image.Image:
     """Remove `fraction` of the width and of the height in total, half on each side (a re-crop as sites do).
-    The 64-bit DCT pHash tolerates little cropping: measured on this module's renderers, 2% stays within
-    Hamming distance 8, 5% reaches 14 and 8% reaches 24 (a crop moves every low frequency's phase)."""
+    A 64-bit DCT pHash tolerates little cropping (a crop shifts every low frequency): on 140 renders of
+    this module, the share within Hamming distance 8 is 99% at 2%, 96% at 3%, 78% at 5% (worst 16 bits)
+    and 44% at 8% (worst 28)."""
     if not 0 <= fraction < 0.5:
         raise ValueError(f"crop fraction must be in [0, 0.5), got {fraction}")
     dw, dh = round(image.width * fraction), round(image.height * fraction)
@@ -1082,8 +1084,9 @@ def lookalike(kind: str, seed: int) -> tuple[Rendered, Rendered]:
     """Two pictures that look alike at a glance but are not duplicates. For the drawn kinds the first is
     `<kind>(seed)` and the second keeps its template (size, layout, fonts, colours, chart type, axes) with
     other content (text, data, row/column/field counts, selection, pictures); a text page's lookalike ends
-    at another height. Photos: two disjoint quadrants of one source at the same scale and size, mirrored
-    so that neither matches a `photo()` window."""
+    at another height, and a table's is cropped to its own rows and columns (so its size differs).
+    Photos: two disjoint quadrants of one source at the same scale and size, mirrored so that neither
+    matches a `photo()` window."""
     if kind == "photo":
         r = _rng("photo", seed, "lookalike")
         src, n = seed % len(PHOTO_SOURCES), len(PHOTO_SOURCES)
