@@ -138,6 +138,19 @@ class Plan:
     served_only: list[Img] = field(default_factory=list)  # served but never extracted (middle srcset sizes)
     pages: list[Page] = field(default_factory=list)
     routes: dict[str, dict[str, dict]] = field(default_factory=dict)
+    slots_used: dict[str, int] = field(default_factory=dict)  # photo windows handed out, per pool
+
+    def take_slot(self, pool: str) -> int | None:
+        """A seed whose photo window no other image of this plan uses, or None when the pool is spent.
+
+        scikit-image ships few photos (im.PHOTO_VARIANTS windows): two images drawn from one window would
+        be duplicates the truth does not know about, so each window is used once per plan.
+        """
+        used = self.slots_used.get(pool, 0)
+        if used >= im.PHOTO_VARIANTS:
+            return None
+        self.slots_used[pool] = used + 1
+        return self.seed * im.PHOTO_VARIANTS + used  # window = seed % PHOTO_VARIANTS = used
 
     def host_url(self, host: str) -> str:
         return f"http://127.0.0.1:{self.port + HOSTS[host]}"
@@ -194,8 +207,8 @@ RENDERERS: dict[str, Callable[..., im.Rendered]] = {
 
 # Per unit of scale: how many plain content images of each renderer, and which hosts carry them.
 CONTENT = {
-    "photo": (44, ("photos", "news", "cdn")),
-    "natural": (32, ("photos", "cdn")),
+    "photo": (30, ("photos", "news", "cdn")),  # the photo pool holds ~65 windows for every use in a plan
+    "natural": (40, ("photos", "cdn")),
     "document": (20, ("docs", "news")),
     "chart": (18, ("docs", "news")),
     "table": (14, ("docs",)),
@@ -204,6 +217,16 @@ CONTENT = {
 }
 
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "bmp": "bmp", "tiff": "tif"}
+
+
+def render(plan: Plan, kind: str, name: str, size: tuple[int, int] | None = None) -> im.Rendered:
+    """Render one picture; photos and signs take unused windows of the photo pool, then fall back."""
+    if kind in ("photo", "sign"):
+        slot = plan.take_slot(kind)
+        if slot is not None:
+            return RENDERERS[kind](slot, size)
+        kind = "natural" if kind == "photo" else "screenshot"  # pool spent (large --scale): still unique
+    return RENDERERS[kind](sub_seed(plan.seed, name), size)
 
 
 def _content_images(plan: Plan, rng: random.Random) -> list[Img]:
@@ -217,10 +240,10 @@ def _content_images(plan: Plan, rng: random.Random) -> list[Img]:
             host = hosts[i % len(hosts)]
             stem = {("photo", 4): "café-", ("natural", 5): "日本-"}.get((kind, i % 9), "")
             img = Img(name, host, f"/img/{kind}/{stem}{name}.{_EXT[fmt]}")
-            out.append(_rendered(img, RENDERERS[kind](sub_seed(plan.seed, name)), fmt))
-    for i in range(2 * plan.scale):
+            out.append(_rendered(img, render(plan, kind, name), fmt))
+    for i in range(2):  # scikit-image has two photos of text; real_text_photo picks by parity
         name = f"realtext-{i:04d}"
-        rendered = im.real_text_photo(sub_seed(plan.seed, name) + i)
+        rendered = im.real_text_photo(i)
         out.append(_rendered(Img(name, "docs", f"/scans/{name}.png"), rendered, "png"))
     return out
 
@@ -230,15 +253,19 @@ def _format_cases(plan: Plan) -> list[Img]:
     out = []
     s = plan.seed
     for i in range(plan.scale):
+        photo_based = {"cmyk": im.cmyk_jpeg, "png16": im.png16, "webp": im.webp,
+                       "exif": lambda seed: im.exif_rotated_jpeg(seed)[0]}
+        slots = {kind: plan.take_slot("photo") for kind in photo_based}
+        if None in slots.values():
+            continue  # photo pool spent: these formats are already covered at a smaller scale
         cases: list[tuple[str, str, bytes, str, dict]] = [
-            ("cmyk", "photos", im.cmyk_jpeg(sub_seed(s, f"cmyk{i}")), "jpeg", {}),
-            ("png16", "docs", im.png16(sub_seed(s, f"png16{i}")), "png", {}),
+            ("cmyk", "photos", photo_based["cmyk"](slots["cmyk"]), "jpeg", {}),
+            ("png16", "docs", photo_based["png16"](slots["png16"]), "png", {}),
             ("palette", "cdn", im.palette_transparent_png(sub_seed(s, f"pal{i}")), "png", {}),
             ("animated", "news", im.animated_gif(sub_seed(s, f"gif{i}")), "gif", {"animated": True}),
-            ("webp", "photos", im.webp(sub_seed(s, f"webp{i}")), "webp", {}),
+            ("webp", "photos", photo_based["webp"](slots["webp"]), "webp", {}),
+            ("exif", "photos", photo_based["exif"](slots["exif"]), "jpeg", {}),
         ]
-        data, _ = im.exif_rotated_jpeg(sub_seed(s, f"exif{i}"))
-        cases.append(("exif", "photos", data, "jpeg", {}))
         for kind, host, data, fmt, extra in cases:
             name = f"{kind}-{i:04d}"
             img = _special(Img(name, host, f"/media/{name}.{_EXT[fmt]}"), data, fmt, _size_of(data))
@@ -287,12 +314,11 @@ def _fault(img: Img, fault: str, route: dict | None, stage: str, reason: str) ->
 
 def _download_faults(plan: Plan, rng: random.Random) -> list[Img]:
     """URLs whose server misbehaves (or forbids us) on purpose; see curate/serve.py for the route semantics."""
-    s = plan.seed
     out = []
     route: dict[str, Any]
 
     def content(name: str, host: str, path: str, kind: str = "photo") -> Img:
-        return _rendered(Img(name, host, path), RENDERERS[kind](sub_seed(s, name)), "jpeg")
+        return _rendered(Img(name, host, path), render(plan, kind, name), "jpeg")
 
     for i in range(plan.scale):
         for j in range(3):
@@ -379,14 +405,14 @@ def _duplicates(plan: Plan, pool: list[Img], rng: random.Random, next_group: Cal
     variants: list[tuple[str, Callable[[im.Rendered], tuple[bytes, tuple[int, int]]]]] = [
         ("small", lambda r: _enc(im.rescale(r.image, 0.6))),
         ("q55", lambda r: (im.recompress(im.encode(r.image, "jpeg", quality=92), 55), r.image.size)),
-        ("crop", lambda r: _enc(im.crop(r.image, 0.05))),
+        ("crop", lambda r: _enc(im.crop(r.image, 0.03))),
         ("bright", lambda r: _enc(im.brighten(r.image, 1.12))),
     ]
     kinds = ("photo", "natural", "document", "chart", "sign")
     for n in range(10 * plan.scale):
         kind = kinds[n % len(kinds)]
         name = f"near-{kind}-{n:04d}"
-        rendered = RENDERERS[kind](sub_seed(s, name))
+        rendered = render(plan, kind, name)
         group = next_group()
         base = _rendered(Img(name, hosts[n % 4], f"/img/{kind}/{name}.jpg"), rendered, "jpeg", quality=92)
         base.dup_group, base.dup_kind = group, "near"
@@ -410,7 +436,7 @@ def _srcset_sets(plan: Plan, next_group: Callable[[], int]) -> list[list[Img]]:
     out = []
     for n in range(4 * plan.scale):
         name = f"resp-{n:04d}"
-        rendered = RENDERERS["photo" if n % 2 else "chart"](sub_seed(plan.seed, name), size=(1024, 683))
+        rendered = render(plan, "photo" if n % 2 else "chart", name, size=(1024, 683))
         group = next_group()
         imgs = []
         for width in (320, 640, 1024):
@@ -424,14 +450,14 @@ def _srcset_sets(plan: Plan, next_group: Callable[[], int]) -> list[list[Img]]:
 
 def _lookalikes(plan: Plan, next_group: Callable[[], int]) -> list[Img]:
     out = []
-    kinds = ("document", "chart", "photo")
+    kinds = ("document", "chart", "natural")  # not "photo": its mirrored quadrants could meet a sign's
     for n in range(3 * plan.scale):
         kind = kinds[n % len(kinds)]
         pair = im.lookalike(kind, sub_seed(plan.seed, f"lookalike-{n}"))
         group = next_group()
         for j, rendered in enumerate(pair):
             name = f"alike-{kind}-{n:04d}-{j}"
-            img = _rendered(Img(name, "docs" if kind != "photo" else "photos", f"/img/alike/{name}.jpg"),
+            img = _rendered(Img(name, "docs" if kind != "natural" else "photos", f"/img/alike/{name}.jpg"),
                             rendered, "jpeg")
             img.lookalike_group = group
             out.append(img)
@@ -454,12 +480,11 @@ def _non_http(plan: Plan) -> dict[str, Img]:
 
 def _inline(plan: Plan, pool: list[Img]) -> list[Img]:
     """Images captured as WARC response records themselves: bytes in the crawl, no download."""
-    s = plan.seed
     out = []
     for n in range(3 * plan.scale):
         kind = ("photo", "document", "natural")[n % 3]
         name = f"inline-{kind}-{n:04d}"
-        img = _rendered(Img(name, "photos", f"/captured/{name}.jpg"), RENDERERS[kind](sub_seed(s, name)), "jpeg")
+        img = _rendered(Img(name, "photos", f"/captured/{name}.jpg"), render(plan, kind, name), "jpeg")
         img.inline = True
         out.append(img)
     pixel = _special(Img("inline-pixel", "news", "/t/inline-pixel.gif"), im.tracking_pixel("gif"), "gif", (1, 1))
@@ -541,7 +566,7 @@ def _date(rng: random.Random, snapshot: int) -> str:
 
 
 def _fresh(plan: Plan, name: str, host: str, kind: str = "photo") -> Img:
-    return _rendered(Img(name, host, f"/img/{kind}/{name}.jpg"), RENDERERS[kind](sub_seed(plan.seed, name)), "jpeg")
+    return _rendered(Img(name, host, f"/img/{kind}/{name}.jpg"), render(plan, kind, name), "jpeg")
 
 
 def _new_page(plan: Plan, rng: random.Random, host: str, n: int, snapshots: tuple[int, ...] | None = None) -> Page:
