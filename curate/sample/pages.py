@@ -110,6 +110,17 @@ def _nav(rng: random.Random, plan: Plan, page: Page) -> str:
     return "<header><nav>" + "".join(links) + "</nav></header>"
 
 
+def _related(rng: random.Random) -> str:
+    """The link lists real pages carry below an article (related, most read, tags)."""
+    items = []
+    for n in range(rng.randint(20, 40)):
+        title = html.escape(_sentence(rng)[:80])
+        items.append(f'<li><a href="/story/{n}-{rng.choice(_VOCAB)}.html" class="teaser">{title}</a>'
+                     f'<span class="meta">{rng.randint(1, 28)} Jan</span></li>')
+    tags = " ".join(f'<a href="/tag/{w}" rel="tag">{w}</a>' for w in rng.sample(_VOCAB, 12))
+    return f'<aside class="related"><h2>Related</h2><ul>{"".join(items)}</ul><div class="tags">{tags}</div></aside>'
+
+
 def page_html(page: Page, plan: Plan) -> str:
     """The page's HTML as text (encode with `page.charset`)."""
     rng = random.Random(sub_seed(plan.seed, "html:" + page.url))
@@ -120,7 +131,7 @@ def page_html(page: Page, plan: Plan) -> str:
     out.append("<main><article>")
     out.append(f"<h1>{html.escape(page.title)}</h1>")
     for tag in page.tags:
-        for _ in range(rng.randint(1, 3)):
+        for _ in range(rng.randint(2, 5)):
             closing = "" if page.malformed and rng.random() < 0.4 else "</p>"
             out.append(f"<p>{_paragraph(rng)}{closing}")
         caption = html.escape(_sentence(rng))
@@ -128,7 +139,9 @@ def page_html(page: Page, plan: Plan) -> str:
             out.append(f"<div class=figure>{img_html(tag, rng, entities)}<span>{caption}</div></span>")
         else:
             out.append(f"<figure>{img_html(tag, rng, entities)}<figcaption>{caption}</figcaption></figure>")
-    out.append("</article></main>")
+    out.append("</article>")
+    out.append(_related(rng))
+    out.append("</main>")
     out.append("<footer><p>&copy; 2021 Sample Media &middot; All rights reserved.</p>"
                '<a href="/privacy">Privacy</a> <a href="/terms">Terms</a></footer>')
     if not page.malformed:
