@@ -18,13 +18,16 @@ TEXT = "text"
 WRITE = "write"
 STAGES = (EXTRACT, DOWNLOAD, DECODE, DEDUP, TEXT, WRITE)
 
-# extract: image references
-UNSUPPORTED_SCHEME = "unsupported_scheme"  # data:, javascript:, ftp: ... (only http(s) is fetched)
-INVALID_URL = "invalid_url"  # unparseable, or no host after resolution
+# extract: image references (one per occurrence of an <img> or WAT link)
+DATA_URI = "data_uri"  # data: URIs carry no fetchable image (often lazy-loading placeholders)
+BAD_SCHEME = "bad_scheme"  # javascript:, ftp:, blob: ... (only http(s) is fetched)
+UNPARSEABLE_URL = "unparseable_url"  # no host after resolution, invalid port, broken IPv6 literal
 PAGE_OPTOUT = "page_optout"  # page says noai/noimageai (meta robots or X-Robots-Tag)
-# extract: crawl records (not images)
+DUPLICATE_URL = "duplicate_url"  # another occurrence of a URL already kept (counted, not written per row)
+# extract: crawl records and files (not images)
 NOT_WARC = "not_warc"  # a listed file that is not a WARC/WAT at all
-TRUNCATED_RECORD = "truncated_record"  # payload shorter than its declared length
+MISSING_FILE = "missing_file"  # a listed file that does not exist (404, no such path)
+TRUNCATED_RECORD = "truncated_record"  # payload shorter than its declared length, or the stream broke
 
 # download
 ROBOTS_DISALLOW = "robots_disallow"

@@ -469,11 +469,11 @@ def _non_http(plan: Plan) -> dict[str, Img]:
     gif = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
     png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
     cases = {
-        "placeholder": (gif, R.UNSUPPORTED_SCHEME),
-        "datapng": (png, R.UNSUPPORTED_SCHEME),
-        "js": ("javascript:void(0)", R.UNSUPPORTED_SCHEME),
-        "ftp": ("ftp://127.0.0.1/pub/old-logo.gif", R.UNSUPPORTED_SCHEME),
-        "badport": ("http://127.0.0.1:99999/img/x.jpg", R.INVALID_URL),
+        "placeholder": (gif, R.DATA_URI),
+        "datapng": (png, R.DATA_URI),
+        "js": ("javascript:void(0)", R.BAD_SCHEME),
+        "ftp": ("ftp://127.0.0.1/pub/old-logo.gif", R.BAD_SCHEME),
+        "badport": ("http://127.0.0.1:99999/img/x.jpg", R.UNPARSEABLE_URL),
     }
     return {name: Img(name, "", url, stage=R.EXTRACT, reason=reason) for name, (url, reason) in cases.items()}
 

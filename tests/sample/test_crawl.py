@@ -256,7 +256,7 @@ def test_wat_links_agree_with_warc_pages(sample_crawl: Path) -> None:
 def test_truth_covers_every_planted_case(sample_crawl: Path) -> None:
     truth = _truth(sample_crawl)
     fates = {r["fate"] for r in truth if r["fate"]}
-    planted = {R.KEPT, R.UNSUPPORTED_SCHEME, R.INVALID_URL, R.PAGE_OPTOUT, R.ROBOTS_DISALLOW, R.HEADER_OPTOUT,
+    planted = {R.KEPT, R.DATA_URI, R.BAD_SCHEME, R.UNPARSEABLE_URL, R.PAGE_OPTOUT, R.ROBOTS_DISALLOW, R.HEADER_OPTOUT,
                R.TIMEOUT, R.TOO_LARGE, R.INCOMPLETE_BODY, R.NOT_AN_IMAGE, R.TOO_MANY_REDIRECTS, "http_404",
                "http_500", R.UNSUPPORTED_FORMAT, R.TOO_MANY_PIXELS, R.UNDECODABLE, R.TRUNCATED, R.TOO_SMALL,
                R.BAD_ASPECT_RATIO, R.DUPLICATE, R.NEAR_DUPLICATE}
