@@ -82,14 +82,15 @@ def _file_stem(snapshot: int, index: int) -> str:
     return f"CC-MAIN-{start:%Y%m%d%H%M%S}-{end:%Y%m%d%H%M%S}-{index:05d}"
 
 
-def _captures(plan: Plan, snapshot: int) -> list[Capture]:
+def _captures(plan: Plan, snapshot: int) -> tuple[list[Capture], list[Capture]]:
+    """The snapshot's captures in crawl order, and the page(s) whose record the file is cut inside."""
     rng = random.Random(plan.seed * 31 + snapshot)
     caps = [page_capture(plan, p, snapshot) for p in plan.pages if snapshot in p.snapshots and not p.cut]
     caps += [image_capture(img) for img in plan.images if img.inline and img.inline_snapshot == snapshot]
     rng.shuffle(caps)
     caps[1:1] = other_captures(plan, snapshot, SNAPSHOTS[snapshot][2] + "T14:00:00Z")
     cut = [page_capture(plan, p, snapshot) for p in plan.pages if snapshot in p.snapshots and p.cut]
-    return caps + cut  # the cut page goes last: the truncated file ends inside it
+    return caps, cut
 
 
 def _records_rows(rel: str, kind: str, records: list[WrittenRecord], cut_at: int | None) -> list[dict]:
@@ -109,8 +110,9 @@ def _records_rows(rel: str, kind: str, records: list[WrittenRecord], cut_at: int
 def _write_snapshot(out: Path, plan: Plan, snapshot: int) -> list[dict]:
     snap_id, segment, _, _ = SNAPSHOTS[snapshot]
     base = Path("crawl-data") / snap_id / "segments" / segment
-    caps = _captures(plan, snapshot)
+    caps, cut = _captures(plan, snapshot)
     chunks = [caps[i : i + CAPTURES_PER_FILE] for i in range(0, len(caps), CAPTURES_PER_FILE)]
+    chunks[-1] += cut  # the cut page goes last: the truncated file has good records before the damage
     version = "1.0" if snapshot == 0 else "1.1"
     warc_list, wat_list, rows = [], [], []
     for index, chunk in enumerate(chunks):
