@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,6 +81,34 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extract(args: argparse.Namespace) -> int:
+    from curate.config import load_config
+    from curate.crawl import input_files, resolve_snapshots, snapshot_files
+    from pipelines.extract import run
+
+    config = load_config(args.config, {"extract.source": args.source, "extract.max_files": args.max_files,
+                                       "extract.shards": args.shards})
+    if args.snapshot:
+        files = snapshot_files(resolve_snapshots(args.snapshot), args.cc_base_url, config.extract.source,
+                               config.extract.max_files)
+    else:
+        files = input_files(args.input, args.cc_base_url)
+    manifest = run(files, args.output, config, args.beam_args, force=args.force)
+    _print_funnel("extract", manifest, args.output)
+    return 0
+
+
+def _print_funnel(stage: str, manifest: dict, out: str) -> None:
+    state = "up to date, skipped" if manifest.get("skipped") else "done"
+    print(f"{stage}: {state}; outputs under {out}")
+    for name, part in manifest["funnel"].items():
+        rejected = ", ".join(f"{k} {v}" for k, v in part["rejected"].items() if v)
+        print(f"  {name:11s} in {part['input']:>8}  kept {part['kept']:>8}  failed {part['failed']:>6}"
+              + (f"  rejected: {rejected}" if rejected else ""))
+    for table, shards in manifest["tables"].items():
+        print(f"  {table:11s} {sum(s['rows'] for s in shards)} rows in {len(shards)} Parquet files")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from curate.demo import run_demo
 
@@ -111,6 +140,27 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=None, help="base port (default: the one the crawl was built for)")
     p.add_argument("--access-log", default=None, help="append one JSON line per request to this file")
 
+    p = add("extract", _extract,
+            "Extract image references (URL, alt, provenance) from CommonCrawl WARC or WAT files. "
+            "Flags curate does not know go to Apache Beam (--runner, --direct_num_workers ...).")
+    p.set_defaults(beam_flags=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--snapshot", help="crawl IDs, presets (web-ssl) or month ranges (2021-01..2021-06), "
+                                         "comma-separated")
+    what.add_argument("--input", nargs="+", help="WARC/WAT files, globs or *.paths.gz listings (local or remote)")
+    p.add_argument("--output", required=True, help="output URL (local path, s3://, gs://, memory:// ...)")
+    p.add_argument("--source", choices=("warc", "wat"), default=None,
+                   help="with --snapshot: read WARC files (HTML parsed here) or WAT files (links only) "
+                        "[config extract.source, default warc]")
+    p.add_argument("--max-files", type=_positive_int, default=None,
+                   help="with --snapshot: read at most N files per snapshot [config extract.max_files, default all]")
+    p.add_argument("--cc-base-url", default="https://data.commoncrawl.org/",
+                   help="where crawl-data/ lives (any fsspec URL)")
+    p.add_argument("--shards", type=_positive_int, default=None,
+                   help="Parquet files per output table [config extract.shards, default 8]")
+    p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
+    p.add_argument("--force", action="store_true", help="run even if OUT/refs is complete for these inputs")
+
     p = add("demo", _demo, "Build the sample crawl, serve it, and run every stage that exists on it.")
     p.add_argument("--crawl", default="build/sample", help="where to build the sample crawl")
     p.add_argument("--out", default="build/demo", help="output directory of the pipeline run")
@@ -119,9 +169,26 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _QuietImports(logging.Filter):
+    """Beam's GCP module warns on import that optional Google clients are missing; we use none of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietImports())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _setup_logging()
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "beam_flags", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.beam_args = extra
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -32,10 +32,12 @@ IMAGE_FORMATS = ("jpeg", "png", "webp", "gif")
 class ExtractConfig:
     source: str = "warc"  # warc | wat
     max_files: int | None = None  # per snapshot; None = all
+    shards: int = 8  # output Parquet files for refs (and for rejects, failures); ~1M refs a shard suits big jobs
 
     def validate(self) -> None:
         _choice("extract.source", self.source, ("warc", "wat"))
         _positive("extract.max_files", self.max_files, allow_none=True)
+        _positive("extract.shards", self.shards)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ references and are only counted, by kind.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from urllib.parse import urljoin
 
 from curate import reasons as R

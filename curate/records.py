@@ -23,7 +23,9 @@ class ImageRef(NamedTuple):
     record_offset: int  # byte offset of the WARC/WAT record in source_file
     crawl_date: str  # ISO 8601 UTC, the record's WARC-Date
     source: str = "html"  # html (WARC page) | wat (WAT links) | inline (WARC record whose payload is an image)
-    content: bytes | None = None  # inline images only: the payload, no download needed
+    content: bytes | None = None  # inline images: the payload, no download needed
+    occurrences: int = 1  # how many references the crawl holds to this URL (after URL dedup)
+    alts: tuple[str, ...] = ()  # a few distinct alt texts, earliest references first
 
 
 class FetchedImage(NamedTuple):
@@ -80,6 +82,7 @@ class Rejected(NamedTuple):
     stage: str
     reason: str
     detail: str = ""
+    occurrences: int = 1  # identical rejects (same key, stage and reason) are merged and counted
 
 
 class Failed(NamedTuple):

@@ -1,0 +1,149 @@
+"""Stage outputs on any fsspec URL: Parquet shards written atomically, manifests, and the funnel.
+
+Every stage writes its tables through `WriteParquetShards`: records are spread over a fixed number of
+shards by key, each shard is sorted by key and written whole to a temporary name, renamed to its final
+name, then checked (size and SHA-256) — a shard is never visible half-written, a bundle the runner
+retries rewrites identical bytes, and the same inputs give the same files on every runner. The stage's
+`_MANIFEST.json` lists what was committed; the driver verifies it after the run (Beam's own file sinks
+can swallow a failed rename) and merges the stage's counts into `OUT/stats.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import IntegrityError
+
+MANIFEST = "_MANIFEST.json"
+
+
+class ShardInfo(NamedTuple):
+    table: str  # the folder under OUT: refs | rejects | failed ...
+    path: str  # relative to OUT
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def atomic_write(url: str, data: bytes) -> tuple[int, str]:
+    """Write bytes under a temporary name, rename to `url`, and check what landed. Returns (size, sha256)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}" if parent else f".tmp-{uuid.uuid4().hex}"
+    with fs.open(tmp, "wb") as fh:
+        fh.write(data)
+    fs.mv(tmp, path)
+    digest = hashlib.sha256(data).hexdigest()
+    if fs.size(path) != len(data):
+        raise IntegrityError(f"{url}: wrote {len(data)} bytes, found {fs.size(path)}")
+    return len(data), digest
+
+
+def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf, compression="zstd")
+    return buf.getvalue()
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    """Keys are hex digests: their leading bits spread uniformly."""
+    return int(key[:8], 16) % num_shards
+
+
+def shard_name(table: str, index: int, num_shards: int) -> str:
+    return f"{table}-{index:05d}-of-{num_shards:05d}.parquet"
+
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, out: str, folder: str, table: str, schema: pa.Schema, num_shards: int):
+        self.out, self.folder, self.table, self.schema, self.num_shards = out, folder, table, schema, num_shards
+
+    def process(self, element: tuple[int, Iterable[tuple[str, dict]]]) -> Iterable[ShardInfo]:
+        index, keyed = element
+        rows = [row for _, row in sorted(keyed, key=lambda kr: (kr[0], json.dumps(kr[1], sort_keys=True, default=str)))]
+        rel = join(self.folder, shard_name(self.table, index, self.num_shards))
+        size, digest = atomic_write(join(self.out, rel), parquet_bytes(rows, self.schema))
+        yield ShardInfo(self.folder, rel, len(rows), size, digest)
+
+
+class WriteParquetShards(beam.PTransform):
+    """Write records as `OUT/<folder>/<table>-NNNNN-of-MMMMM.parquet`; outputs one ShardInfo per shard."""
+
+    def __init__(self, out: str, folder: str, table: str, schema: pa.Schema,
+                 to_row: Callable[[Any], dict], key: Callable[[Any], str], num_shards: int):
+        super().__init__()
+        self.out, self.folder, self.table, self.schema = out, folder, table, schema
+        self.to_row, self.key, self.num_shards = to_row, key, num_shards
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        key, to_row, n = self.key, self.to_row, self.num_shards
+        return (
+            pcoll
+            | "Keyed" >> beam.Map(lambda r: (shard_of(key(r), n), (key(r), to_row(r))))
+            | "ByShard" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(_WriteShard(self.out, self.folder, self.table, self.schema, n))
+        )
+
+
+def read_json(url: str) -> Any | None:
+    try:
+        with fsspec.open(url, "r", encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
+def write_json(url: str, value: Any) -> None:
+    atomic_write(url, (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+
+
+def verify_shards(out: str, shards: list[dict]) -> None:
+    """Every committed shard exists with its recorded size and SHA-256, or IntegrityError."""
+    for shard in shards:
+        url = join(out, shard["path"])
+        try:
+            with fsspec.open(url, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            raise IntegrityError(f"committed shard is missing: {url}") from None
+        if len(data) != shard["bytes"] or hashlib.sha256(data).hexdigest() != shard["sha256"]:
+            raise IntegrityError(f"committed shard does not match its manifest: {url}")
+
+
+def update_stats(out: str, stage: str, counts: dict[str, Any]) -> dict[str, Any]:
+    """Merge one stage's funnel into OUT/stats.json (the driver does this once per stage run)."""
+    url = join(out, "stats.json")
+    stats = read_json(url) or {}
+    stats[stage] = counts
+    write_json(url, stats)
+    return stats
+
+
+def remove(url: str) -> None:
+    """Delete a file or folder, or everything a glob matches; nothing there is fine."""
+    fs, path = fsspec.core.url_to_fs(url)
+    for found in fs.glob(path) if any(c in path for c in "*?[") else [path]:
+        if fs.exists(found):
+            fs.rm(found, recursive=True)
+
+
+REJECT_SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("stage", pa.string()),
+                           ("reason", pa.string()), ("detail", pa.string()), ("occurrences", pa.int64())])
+FAILED_SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("stage", pa.string()),
+                           ("error", pa.string()), ("detail", pa.string())])

@@ -1,0 +1,257 @@
+"""Extract: crawl files -> one ImageRef per distinct image URL, every other reference and record accounted.
+
+Graph: file URLs -> Reshuffle (one file per element, spread over workers) -> ExtractFile (streams the
+file; refs on the main output, rejects and dead letters on tagged outputs, counts per file) ->
+CombinePerKey by URL key (cross-snapshot URL dedup: deterministic representative, occurrences, a few
+alts) -> Parquet shards under OUT/refs, rejects under OUT/rejects, dead letters under OUT/failed, and
+OUT/refs/_MANIFEST.json with the funnel. The driver then verifies the shards, checks that the counts add
+up, and merges the funnel into OUT/stats.json.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from curate import __version__
+from curate import reasons as R
+from curate.config import Config, write_config
+from curate.crawl import CrawlFile, open_binary, snapshot_of
+from curate.errors import IntegrityError
+from curate.extract import Context, extract_record
+from curate.io import (
+    MANIFEST,
+    ShardInfo,
+    WriteParquetShards,
+    join,
+    read_json,
+    remove,
+    update_stats,
+    verify_shards,
+    write_json,
+)
+from curate.records import Failed, ImageRef, Rejected
+from curate.urls import url_key
+from curate.warc import DamagedFile, NotAWarc, iter_records
+from pipelines.common import WriteRejectsAndFailures, check_funnel, pipeline_options
+
+STAGE = R.EXTRACT
+MAX_ALTS = 5
+REJECTED, FAILED, COUNTS = "rejected", "failed", "counts"
+
+REF_SCHEMA = pa.schema([
+    ("key", pa.string()), ("url", pa.string()), ("alt", pa.string()), ("title", pa.string()),
+    ("page_url", pa.string()), ("snapshot", pa.string()), ("source_file", pa.string()),
+    ("record_offset", pa.int64()), ("crawl_date", pa.string()), ("source", pa.string()),
+    ("content", pa.binary()), ("occurrences", pa.int64()), ("alts", pa.list_(pa.string())),
+])
+
+
+def ref_row(ref: ImageRef) -> dict[str, Any]:
+    row = ref._asdict()
+    row["alts"] = list(ref.alts)
+    return row
+
+
+def ref_from_row(row: dict[str, Any]) -> ImageRef:
+    return ImageRef(**{**row, "alts": tuple(row["alts"] or ())})
+
+
+class ExtractFile(beam.DoFn):
+    """One crawl file in, its references out. Nothing a file holds can stop the run."""
+
+    def __init__(self, agent: str):
+        self.agent = agent
+
+    def process(self, file: CrawlFile) -> Iterator[Any]:
+        counts: Counter[str] = Counter()
+        ctx = Context(file.url, file.snapshot, self.agent)
+        try:
+            with open_binary(file.url) as stream:
+                for record in iter_records(stream):
+                    if record.warc_type == "warcinfo" and not ctx.snapshot:
+                        ctx.snapshot = snapshot_of(record.is_part_of) or record.is_part_of
+                    yield from self._record(ctx, record, counts)
+            counts["files.read"] += 1
+        except DamagedFile as e:
+            counts["files.truncated"] += 1
+            yield self._failed(file, R.TRUNCATED_RECORD, str(e))
+        except NotAWarc as e:
+            counts["files.not_warc"] += 1
+            yield self._failed(file, R.NOT_WARC, str(e))
+        except FileNotFoundError as e:
+            counts["files.missing_file"] += 1
+            yield self._failed(file, R.MISSING_FILE, str(e))
+        except Exception as e:  # noqa: BLE001 - any other I/O or library failure: dead-letter the file, go on
+            counts["files.read_error"] += 1
+            yield self._failed(file, f"{type(e).__name__}: {e}", traceback.format_exc(limit=5))
+        for name, n in counts.items():
+            Metrics.counter(STAGE, name).inc(n)
+        yield pvalue.TaggedOutput(COUNTS, dict(counts))
+
+    def _record(self, ctx: Context, record: Any, counts: Counter[str]) -> Iterator[Any]:
+        if not record.complete:
+            counts["records.truncated_record"] += 1
+            return  # the file is reported as damaged right after this
+        try:
+            kind, items = extract_record(ctx, record)
+        except Exception as e:  # noqa: BLE001 - one bad record is a dead letter, not a failed run
+            counts["records.failed"] += 1
+            where = f"{ctx.source_file}#{record.offset}"
+            yield pvalue.TaggedOutput(FAILED, Failed(url_key(where), where, STAGE, f"{type(e).__name__}: {e}",
+                                                     traceback.format_exc(limit=5)))
+            return
+        counts[f"records.{kind}"] += 1
+        for item in items:
+            counts["references.input"] += 1
+            if isinstance(item, Rejected):
+                counts[f"references.{item.reason}"] += 1
+                yield pvalue.TaggedOutput(REJECTED, item)
+            else:
+                yield item
+
+    @staticmethod
+    def _failed(file: CrawlFile, error: str, detail: str) -> pvalue.TaggedOutput:
+        return pvalue.TaggedOutput(FAILED, Failed(url_key(file.url), file.url, STAGE, error, detail))
+
+
+def _order(ref: ImageRef) -> tuple:
+    return (ref.crawl_date, ref.page_url, ref.source_file, ref.record_offset)
+
+
+class MergeRefs(beam.CombineFn):
+    """URL dedup: the earliest reference (crawl date, then page URL) represents the URL; occurrences are
+    summed; up to MAX_ALTS distinct alt texts are kept, earliest first; inline bytes, if any reference
+    carried them, ride along so the image is never downloaded. Commutative and associative, so the result
+    does not depend on how a runner splits the work."""
+
+    def create_accumulator(self) -> tuple[ImageRef | None, int, dict[str, tuple], bytes | None]:
+        return None, 0, {}, None
+
+    def add_input(self, acc: tuple, ref: ImageRef) -> tuple:
+        alts = {ref.alt: _order(ref)} if ref.alt else {}
+        content = (ref.content, _order(ref)) if ref.content is not None else None
+        return self.merge_accumulators([acc, (ref, ref.occurrences, alts, content)])
+
+    def merge_accumulators(self, accs: Iterable[tuple]) -> tuple:
+        best, total, alts, content = None, 0, {}, None
+        for ref, n, more_alts, more_content in accs:
+            total += n
+            if ref is not None and (best is None or _order(ref) < _order(best)):
+                best = ref
+            for alt, order in more_alts.items():
+                if alt not in alts or order < alts[alt]:
+                    alts[alt] = order
+            if more_content is not None and (content is None or more_content[1] < content[1]):
+                content = more_content
+        alts = dict(sorted(alts.items(), key=lambda kv: (kv[1], kv[0]))[:MAX_ALTS])
+        return best, total, alts, content
+
+    def extract_output(self, acc: tuple) -> ImageRef:
+        best, total, alts, content = acc
+        ordered = tuple(alt for alt, _ in sorted(alts.items(), key=lambda kv: (kv[1], kv[0])))
+        return best._replace(occurrences=total, alts=ordered, alt=best.alt or (ordered[0] if ordered else ""),
+                             content=content[0] if content else None)
+
+
+def _sum_counts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for d in dicts:
+        total.update(d)
+    return dict(total)
+
+
+def funnel(counts: dict[str, int], kept: int, n_files: int) -> dict[str, Any]:
+    """stats.json's extract section: files, records and references, each input = kept + rejected + failed."""
+    def group(prefix: str) -> dict[str, int]:
+        return {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith(prefix + ".")}
+
+    files, records, refs = group("files"), group("records"), group("references")
+    read = files.pop("read", 0)
+    record_failures = {k: records.pop(k) for k in ("failed", R.TRUNCATED_RECORD) if k in records}
+    found = refs.pop("input", 0)
+    rejected = dict(sorted(refs.items()))
+    rejected[R.DUPLICATE_URL] = found - sum(rejected.values()) - kept
+    return {
+        "files": {"input": n_files, "kept": read, "rejected": {}, "failed": sum(files.values()), "failures": files},
+        "records": {"input": sum(records.values()) + sum(record_failures.values()), "kept": sum(records.values()),
+                    "rejected": {}, "failed": sum(record_failures.values()), "kinds": records,
+                    "failures": record_failures},
+        "references": {"input": found, "kept": kept, "rejected": rejected, "failed": 0},
+    }
+
+
+class _WriteManifest(beam.DoFn):
+    def __init__(self, out: str, inputs: list[str], digest: str):
+        self.out, self.inputs, self.digest = out, inputs, digest
+
+    def process(self, shards: list[ShardInfo], counts: dict[str, int], kept: int) -> Iterator[None]:
+        tables: dict[str, list[dict]] = {}
+        for shard in sorted(shards, key=lambda s: s.path):
+            tables.setdefault(shard.table, []).append(shard._asdict())
+        manifest = {"stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
+                    "inputs": self.inputs, "tables": tables, "funnel": funnel(counts, kept, len(self.inputs))}
+        write_json(join(self.out, "refs", MANIFEST), manifest)
+        yield None
+
+
+def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) -> None:
+    shards = config.extract.shards
+    results = (
+        p
+        | "Files" >> beam.Create(files)
+        | "Spread" >> beam.Reshuffle()
+        | "Extract" >> beam.ParDo(ExtractFile(config.download.user_agent_token)).with_outputs(
+            REJECTED, FAILED, COUNTS, main="refs")
+    )
+    refs = (
+        results.refs
+        | "ByUrl" >> beam.Map(lambda r: (r.key, r))
+        | "DedupUrls" >> beam.CombinePerKey(MergeRefs())
+        | "Refs" >> beam.Values()
+    )
+    ref_shards = refs | "WriteRefs" >> WriteParquetShards(out, "refs", "refs", REF_SCHEMA, ref_row,
+                                                         lambda r: r.key, shards)
+    other_shards = (results[REJECTED], results[FAILED]) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
+    counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum_counts)
+    kept = refs | "CountRefs" >> beam.combiners.Count.Globally()
+    all_shards = (ref_shards, other_shards) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    _ = all_shards | "Manifest" >> beam.ParDo(
+        _WriteManifest(out, [f.url for f in files], config.digest()),
+        beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(kept))
+
+
+def is_done(out: str, files: list[CrawlFile], config: Config) -> bool:
+    manifest = read_json(join(out, "refs", MANIFEST))
+    return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == config.digest()
+                and manifest.get("inputs") == [f.url for f in files])
+
+
+def run(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[str] = (),
+        force: bool = False) -> dict[str, Any]:
+    """Run the stage (unless its outputs are complete for these inputs and config); return its manifest."""
+    if not force and is_done(out, files, config):
+        manifest = read_json(join(out, "refs", MANIFEST))
+        manifest["skipped"] = True
+        return manifest
+    for stale in (join(out, "refs"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*")):
+        remove(stale)
+    options = pipeline_options(beam_args)
+    with beam.Pipeline(options=options) as p:
+        build(p, files, out, config)
+    manifest = read_json(join(out, "refs", MANIFEST))
+    if not manifest:
+        raise IntegrityError(f"extract finished without writing {join(out, 'refs', MANIFEST)}")
+    verify_shards(out, [s for table in manifest["tables"].values() for s in table])
+    for name, part in manifest["funnel"].items():
+        check_funnel(STAGE, name, part)
+    update_stats(out, STAGE, manifest["funnel"])
+    write_config(config, out, inputs=[f.url for f in files])
+    return manifest
