@@ -67,6 +67,13 @@ def classify(base: str, raw: str) -> tuple[str, str | None]:
         return joined, R.UNPARSEABLE_URL
 
 
+def source_name(file_url: str) -> str:
+    """How provenance names a crawl file: from `crawl-data/` on when it has CommonCrawl's layout (the same on
+    every mirror: https, s3, a local copy), else the URL as given."""
+    at = file_url.find("crawl-data/")
+    return file_url[at:] if at >= 0 else file_url
+
+
 class Context:
     """Where a record came from: enough to fill every provenance field of its references."""
 

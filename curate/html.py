@@ -88,9 +88,9 @@ def _meta_charset(head: bytes) -> str | None:
 
 def decode_html(body: bytes, content_type: str = "") -> tuple[str, str]:
     """The page as text and the codec used."""
-    for bom, codec in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
         if body.startswith(bom):
-            return body[len(bom):].decode(codec, "replace"), codec
+            return body[len(bom):].decode(name, "replace"), name
     codec = _content_type_charset(content_type) or _meta_charset(body)
     if codec in ("utf-16", "utf-16-le", "utf-16-be", "utf_16"):  # a meta tag read as ASCII cannot be UTF-16
         codec = "utf-8"

@@ -62,7 +62,8 @@ class CrawlRecord:
 
 def _drain(stream: Any, cap: int) -> bytes:
     """Read up to `cap` bytes, then read and drop the rest (so the limit reader reaches its end)."""
-    parts, size = [], 0
+    parts: list[bytes] = []
+    size = 0
     while size < cap:
         chunk = stream.read(min(_CHUNK, cap - size))
         if not chunk:

@@ -25,7 +25,7 @@ from curate import reasons as R
 from curate.config import Config, write_config
 from curate.crawl import CrawlFile, open_binary, snapshot_of
 from curate.errors import IntegrityError
-from curate.extract import Context, extract_record
+from curate.extract import Context, extract_record, source_name
 from curate.io import (
     MANIFEST,
     ShardInfo,
@@ -72,7 +72,7 @@ class ExtractFile(beam.DoFn):
 
     def process(self, file: CrawlFile) -> Iterator[Any]:
         counts: Counter[str] = Counter()
-        ctx = Context(file.url, file.snapshot, self.agent)
+        ctx = Context(source_name(file.url), file.snapshot, self.agent)
         try:
             with open_binary(file.url) as stream:
                 for record in iter_records(stream):
@@ -119,7 +119,8 @@ class ExtractFile(beam.DoFn):
 
     @staticmethod
     def _failed(file: CrawlFile, error: str, detail: str) -> pvalue.TaggedOutput:
-        return pvalue.TaggedOutput(FAILED, Failed(url_key(file.url), file.url, STAGE, error, detail))
+        name = source_name(file.url)
+        return pvalue.TaggedOutput(FAILED, Failed(url_key(name), name, STAGE, error, detail))
 
 
 def _order(ref: ImageRef) -> tuple:
@@ -141,7 +142,8 @@ class MergeRefs(beam.CombineFn):
         return self.merge_accumulators([acc, (ref, ref.occurrences, alts, content)])
 
     def merge_accumulators(self, accs: Iterable[tuple]) -> tuple:
-        best, total, alts, content = None, 0, {}, None
+        best, total, content = None, 0, None
+        alts: dict[str, tuple] = {}
         for ref, n, more_alts, more_content in accs:
             total += n
             if ref is not None and (best is None or _order(ref) < _order(best)):
@@ -238,15 +240,13 @@ def run(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[st
         force: bool = False) -> dict[str, Any]:
     """Run the stage (unless its outputs are complete for these inputs and config); return its manifest."""
     if not force and is_done(out, files, config):
-        manifest = read_json(join(out, "refs", MANIFEST))
-        manifest["skipped"] = True
-        return manifest
+        return {**(read_json(join(out, "refs", MANIFEST)) or {}), "skipped": True}
     for stale in (join(out, "refs"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*")):
         remove(stale)
     options = pipeline_options(beam_args)
     with beam.Pipeline(options=options) as p:
         build(p, files, out, config)
-    manifest = read_json(join(out, "refs", MANIFEST))
+    manifest: dict[str, Any] | None = read_json(join(out, "refs", MANIFEST))
     if not manifest:
         raise IntegrityError(f"extract finished without writing {join(out, 'refs', MANIFEST)}")
     verify_shards(out, [s for table in manifest["tables"].values() for s in table])
