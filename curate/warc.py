@@ -22,6 +22,7 @@ from warcio.exceptions import ArchiveLoadFailed
 
 MAX_PAYLOAD = 8 * 1024 * 1024
 _CHUNK = 1 << 16
+_TAIL = 64
 
 
 class NotAWarc(Exception):
@@ -126,18 +127,44 @@ def _record(record: Any, records: ArchiveIterator, cap: int) -> CrawlRecord:
     )
 
 
+class _Counting(io.RawIOBase):
+    """Counts the bytes warcio takes from the stream, to find a tail that never became a record."""
+
+    def __init__(self, stream: IO[bytes]):
+        self.stream, self.count, self.tail = stream, 0, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        self.tail = (self.tail + data)[-_TAIL:]
+        return len(data)
+
+    def trailing(self, end: int) -> bytes | None:
+        """The bytes after offset `end`, if they are few enough to have been kept."""
+        extra = self.count - end
+        return self.tail[len(self.tail) - extra :] if 0 <= extra <= len(self.tail) else None
+
+
 def iter_records(stream: IO[bytes], max_payload: int = MAX_PAYLOAD) -> Iterator[CrawlRecord]:
     """Yield every record of a WARC/WAT stream (gzipped or not).
 
-    Raises NotAWarc if the first record cannot be read, DamagedFile if the stream breaks later (after
-    yielding every record read before the break). A record cut short by the end of the file is yielded
-    with `complete=False` and then DamagedFile is raised: nothing after it can be trusted.
+    Raises NotAWarc if the first record cannot be read (or the stream is empty), DamagedFile if the stream
+    breaks later (after yielding every record read before the break). A record cut short by the end of the
+    file is yielded with `complete=False` and then DamagedFile is raised: nothing after it can be trusted.
+    Bytes after the last record that do not form a record (a gzip member cut inside its headers) are
+    damage too.
     """
-    records = ArchiveIterator(stream, arc2warc=True)
-    count = 0
+    counting = _Counting(stream)
+    records = ArchiveIterator(io.BufferedReader(counting, _CHUNK), arc2warc=True)
+    count, end = 0, 0
     try:
         for record in records:
             item = _record(record, records, max_payload)
+            end = item.offset + records.get_record_length()
             count += 1
             yield item
             if not item.complete:
@@ -152,3 +179,9 @@ def iter_records(stream: IO[bytes], max_payload: int = MAX_PAYLOAD) -> Iterator[
         if isinstance(e, FileNotFoundError):
             raise
         raise DamagedFile(f"stream broke after {count} records: {type(e).__name__}: {e}", count) from e
+    if count == 0:
+        raise NotAWarc("empty file: no WARC record")
+    trailing = counting.trailing(end)
+    if counting.count > end and (trailing is None or trailing.strip(b"\r\n")):  # a record separator is fine
+        raise DamagedFile(f"{counting.count - end} bytes after the last record at offset {end} do not form a "
+                          "record (file cut short)", count)
