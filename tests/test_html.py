@@ -11,9 +11,9 @@ from curate.html import codec_for, decode_html, largest_srcset, parse_page, srcs
         ('<meta charset="shift_jis"><p>東京'.encode("cp932"), "text/html", "cp932", "東京"),
         ('<meta http-equiv="Content-Type" content="text/html; charset=gb2312"><p>中文'.encode("gbk"), "", "gbk", "中文"),
         ("\ufeffhé".encode("utf-8"), "text/html; charset=cp1252", "utf-8", "hé"),  # the BOM wins
-        ("naïve".encode("utf-8"), "text/html", "utf-8", "naïve"),  # undeclared, valid UTF-8
+        ("naïve".encode(), "text/html", "utf-8", "naïve"),  # undeclared, valid UTF-8
         ("naïve".encode("cp1252"), "text/html", "cp1252", "naïve"),  # undeclared, not UTF-8: browsers' fallback
-        ("ok".encode(), "text/html; charset=no-such-charset", "utf-8", "ok"),
+        (b"ok", "text/html; charset=no-such-charset", "utf-8", "ok"),
     ],
 )
 def test_charset(body: bytes, content_type: str, codec: str, text: str) -> None:
