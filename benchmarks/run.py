@@ -4,8 +4,11 @@ Results print as a Markdown table (paste into BENCHMARKS.md with the machine, da
 written as JSON under --out.
 
 Benchmarks so far:
-- sample-crawl: build time, files and bytes of the sample crawl at --scale 1, 2 and 4; time per image URL
+- sample-crawl: build time, files and bytes of the sample crawl at each --scale; time per image URL
   relative to scale 1 (goal: linear, ratio <= 1.2).
+- extract: pages per second per core of our WARC reading + extraction next to a bare warcio loop over the
+  same files in the same run (the floor); peak memory of one process reading the largest file (goal:
+  >= 300 pages/s/core; memory flat from scale 1 to 8 although files grow 8x).
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from curate.sample.build import build_sample_crawl  # noqa: E402
 from curate.sample.plan import HOSTS  # noqa: E402
 from curate.serve import free_port_block  # noqa: E402
+
+import extract as extract_bench  # noqa: E402  (benchmarks/extract.py, beside this file)
 
 
 def _dir_size(root: Path) -> tuple[int, int]:
@@ -49,24 +55,36 @@ def bench_sample_crawl(out: Path, scales: list[int]) -> list[dict]:
     return rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="build/bench", help="scratch and results directory")
-    parser.add_argument("--scales", default="1,2,4", help="sample crawl scales to build")
-    args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = bench_sample_crawl(out, [int(s) for s in args.scales.split(",")])
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"machine: {machine}; peak RSS {peak_mib:.0f} MiB")
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        return
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:
         print("| " + " | ".join(str(row[k]) for k in keys) + " |")
-    (out / "results.json").write_text(json.dumps({"machine": machine, "peak_rss_mib": round(peak_mib), "rows": rows},
-                                                 indent=2) + "\n")
+    print()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="build/bench", help="scratch and results directory")
+    parser.add_argument("--scales", default="1,2,4,8", help="sample crawl scales to build")
+    parser.add_argument("--extract-scales", default="1,8", help="scales to run the extract benchmark on")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scales = [int(s) for s in args.scales.split(",")]
+    rows = bench_sample_crawl(out, scales)
+    extract_rows = [extract_bench.bench(out / f"sample-x{s}", s) for s in map(int, args.extract_scales.split(","))
+                    if s in scales]
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"machine: {machine}; peak RSS {peak_mib:.0f} MiB")
+    for table in (rows, extract_rows):
+        _print_table(table)
+    (out / "results.json").write_text(json.dumps({"machine": machine, "peak_rss_mib": round(peak_mib),
+                                                  "rows": rows + extract_rows}, indent=2) + "\n")
     return 0
 
 

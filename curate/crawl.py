@@ -311,6 +311,7 @@ class _HttpRaw(io.RawIOBase):
 
         super().__init__()
         self.url = url
+        self._eof = False
         fs = fsspec.filesystem("http")
         try:
             session = sync(fs.loop, fs.set_session)
@@ -328,10 +329,13 @@ class _HttpRaw(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if self._eof:  # readers probe past the end more than once; aiohttp warns if asked again
+            return 0
         try:
             data = self._file.read(len(buffer))
         except aiohttp.ClientError as e:
             raise OSError(f"{self.url}: {_one_line(e)}") from e
+        self._eof = not data
         memoryview(buffer).cast("B")[: len(data)] = data
         return len(data)
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from curate.cli import main
@@ -29,6 +30,8 @@ def test_help_lists_subcommands() -> None:
         ("sample-crawl", ["--out", "--seed", "--scale", "--port", "(default: 0)", "(default: 1)", "(default: 18700)"]),
         ("serve", ["--port", "--access-log"]),
         ("demo", ["--crawl", "--out", "(default: build/sample)", "(default: build/demo)"]),
+        ("extract", ["--snapshot", "--input", "--output", "--source", "--max-files", "--cc-base-url", "--shards",
+                     "--config", "--force", "(default: https://data.commoncrawl.org/)"]),
     ],
 )
 def test_subcommand_help_shows_every_flag_and_default(command: str, flags: list[str], capsys) -> None:
@@ -49,6 +52,14 @@ def test_subcommand_help_shows_every_flag_and_default(command: str, flags: list[
         (["sample-crawl"], "the following arguments are required: --out"),
         (["serve", "/no/such/dir"], "not found"),
         (["no-such-command"], "invalid choice"),
+        (["sample-crawl", "--out", "x", "--unknown"], "unrecognized arguments: --unknown"),
+        (["extract", "--output", "x"], "one of the arguments --snapshot --input is required"),
+        (["extract", "--snapshot", "CC-MAIN-21-4", "--output", "x"], "CC-MAIN-21-4"),
+        (["extract", "--snapshot", "CC-MAIN-2021-04", "--cc-base-url", "/no/where", "--output", "x"],
+         "no listing for CC-MAIN-2021-04"),
+        (["extract", "--input", "/no/such/*.warc.gz", "--output", "x"], "/no/such/*.warc.gz"),
+        (["extract", "--input", "/no/such.warc.gz", "--output", "x", "--config", "/no/config.yaml"],
+         "cannot read config file"),
     ],
 )
 def test_user_mistakes_print_one_line_and_exit_2(argv: list[str], message: str) -> None:
@@ -108,5 +119,21 @@ def test_serve_command_serves_until_terminated(tmp_path: Path) -> None:
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = _curate("demo", "--crawl", str(tmp_path / "sample"), "--out", str(tmp_path / "demo"), timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "expected funnel" in result.stdout and "CC-MAIN-2023-06" in result.stdout
-    assert (tmp_path / "sample" / "truth.parquet").is_file()
+    truth = pq.read_table(tmp_path / "sample" / "truth.parquet").to_pylist()
+    expected = sum(1 for r in truth if r["in_warc"] and r["stage"] != "extract")
+    assert f"distinct image URLs (truth: {expected})" in result.stdout
+    stats = json.loads((tmp_path / "demo" / "stats.json").read_text())
+    assert stats["extract"]["references"]["kept"] == expected
+
+
+def test_extract_command_on_input_files(sample_crawl: Path, tmp_path: Path) -> None:
+    pattern = str(sample_crawl / "crawl-data" / "CC-MAIN-2021-04" / "segments" / "*" / "warc" / "*.warc.gz")
+    result = _curate("extract", "--input", pattern, "--output", str(tmp_path / "out"), "--shards", "2",
+                     "--direct_num_workers=1")
+    assert result.returncode == 0, result.stderr
+    assert "extract: done" in result.stdout and "refs" in result.stdout
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())["extract"]
+    assert stats["files"]["input"] == 3 and stats["files"]["failed"] == 0 and stats["references"]["kept"] > 100
+    assert len(list((tmp_path / "out" / "refs").glob("*.parquet"))) <= 2
+    again = _curate("extract", "--input", pattern, "--output", str(tmp_path / "out"), "--shards", "2")
+    assert "up to date, skipped" in again.stdout

@@ -111,7 +111,8 @@ def _write_snapshot(out: Path, plan: Plan, snapshot: int) -> list[dict]:
     snap_id, segment, _, _ = SNAPSHOTS[snapshot]
     base = Path("crawl-data") / snap_id / "segments" / segment
     caps, cut = _captures(plan, snapshot)
-    chunks = [caps[i : i + CAPTURES_PER_FILE] for i in range(0, len(caps), CAPTURES_PER_FILE)]
+    per_file = CAPTURES_PER_FILE * plan.scale  # files grow with --scale too, as real crawl files are large
+    chunks = [caps[i : i + per_file] for i in range(0, len(caps), per_file)]
     chunks[-1] += cut  # the cut page goes last: the truncated file has good records before the damage
     version = "1.0" if snapshot == 0 else "1.1"
     warc_list, wat_list, rows = [], [], []
