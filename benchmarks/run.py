@@ -25,11 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import extract as extract_bench  # noqa: E402  (benchmarks/extract.py, beside this file)
+
 from curate.sample.build import build_sample_crawl  # noqa: E402
 from curate.sample.plan import HOSTS  # noqa: E402
 from curate.serve import free_port_block  # noqa: E402
-
-import extract as extract_bench  # noqa: E402  (benchmarks/extract.py, beside this file)
 
 
 def _dir_size(root: Path) -> tuple[int, int]:
