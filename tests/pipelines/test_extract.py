@@ -140,3 +140,32 @@ def test_unknown_beam_flag_is_a_user_error(sample_crawl: Path, tmp_path: Path) -
     files = snapshot_files(SNAPSHOTS[:1], str(sample_crawl), "warc", max_files=1)
     with pytest.raises(UserError, match="--no-such-flag"):
         run(files, str(tmp_path), load_config(), ["--no-such-flag=1"])
+
+
+def test_missing_files_and_corrupt_records_never_stop_the_run(sample_crawl: Path, served_crawl, tmp_path: Path) -> None:
+    import io
+
+    from warcio.warcwriter import WARCWriter
+
+    from curate.crawl import CrawlFile
+
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    for body in (b"{not json", b'{"Envelope": {}}'):
+        writer.write_record(writer.create_warc_record("http://example.com/p", "metadata", payload=io.BytesIO(body),
+                                                      length=len(body), warc_content_type="application/json"))
+    corrupt = tmp_path / "corrupt.warc.wat.gz"
+    corrupt.write_bytes(buf.getvalue())
+    good = snapshot_files(SNAPSHOTS[:1], str(sample_crawl), "warc", max_files=1)
+    files = good + [CrawlFile(str(tmp_path / "gone.warc.gz"), "", "warc"),
+                    CrawlFile(served_crawl.url("crawl", "/crawl-data/nope.warc.gz"), "", "warc"),
+                    CrawlFile(str(corrupt), "", "wat")]
+    out = str(tmp_path / "out")
+    manifest = run(files, out, load_config())
+    funnel = manifest["funnel"]
+    assert funnel["files"]["failures"] == {R.MISSING_FILE: 2}
+    assert funnel["files"]["kept"] == 2 and funnel["records"]["failures"] == {"failed": 1}
+    assert funnel["references"]["kept"] > 0
+    failed = _table(out, "failed")
+    assert sorted(f["error"].split(":")[0] for f in failed) == ["JSONDecodeError", R.MISSING_FILE, R.MISSING_FILE]
+    assert any(f["url"] == f"{corrupt}#0" for f in failed)
