@@ -10,6 +10,7 @@ up, and merges the funnel into OUT/stats.json.
 
 from __future__ import annotations
 
+import hashlib
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -190,8 +191,17 @@ def funnel(counts: dict[str, int], kept: int, n_files: int) -> dict[str, Any]:
     }
 
 
+def inputs_summary(files: list[CrawlFile]) -> dict[str, Any]:
+    """What the manifest and config.yaml record of the inputs: a whole crawl is ~90,000 files a snapshot,
+    so the list itself is summarized (count, digest, first and last) rather than copied."""
+    urls = [f.url for f in files]
+    digest = hashlib.sha256("\n".join(urls).encode()).hexdigest()
+    return {"files": len(urls), "sha256": digest, "first": urls[:1], "last": urls[-1:],
+            "snapshots": sorted({f.snapshot for f in files if f.snapshot})}
+
+
 class _WriteManifest(beam.DoFn):
-    def __init__(self, out: str, inputs: list[str], digest: str):
+    def __init__(self, out: str, inputs: dict[str, Any], digest: str):
         self.out, self.inputs, self.digest = out, inputs, digest
 
     def process(self, shards: list[ShardInfo], counts: dict[str, int], kept: int) -> Iterator[None]:
@@ -199,7 +209,7 @@ class _WriteManifest(beam.DoFn):
         for shard in sorted(shards, key=lambda s: s.path):
             tables.setdefault(shard.table, []).append(shard._asdict())
         manifest = {"stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
-                    "inputs": self.inputs, "tables": tables, "funnel": funnel(counts, kept, len(self.inputs))}
+                    "inputs": self.inputs, "tables": tables, "funnel": funnel(counts, kept, self.inputs["files"])}
         write_json(join(self.out, "refs", MANIFEST), manifest)
         yield None
 
@@ -226,14 +236,14 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
     kept = refs | "CountRefs" >> beam.combiners.Count.Globally()
     all_shards = (ref_shards, other_shards) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
     _ = all_shards | "Manifest" >> beam.ParDo(
-        _WriteManifest(out, [f.url for f in files], config.digest()),
+        _WriteManifest(out, inputs_summary(files), config.digest()),
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(kept))
 
 
 def is_done(out: str, files: list[CrawlFile], config: Config) -> bool:
     manifest = read_json(join(out, "refs", MANIFEST))
     return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == config.digest()
-                and manifest.get("inputs") == [f.url for f in files])
+                and manifest.get("inputs") == inputs_summary(files))
 
 
 def run(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[str] = (),
@@ -253,5 +263,5 @@ def run(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[st
     for name, part in manifest["funnel"].items():
         check_funnel(STAGE, name, part)
     update_stats(out, STAGE, manifest["funnel"])
-    write_config(config, out, inputs=[f.url for f in files])
+    write_config(config, out, inputs=inputs_summary(files))
     return manifest
