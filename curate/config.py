@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import ipaddress
 import json
 import types
 import typing
@@ -44,13 +45,15 @@ class ExtractConfig:
 class DownloadConfig:
     timeout: float = 10.0  # seconds per socket operation (img2dataset's own timeout)
     deadline: float = 30.0  # seconds for a whole request, redirects included
-    retries: int = 1
+    retries: int = 0  # img2dataset's own retries repeat every failure, 404s too; prefer --retry-failed
     threads: int = 16
     user_agent_token: str = "curate"
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     max_bytes: int = 20 * 1024 * 1024
     min_image_size: int = 0
-    allow_private_hosts: bool = False  # SSRF guard off: only for the local sample crawl and tests
+    # Addresses (IPs or CIDRs) the SSRF guard lets through although they are not public: the local sample
+    # crawl (127.0.0.1) and tests. Empty: only public addresses are ever contacted.
+    allow_private_hosts: tuple[str, ...] = ()
 
     def validate(self) -> None:
         for name in ("timeout", "deadline"):
@@ -61,6 +64,11 @@ class DownloadConfig:
         _non_negative("download.min_image_size", self.min_image_size)
         if self.deadline < self.timeout:
             raise ConfigError("download.deadline must be >= download.timeout")
+        for entry in self.allow_private_hosts:
+            try:
+                ipaddress.ip_network(entry, strict=True)
+            except ValueError:
+                raise ConfigError(f"download.allow_private_hosts: not an IP address or network: {entry!r}") from None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def _rows(crawl: Path) -> list[dict]:
 
 
 OPENER_FAULTS = {"http_404", "http_500", "slow", "trickle", "truncated_body", "html_as_jpeg", "jpeg_as_html",
-                 "redirect_chain", "redirect_loop", "oversize", "oversize_no_length"}
+                 "redirect_chain", "redirect_loop", "oversize", "oversize_no_length", "redirect_blocked"}
 
 
 @pytest.mark.slow
@@ -95,3 +95,20 @@ def test_sniff() -> None:
     assert sniff(b"\xff\xd8\xff\xe0" + b"\x00" * 12) == "image/jpeg"
     assert sniff(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
     assert sniff(b"<!DOCTYPE html>") is None and sniff(b"") is None
+
+
+def test_redirect_to_a_blocked_address_never_connects(sample_crawl: Path, served_crawl) -> None:
+    """The redirect points at 127.0.0.2 (loopback, not allowed): a listener there must see no connection."""
+    import socket
+    from urllib.parse import urlsplit
+
+    row = next(r for r in _rows(sample_crawl) if r["fault"] == "redirect_blocked")
+    route = served_crawl.hosts["cdn"].routes[urlsplit(row["url"]).path]
+    target = urlsplit(route.redirect)
+    with socket.socket() as listener:
+        listener.bind((target.hostname, target.port))
+        listener.listen()
+        listener.settimeout(0.5)
+        assert _fetch(row["url"])[0] == R.BLOCKED_ADDRESS
+        with pytest.raises(TimeoutError):
+            listener.accept()

@@ -368,6 +368,12 @@ def _download_faults(plan: Plan, rng: random.Random) -> list[Img]:
         plan.routes.setdefault("cdn", {})[f"/loop/{i}/b.jpg"] = {"redirect": f"/loop/{i}/a.jpg", "code": 302}
         out.append(_fault(loop, "redirect_loop", {"redirect": f"/loop/{i}/b.jpg", "code": 302},
                           R.DOWNLOAD, R.TOO_MANY_REDIRECTS))
+        # A redirect to another loopback address: the SSRF guard must stop it even with 127.0.0.1 allowed
+        # (nothing listens there; the tests put a counting listener on it).
+        escape = Img(f"escape-{i}", "cdn", f"/go/{i}/x.jpg")
+        target = f"http://127.0.0.2:{plan.port + HOSTS['photos']}/img/secret-{i}.jpg"
+        out.append(_fault(escape, "redirect_blocked", {"redirect": target, "code": 302}, R.DOWNLOAD,
+                          R.BLOCKED_ADDRESS))
         huge = Img(f"huge-{i}", "flaky", f"/img/huge-{i}.jpg")
         out.append(_fault(huge, "oversize", {"oversize": 64 * 1024 * 1024}, R.DOWNLOAD, R.TOO_LARGE))
         endless = Img(f"endless-{i}", "flaky", f"/img/endless-{i}.jpg")
