@@ -50,7 +50,11 @@ class DownloadConfig:
     user_agent_token: str = "curate"
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     max_bytes: int = 20 * 1024 * 1024
-    min_image_size: int = 0
+    resize_mode: str = "no"  # no: originals kept byte for byte; else img2dataset's modes (keep_ratio, center_crop...)
+    image_size: int = 256  # img2dataset's target size, when resizing
+    encode_format: str = "jpg"  # when resizing; also the extension img2dataset gives image members
+    min_image_size: int = 0  # img2dataset's check, applied when resizing (decode/validate checks sizes anyway)
+    samples_per_shard: int = 10_000  # URLs per img2dataset shard
     # Addresses (IPs or CIDRs) the SSRF guard lets through although they are not public: the local sample
     # crawl (127.0.0.1) and tests. Empty: only public addresses are ever contacted.
     allow_private_hosts: tuple[str, ...] = ()
@@ -62,6 +66,11 @@ class DownloadConfig:
         _positive("download.max_bytes", self.max_bytes)
         _non_negative("download.retries", self.retries)
         _non_negative("download.min_image_size", self.min_image_size)
+        _choice("download.resize_mode", self.resize_mode, ("no", "keep_ratio", "keep_ratio_largest", "center_crop",
+                                                           "border"))
+        _choice("download.encode_format", self.encode_format, ("jpg", "png", "webp"))
+        _positive("download.image_size", self.image_size)
+        _positive("download.samples_per_shard", self.samples_per_shard)
         if self.deadline < self.timeout:
             raise ConfigError("download.deadline must be >= download.timeout")
         for entry in self.allow_private_hosts:

@@ -1,0 +1,198 @@
+"""Fetch one URL shard with img2dataset, stage it, and commit it in img2dataset's layout.
+
+img2dataset's `Downloader` does the fetching (thread pool, X-Robots-Tag check, tar + parquet + stats
+writers); it runs in-process on one shard, through the opener curate.fetch installs (SSRF guard, byte
+cap, deadline, magic bytes). It writes its tar at the final path while it works, so it writes to a local
+staging folder; the finished files are then committed to OUT/fetched/ one by one under temporary names
+(tar, then parquet, then the stats file, which marks the shard complete). A killed run leaves no visible
+half shard, and a rerun skips every shard whose stats file exists.
+
+Originals are kept (no decode, no re-encode) unless a resize mode is asked for. The committed parquet is
+img2dataset's, plus the columns curate adds: `reason` (ok or an error class), `retryable`, `mime`
+(sniffed from the bytes) and the ref's provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate import reasons as R
+from curate.config import DownloadConfig
+from curate.fetch import RETRYABLE, FetchPolicy, classify, install, sniff
+from curate.io import atomic_write, join, read_json
+from curate.records import ImageRef
+
+PROVENANCE = ("ref_key", "page_url", "snapshot", "source_file", "record_offset", "crawl_date", "source")
+_installed: FetchPolicy | None = None
+
+
+def shard_name(shard_id: int) -> str:
+    return f"{shard_id:05d}"
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    key: str  # the ref's key
+    url: str
+    reason: str  # kept (downloaded) or an error class
+    detail: str  # img2dataset's error message
+    retryable: bool
+    shard: str
+    sample_key: str  # img2dataset's key inside the shard
+
+
+def policy_of(config: DownloadConfig) -> FetchPolicy:
+    return FetchPolicy(config.timeout, config.deadline, config.max_bytes, tuple(config.allow_private_hosts))
+
+
+def _ensure_opener(policy: FetchPolicy) -> None:
+    global _installed
+    if _installed != policy:  # once per worker process and policy
+        install(policy)
+        _installed = policy
+
+
+def _input_table(refs: list[ImageRef]) -> pa.Table:
+    return pa.table({
+        "url": [r.url for r in refs], "caption": [r.alt for r in refs], "ref_key": [r.key for r in refs],
+        "page_url": [r.page_url for r in refs], "snapshot": [r.snapshot for r in refs],
+        "source_file": [r.source_file for r in refs], "record_offset": [r.record_offset for r in refs],
+        "crawl_date": [r.crawl_date for r in refs], "source": [r.source for r in refs],
+    })
+
+
+def _downloader(config: DownloadConfig, staging: str, n_rows: int) -> Any:
+    from img2dataset.downloader import Downloader
+    from img2dataset.resizer import Resizer
+    from img2dataset.writer import WebDatasetSampleWriter
+
+    keep = config.resize_mode == "no"
+    resizer = Resizer(config.image_size, config.resize_mode, False, encode_format=config.encode_format,
+                      disable_all_reencoding=keep, min_image_size=config.min_image_size)
+    return Downloader(
+        sample_writer_class=WebDatasetSampleWriter, resizer=resizer, thread_count=config.threads,
+        save_caption=True, extract_exif=False, output_folder=staging,
+        column_list=["url", "caption", *PROVENANCE], timeout=config.timeout,
+        number_sample_per_shard=max(n_rows, 1), oom_shard_count=5, compute_hash="sha256", verify_hash_type=None,
+        encode_format=config.encode_format, retries=config.retries, user_agent_token=config.user_agent_token,
+        disallowed_header_directives=list(config.disallowed_header_directives),
+    )
+
+
+def _mimes(tar_bytes: bytes) -> dict[str, str]:
+    """Sample key -> mime type sniffed from the image member's first bytes."""
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        for member in tar:
+            stem, _, ext = member.name.rpartition(".")
+            if ext not in ("json", "txt") and member.isfile():
+                handle = tar.extractfile(member)
+                out[stem] = sniff(handle.read(32) if handle else b"") or "application/octet-stream"
+    return out
+
+
+def _annotate(table: pa.Table, mimes: dict[str, str]) -> tuple[pa.Table, list[LedgerRow]]:
+    rows = table.to_pylist()
+    ledger = []
+    for row in rows:
+        reason = classify(row["error_message"]) if row["status"] != "success" else R.KEPT
+        row["reason"] = reason
+        row["retryable"] = reason in RETRYABLE
+        row["mime"] = mimes.get(row["key"])
+        row["http_status"] = 200 if reason == R.KEPT else _status_of(reason)
+        ledger.append(LedgerRow(row["ref_key"], row["url"], reason, row["error_message"] or "", reason in RETRYABLE,
+                                "", row["key"]))
+    ordered = sorted(rows, key=lambda r: r["key"])
+    return pa.Table.from_pylist(ordered), ledger
+
+
+def _status_of(reason: str) -> int | None:
+    return int(reason[5:]) if reason.startswith("http_") and reason[5:].isdigit() else None
+
+
+def committed(out: str, shard_id: int) -> bool:
+    return read_json(join(out, "fetched", f"{shard_name(shard_id)}_stats.json")) is not None
+
+
+def read_committed_ledger(out: str, shard_id: int) -> list[LedgerRow]:
+    import fsspec
+
+    name = shard_name(shard_id)
+    with fsspec.open(join(out, "fetched", f"{name}.parquet"), "rb") as fh:
+        rows = pq.read_table(fh).to_pylist()
+    return [LedgerRow(r["ref_key"], r["url"], r["reason"], r["error_message"] or "", bool(r["retryable"]), name,
+                      r["key"]) for r in rows]
+
+
+def download_shard(refs: list[ImageRef], shard_id: int, out: str, config: DownloadConfig) -> list[LedgerRow]:
+    """Fetch, stage and commit one shard (or read back a shard a previous run committed)."""
+    if committed(out, shard_id):
+        return read_committed_ledger(out, shard_id)
+    _ensure_opener(policy_of(config))
+    name = shard_name(shard_id)
+    with tempfile.TemporaryDirectory(prefix="curate-dl-") as staging:
+        source = os.path.join(staging, f"input-{name}.feather")
+        with pa.OSFile(source, "wb") as sink, pa.ipc.new_file(sink, _input_table(refs).schema) as writer:
+            writer.write_table(_input_table(refs))
+        output = os.path.join(staging, "out")
+        os.makedirs(output)
+        _downloader(config, output, len(refs)).download_shard((shard_id, source))
+        with open(os.path.join(output, f"{name}.tar"), "rb") as fh:
+            tar_bytes = fh.read()
+        table, ledger = _annotate(pq.read_table(os.path.join(output, f"{name}.parquet")), _mimes(tar_bytes))
+        with open(os.path.join(output, f"{name}_stats.json"), encoding="utf-8") as fh:
+            stats = json.load(fh)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    atomic_write(join(out, "fetched", f"{name}.tar"), tar_bytes)
+    atomic_write(join(out, "fetched", f"{name}.parquet"), buf.getvalue())
+    stats["reasons"] = _count(r.reason for r in ledger)
+    atomic_write(join(out, "fetched", f"{name}_stats.json"), json.dumps(stats, indent=2, sort_keys=True).encode())
+    return [dataclasses.replace(row, shard=name) for row in ledger]
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def write_inline_shard(out: str, shard_id: int, refs: list[ImageRef]) -> list[LedgerRow]:
+    """Images whose bytes came with the crawl, written in img2dataset's layout with webdataset's writer."""
+    import webdataset as wds
+
+    name = shard_name(shard_id)
+    tar = io.BytesIO()
+    rows, ledger = [], []
+    with wds.TarWriter(tar) as writer:
+        for i, ref in enumerate(refs):
+            key = f"{name}{i:05d}"
+            mime = sniff(ref.content or b"")
+            reason = R.KEPT if mime else R.NOT_AN_IMAGE
+            error = None if mime else "inline payload is not an image"
+            meta = {"url": ref.url, "caption": ref.alt, **{k: getattr(ref, k) for k in PROVENANCE if k != "ref_key"},
+                    "ref_key": ref.key, "key": key, "status": "success" if mime else "failed_to_download",
+                    "error_message": error, "reason": reason, "retryable": False, "mime": mime, "http_status": None}
+            if mime:
+                writer.write({"__key__": key, "jpg": ref.content, "txt": ref.alt, "json": json.dumps(meta).encode()})
+            rows.append(meta)
+            ledger.append(LedgerRow(ref.key, ref.url, reason, error or "inline", False, name, key))
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf, compression="zstd")
+    atomic_write(join(out, "fetched", f"{name}.tar"), tar.getvalue())
+    atomic_write(join(out, "fetched", f"{name}.parquet"), buf.getvalue())
+    stats = {"count": len(refs), "inline": True, "reasons": _count(r.reason for r in ledger)}
+    atomic_write(join(out, "fetched", f"{name}_stats.json"), json.dumps(stats, indent=2, sort_keys=True).encode())
+    return ledger

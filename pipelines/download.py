@@ -1,0 +1,241 @@
+"""Download: OUT/refs -> OUT/fetched (img2dataset layout) + a ledger with one status per ref.
+
+Graph: refs -> robots.txt, fetched once per origin (distinct origins -> FetchRobots, cached per worker) and
+joined back by origin (CoGroupByKey): disallowed refs are rejected and never requested -> the allowed
+refs get a rank inside their origin, and shard = (rank + origin hash) mod n, so one host's URLs spread
+over every shard instead of hammering from one -> per shard, img2dataset fetches in-process through
+curate's opener (curate.download) and the shard is committed -> ledger rows (every ref, ok or its error
+class) -> OUT/ledger/download-*.parquet, OUT/rejects/download-*.parquet, OUT/fetched/_MANIFEST.json.
+Inline images (bytes from the crawl) are written as shards of their own by img2dataset's writer and
+never fetched. `retry_failed` fetches again only the refs whose last status is retryable, into new shards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam import pvalue
+
+from curate import __version__
+from curate import reasons as R
+from curate.config import Config, DownloadConfig, write_config
+from curate.download import (
+    LedgerRow,
+    committed,
+    download_shard,
+    policy_of,
+    read_committed_ledger,
+    write_inline_shard,
+)
+from curate.errors import InputError, IntegrityError
+from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, update_stats, write_json
+from curate.records import ImageRef, Rejected
+from filters.robots import RobotsRules, fetch_robots, origin_of, robots_url
+from pipelines.common import WriteRejectsAndFailures, check_funnel, pipeline_options
+from pipelines.extract import ref_from_row
+
+STAGE = R.DOWNLOAD
+REJECTED = "rejected"
+LEDGER_SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("reason", pa.string()),
+                           ("detail", pa.string()), ("retryable", pa.bool_()), ("shard", pa.string()),
+                           ("sample_key", pa.string())])
+
+
+def read_refs(out: str) -> list[str]:
+    fs, path = fsspec.core.url_to_fs(join(out, "refs"))
+    files = sorted(fs.glob(f"{path}/*.parquet"))
+    if not files:
+        raise InputError(f"no refs under {join(out, 'refs')}: run `curate extract --output {out}` first")
+    return [fs.unstrip_protocol(f) for f in files]
+
+
+class ReadRefs(beam.DoFn):
+    def process(self, url: str) -> Iterator[ImageRef]:
+        with fsspec.open(url, "rb") as fh:
+            for row in pq.read_table(fh).to_pylist():
+                yield ref_from_row(row)
+
+
+class FetchRobots(beam.DoFn):
+    """robots.txt of one origin, fetched through the SSRF guard (no image checks), at most once per worker."""
+
+    def __init__(self, config: DownloadConfig):
+        self.config = config
+
+    def setup(self) -> None:
+        from curate.netguard import guarded_handlers
+
+        self.opener = urllib.request.build_opener(*guarded_handlers(policy_of(self.config).address_policy))
+        self.cache: dict[str, RobotsRules] = {}
+
+    def _get(self, url: str) -> tuple[int | None, bytes | None, str]:
+        agent = f"Mozilla/5.0 (compatible; {self.config.user_agent_token})"
+        request = urllib.request.Request(url, headers={"User-Agent": agent})
+        try:
+            with self.opener.open(request, timeout=self.config.timeout) as response:
+                return response.status, response.read(500 * 1024), ""
+        except urllib.error.HTTPError as e:
+            return e.code, None, str(e)
+        except Exception as e:  # noqa: BLE001 - any failure to fetch robots.txt means "unreachable"
+            return None, None, f"{type(e).__name__}: {e}"
+
+    def process(self, origin: str) -> Iterator[tuple[str, RobotsRules]]:
+        if origin not in self.cache:
+            self.cache[origin] = fetch_robots(origin, self.config.user_agent_token, self._get)
+        yield origin, self.cache[origin]
+
+
+def _origin(ref: ImageRef) -> str:
+    try:
+        return origin_of(ref.url)
+    except ValueError:
+        return ""
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+class ApplyRobots(beam.DoFn):
+    """Per origin: refs robots.txt disallows are rejected; the rest get their rank inside the origin."""
+
+    def process(self, element: tuple[str, dict[str, Iterable[Any]]]) -> Iterator[Any]:
+        origin, joined = element
+        rules = next(iter(joined["rules"]), None)
+        refs = sorted(joined["refs"], key=lambda r: r.key)
+        for rank, ref in enumerate(refs):
+            if rules is not None and not rules.allowed(ref.url):
+                detail = f"{robots_url(origin)} ({rules.status}{': ' + rules.detail if rules.detail else ''})"
+                yield pvalue.TaggedOutput(REJECTED, Rejected(ref.key, ref.url, STAGE, R.ROBOTS_DISALLOW, detail))
+            else:
+                yield rank, _hash(origin), ref
+
+
+def _remote_shard(item: tuple[int, int, ImageRef], total: int, per_shard: int) -> tuple[int, tuple]:
+    """(rank + origin hash) mod n: consecutive URLs of one host land in different shards."""
+    rank, origin_hash, _ = item
+    return (rank + origin_hash) % _shards(total, per_shard), item
+
+
+def _shards(total: int, per_shard: int) -> int:
+    return max(1, math.ceil(total / per_shard))
+
+
+class DownloadShards(beam.DoFn):
+    def __init__(self, out: str, config: DownloadConfig, first_shard: int):
+        self.out, self.config, self.first_shard = out, config, first_shard
+
+    def process(self, element: tuple[int, Iterable[tuple[int, int, ImageRef]]]) -> Iterator[LedgerRow]:
+        shard, items = element
+        refs = [ref for _, _, ref in sorted(items, key=lambda t: (t[0], t[1], t[2].key))]  # hosts alternate
+        yield from download_shard(refs, self.first_shard + shard, self.out, self.config)
+
+
+class WriteInlineShards(beam.DoFn):
+    """Images whose bytes came with the crawl: img2dataset's layout, never fetched; numbered after the
+    remote shards (whose count is known only at run time)."""
+
+    def __init__(self, out: str, first_shard: int):
+        self.out, self.first_shard = out, first_shard
+
+    def process(self, element: tuple[int, Iterable[ImageRef]], remote_total: int, per_shard: int) -> Iterator[LedgerRow]:
+        shard, refs = element
+        shard_id = self.first_shard + _shards(remote_total, per_shard) + shard
+        if committed(self.out, shard_id):
+            yield from read_committed_ledger(self.out, shard_id)
+        else:
+            yield from write_inline_shard(self.out, shard_id, sorted(refs, key=lambda r: r.key))
+
+
+def _ledger_to_reject(row: LedgerRow) -> Rejected:
+    return Rejected(row.key, row.url, STAGE, row.reason, row.detail[:500])
+
+
+def _count_reasons(reasons: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+class _WriteManifest(beam.DoFn):
+    def __init__(self, out: str, digest: str, inputs: list[str]):
+        self.out, self.digest, self.inputs = out, digest, inputs
+
+    def process(self, shards: list[Any], counts: dict[str, int]) -> Iterator[None]:
+        tables: dict[str, list[dict]] = {}
+        for shard in sorted(shards, key=lambda s: s.path):
+            tables.setdefault(shard.table, []).append(shard._asdict())
+        funnel = {"references": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
+                                 "rejected": {k: v for k, v in counts.items() if k != R.KEPT}, "failed": 0}}
+        write_json(join(self.out, "fetched", MANIFEST), {
+            "stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
+            "inputs": self.inputs, "tables": tables, "funnel": funnel})
+        yield None
+
+
+def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, first_shard: int = 0,
+          only: frozenset[str] | None = None) -> None:
+    dl, per_shard = config.download, config.download.samples_per_shard
+    refs = p | "RefFiles" >> beam.Create(ref_files) | "ReadRefs" >> beam.ParDo(ReadRefs())
+    if only is not None:
+        refs = refs | "OnlyRetry" >> beam.Filter(lambda r, keys: r.key in keys, only)
+    inline = refs | "Inline" >> beam.Filter(lambda r: r.content is not None)
+    by_origin = refs | "Remote" >> beam.Filter(lambda r: r.content is None) | "ByOrigin" >> beam.Map(
+        lambda r: (_origin(r), r))
+    rules = (by_origin | "Origins" >> beam.Keys() | "Distinct" >> beam.Distinct()
+             | "SpreadOrigins" >> beam.Reshuffle() | "Robots" >> beam.ParDo(FetchRobots(dl)))
+    checked = (({"refs": by_origin, "rules": rules}) | "Join" >> beam.CoGroupByKey()
+               | "ApplyRobots" >> beam.ParDo(ApplyRobots()).with_outputs(REJECTED, main="allowed"))
+    total = checked.allowed | "CountAllowed" >> beam.combiners.Count.Globally()
+    fetched = (checked.allowed
+               | "AssignShard" >> beam.Map(_remote_shard, beam.pvalue.AsSingleton(total), per_shard)
+               | "ByShard" >> beam.GroupByKey()
+               | "Download" >> beam.ParDo(DownloadShards(out, dl, first_shard)))
+    inline_total = inline | "CountInline" >> beam.combiners.Count.Globally()
+    inline_rows = (inline
+                   | "InlineShard" >> beam.Map(lambda r, n: (int(r.key[:8], 16) % _shards(n, per_shard), r),
+                                               beam.pvalue.AsSingleton(inline_total))
+                   | "ByInlineShard" >> beam.GroupByKey()
+                   | "WriteInline" >> beam.ParDo(WriteInlineShards(out, first_shard),
+                                                 beam.pvalue.AsSingleton(total), per_shard))
+    ledger = (fetched, inline_rows) | "Ledger" >> beam.Flatten()
+    ledger_shards = ledger | "WriteLedger" >> WriteParquetShards(
+        out, "ledger", STAGE, LEDGER_SCHEMA, dataclasses.asdict, lambda row: row.key, config.extract.shards)
+    rejects = ((ledger | "Failures" >> beam.Filter(lambda row: row.reason != R.KEPT)
+                | "AsRejects" >> beam.Map(_ledger_to_reject)), checked[REJECTED]) | "AllRejects" >> beam.Flatten()
+    no_dead_letters = p | "NoDeadLetters" >> beam.Create([])
+    other = (rejects, no_dead_letters) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards)
+    reasons = ((ledger | "LedgerReasons" >> beam.Map(lambda row: row.reason)),
+               (checked[REJECTED] | "RobotsReasons" >> beam.Map(lambda r: r.reason))) | "Reasons" >> beam.Flatten()
+    counts = reasons | "CountReasons" >> beam.combiners.ToList() | "Tally" >> beam.Map(_count_reasons)
+    shards = (ledger_shards, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    _ = shards | "Manifest" >> beam.ParDo(_WriteManifest(out, config.digest(), ref_files),
+                                          beam.pvalue.AsSingleton(counts))
+
+
+def run(out: str, config: Config, beam_args: Sequence[str] = ()) -> dict[str, Any]:
+    """Fetch every ref of OUT/refs (shards committed by an earlier, killed run are kept, not fetched again)."""
+    ref_files = read_refs(out)
+    for stale in (join(out, "ledger"), join(out, "rejects", f"{STAGE}-*"), join(out, "fetched", MANIFEST)):
+        remove(stale)
+    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+        build(p, ref_files, out, config)
+    manifest: dict[str, Any] | None = read_json(join(out, "fetched", MANIFEST))
+    if not manifest:
+        raise IntegrityError(f"download finished without writing {join(out, 'fetched', MANIFEST)}")
+    for name, part in manifest["funnel"].items():
+        check_funnel(STAGE, name, part)
+    update_stats(out, STAGE, manifest["funnel"])
+    write_config(config, out)
+    return manifest
