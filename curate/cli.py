@@ -98,6 +98,24 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(args: argparse.Namespace) -> int:
+    from curate.config import load_config
+    from pipelines.download import run
+
+    out = args.output
+    if args.refs and args.refs.rstrip("/") != out.rstrip("/") + "/refs":
+        raise UserError(f"--refs must be OUTPUT/refs (the stage reads and writes under one output): got {args.refs}")
+    flags = {f"download.{k}": getattr(args, k) for k in ("timeout", "deadline", "retries", "threads", "max_bytes",
+                                                          "user_agent_token", "resize_mode", "image_size",
+                                                          "encode_format", "min_image_size", "samples_per_shard")}
+    flags["download.disallowed_header_directives"] = args.disallowed_header_directives
+    flags["download.allow_private_hosts"] = args.allow_private_hosts
+    config = load_config(args.config, flags)
+    manifest = run(out, config, args.beam_args, retry_failed=args.retry_failed, force=args.force)
+    _print_funnel("download", manifest, out)
+    return 0
+
+
 def _print_funnel(stage: str, manifest: dict, out: str) -> None:
     state = "up to date, skipped" if manifest.get("skipped") else "done"
     print(f"{stage}: {state}; outputs under {out}")
@@ -160,6 +178,35 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="Parquet files per output table [config extract.shards, default 8]")
     p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
     p.add_argument("--force", action="store_true", help="run even if OUT/refs is complete for these inputs")
+
+    p = add("download", _download,
+            "Download the images of OUT/refs with img2dataset (originals kept), politely and safely: robots.txt, "
+            "X-Robots-Tag, SSRF guard, byte cap, total deadline, magic-byte check. Writes OUT/fetched "
+            "(img2dataset layout) and OUT/ledger (one status per ref). Other flags go to Apache Beam.")
+    p.set_defaults(beam_flags=True)
+    p.add_argument("--output", required=True, help="the output of `curate extract` (reads OUT/refs)")
+    p.add_argument("--refs", default=None, help="OUTPUT/refs (accepted for clarity; must be under --output)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per socket operation [default 10]")
+    p.add_argument("--deadline", type=float, default=None, help="seconds per request, redirects included [default 30]")
+    p.add_argument("--retries", type=int, default=None, help="img2dataset's retries of any failure [default 0]")
+    p.add_argument("--threads", type=_positive_int, default=None, help="download threads per shard [default 16]")
+    p.add_argument("--max-bytes", type=_positive_int, default=None, help="largest image in bytes [default 20 MiB]")
+    p.add_argument("--user-agent-token", default=None, help="our token in User-Agent and robots.txt [default curate]")
+    p.add_argument("--disallowed-header-directives", default=None,
+                   help="X-Robots-Tag directives that forbid use, comma-separated [default noai,noimageai,noindex,"
+                        "noimageindex]")
+    p.add_argument("--allow-private-hosts", nargs="?", const="127.0.0.1", default=None, metavar="ADDRS",
+                   help="let the SSRF guard through to these non-public addresses (comma-separated IPs/CIDRs; "
+                        "alone: 127.0.0.1). For the local sample crawl and tests only [default: none]")
+    p.add_argument("--resize-mode", default=None, help="img2dataset resize mode; 'no' keeps originals [default no]")
+    p.add_argument("--image-size", type=_positive_int, default=None, help="img2dataset image size [default 256]")
+    p.add_argument("--encode-format", default=None, help="jpg|png|webp when resizing [default jpg]")
+    p.add_argument("--min-image-size", type=int, default=None, help="img2dataset's minimum, when resizing [default 0]")
+    p.add_argument("--samples-per-shard", type=_positive_int, default=None, help="URLs per shard [default 10000]")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="fetch again only the refs whose last status is retryable (timeouts, 5xx, resets)")
+    p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
+    p.add_argument("--force", action="store_true", help="run even if OUT/fetched is complete for these refs")
 
     p = add("demo", _demo, "Build the sample crawl, serve it, and run every stage that exists on it.")
     p.add_argument("--crawl", default="build/sample", help="where to build the sample crawl")

@@ -38,7 +38,7 @@ from curate.download import (
     write_inline_shard,
 )
 from curate.errors import InputError, IntegrityError
-from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, update_stats, write_json
+from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, update_stats, verify_shards, write_json
 from curate.records import ImageRef, Rejected
 from filters.robots import RobotsRules, fetch_robots, origin_of, robots_url
 from pipelines.common import WriteRejectsAndFailures, check_funnel, pipeline_options
@@ -157,6 +157,22 @@ class WriteInlineShards(beam.DoFn):
             yield from write_inline_shard(self.out, shard_id, sorted(refs, key=lambda r: r.key))
 
 
+def _robots_ledger(rejected: Rejected) -> LedgerRow:
+    return LedgerRow(rejected.key, rejected.url, rejected.reason, rejected.detail, False, "", "")
+
+
+def _newest(rows: Iterable[LedgerRow]) -> LedgerRow:
+    """A ref's latest attempt: the highest shard wins (retries go to new shards; robots rejects have none)."""
+    return max(rows, key=lambda row: (row.shard, row.reason == R.KEPT))
+
+
+class ReadLedger(beam.DoFn):
+    def process(self, url: str) -> Iterator[LedgerRow]:
+        with fsspec.open(url, "rb") as fh:
+            for row in pq.read_table(fh).to_pylist():
+                yield LedgerRow(**row)
+
+
 def _ledger_to_reject(row: LedgerRow) -> Rejected:
     return Rejected(row.key, row.url, STAGE, row.reason, row.detail[:500])
 
@@ -185,7 +201,8 @@ class _WriteManifest(beam.DoFn):
 
 
 def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, first_shard: int = 0,
-          only: frozenset[str] | None = None) -> None:
+          only: frozenset[str] | None = None, old_ledger: list[str] = ()) -> None:
+    """The stage graph; with `only`, fetch just those refs and merge their rows into `old_ledger`."""
     dl, per_shard = config.download, config.download.samples_per_shard
     refs = p | "RefFiles" >> beam.Create(ref_files) | "ReadRefs" >> beam.ParDo(ReadRefs())
     if only is not None:
@@ -209,33 +226,92 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
                    | "ByInlineShard" >> beam.GroupByKey()
                    | "WriteInline" >> beam.ParDo(WriteInlineShards(out, first_shard),
                                                  beam.pvalue.AsSingleton(total), per_shard))
-    ledger = (fetched, inline_rows) | "Ledger" >> beam.Flatten()
+    robots_rows = checked[REJECTED] | "RobotsLedger" >> beam.Map(_robots_ledger)
+    ledger = (fetched, inline_rows, robots_rows) | "Ledger" >> beam.Flatten()
+    if old_ledger:
+        previous = p | "OldLedgerFiles" >> beam.Create(list(old_ledger)) | "ReadLedger" >> beam.ParDo(ReadLedger())
+        ledger = ((ledger, previous) | "AllAttempts" >> beam.Flatten()
+                  | "ByRef" >> beam.Map(lambda row: (row.key, row)) | "Newest" >> beam.CombinePerKey(_newest)
+                  | "Rows" >> beam.Values())
     ledger_shards = ledger | "WriteLedger" >> WriteParquetShards(
         out, "ledger", STAGE, LEDGER_SCHEMA, dataclasses.asdict, lambda row: row.key, config.extract.shards)
-    rejects = ((ledger | "Failures" >> beam.Filter(lambda row: row.reason != R.KEPT)
-                | "AsRejects" >> beam.Map(_ledger_to_reject)), checked[REJECTED]) | "AllRejects" >> beam.Flatten()
+    rejects = ledger | "Failures" >> beam.Filter(lambda row: row.reason != R.KEPT) | "AsRejects" >> beam.Map(
+        _ledger_to_reject)
     no_dead_letters = p | "NoDeadLetters" >> beam.Create([])
     other = (rejects, no_dead_letters) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards)
-    reasons = ((ledger | "LedgerReasons" >> beam.Map(lambda row: row.reason)),
-               (checked[REJECTED] | "RobotsReasons" >> beam.Map(lambda r: r.reason))) | "Reasons" >> beam.Flatten()
-    counts = reasons | "CountReasons" >> beam.combiners.ToList() | "Tally" >> beam.Map(_count_reasons)
+    counts = (ledger | "Reasons" >> beam.Map(lambda row: row.reason) | "CountReasons" >> beam.combiners.ToList()
+              | "Tally" >> beam.Map(_count_reasons))
     shards = (ledger_shards, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
     _ = shards | "Manifest" >> beam.ParDo(_WriteManifest(out, config.digest(), ref_files),
                                           beam.pvalue.AsSingleton(counts))
 
 
-def run(out: str, config: Config, beam_args: Sequence[str] = ()) -> dict[str, Any]:
-    """Fetch every ref of OUT/refs (shards committed by an earlier, killed run are kept, not fetched again)."""
+def _ledger_files(out: str) -> list[str]:
+    fs, path = fsspec.core.url_to_fs(join(out, "ledger"))
+    return [fs.unstrip_protocol(f) for f in sorted(fs.glob(f"{path}/*.parquet"))]
+
+
+def _retryable_keys(ledger_files: list[str]) -> frozenset[str]:
+    keys = set()
+    for url in ledger_files:
+        with fsspec.open(url, "rb") as fh:
+            table = pq.read_table(fh, columns=["key", "retryable"]).to_pylist()
+        keys |= {row["key"] for row in table if row["retryable"]}
+    return frozenset(keys)
+
+
+def _next_shard(out: str) -> int:
+    fs, path = fsspec.core.url_to_fs(join(out, "fetched"))
+    ids = [int(f.rsplit("/", 1)[-1].split("_")[0]) for f in fs.glob(f"{path}/*_stats.json")]
+    return max(ids, default=-1) + 1
+
+
+def is_done(out: str, config: Config, ref_files: list[str]) -> bool:
+    manifest = read_json(join(out, "fetched", MANIFEST))
+    return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == config.digest()
+                and manifest.get("inputs") == ref_files)
+
+
+def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: bool = False,
+        force: bool = False) -> dict[str, Any]:
+    """Fetch every ref of OUT/refs. Shards committed by an earlier, killed run are kept, not fetched again;
+    with `retry_failed`, only refs whose last status is retryable are fetched again, into new shards."""
     ref_files = read_refs(out)
+    options = pipeline_options(beam_args)
+    if retry_failed:
+        old = _ledger_files(out)
+        if not old:
+            raise InputError(f"no ledger under {join(out, 'ledger')}: run `curate download` first")
+        only = _retryable_keys(old)
+        staged = [_copy_aside(url) for url in old]  # the ledger is rewritten from these
+        first = _next_shard(out)
+    else:
+        if not force and is_done(out, config, ref_files):
+            return {**(read_json(join(out, "fetched", MANIFEST)) or {}), "skipped": True}
+        only, staged, first = None, [], 0
     for stale in (join(out, "ledger"), join(out, "rejects", f"{STAGE}-*"), join(out, "fetched", MANIFEST)):
         remove(stale)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        build(p, ref_files, out, config)
+    with beam.Pipeline(options=options) as p:
+        build(p, ref_files, out, config, first_shard=first, only=only, old_ledger=staged)
+    for url in staged:
+        remove(url)
     manifest: dict[str, Any] | None = read_json(join(out, "fetched", MANIFEST))
     if not manifest:
         raise IntegrityError(f"download finished without writing {join(out, 'fetched', MANIFEST)}")
+    verify_shards(out, [s for table in manifest["tables"].values() for s in table])
     for name, part in manifest["funnel"].items():
         check_funnel(STAGE, name, part)
+    if retry_failed:
+        manifest["retried"] = len(only or ())
     update_stats(out, STAGE, manifest["funnel"])
     write_config(config, out)
     return manifest
+
+
+def _copy_aside(url: str) -> str:
+    """Move a ledger file out of the way (the new ledger replaces the folder) and return its new URL."""
+    fs, path = fsspec.core.url_to_fs(url)
+    aside = path.replace("/ledger/", "/ledger-previous/")
+    fs.makedirs(aside.rsplit("/", 1)[0], exist_ok=True)
+    fs.mv(path, aside)
+    return fs.unstrip_protocol(aside)
