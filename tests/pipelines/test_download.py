@@ -1,0 +1,180 @@
+"""The download stage against `curate serve` on 127.0.0.1, scored against truth.parquet."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+
+from curate import reasons as R
+from curate.config import load_config
+from curate.crawl import snapshot_files
+from pipelines import download, extract
+
+pytestmark = pytest.mark.slow
+SNAPSHOTS = ["CC-MAIN-2021-04", "CC-MAIN-2023-06"]
+FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadline": 4, "download.timeout": 2,
+         "download.samples_per_shard": 60}
+
+
+def _rows(folder: Path) -> list[dict]:
+    files = sorted(folder.glob("*.parquet"))
+    return [row for f in files for row in pq.read_table(f).to_pylist()]
+
+
+def _expected(truth: dict) -> str:
+    return truth["reason"] if truth["stage"] == R.DOWNLOAD else R.KEPT
+
+
+def _images(out: Path) -> dict[str, str]:
+    """ref key -> sha256 of the image bytes, over every committed tar of OUT/fetched."""
+    found = {}
+    for tar_path in sorted((out / "fetched").glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+        for name, data in members.items():
+            if name.endswith(".json"):
+                meta = json.loads(data)
+                image = next(v for k, v in members.items() if k.startswith(meta["key"] + ".")
+                             and not k.endswith((".json", ".txt")))
+                found[meta["ref_key"]] = hashlib.sha256(image).hexdigest()
+    return found
+
+
+@pytest.fixture(scope="module")
+def downloaded(sample_crawl: Path, served_crawl, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    out = tmp_path_factory.mktemp("download")
+    config = load_config(None, FLAGS)
+    extract.run(snapshot_files(SNAPSHOTS, str(sample_crawl), "warc"), str(out), config)
+    blocked = next(r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist() if r["fault"] == "redirect_blocked")
+    target = urlsplit(served_crawl.hosts["cdn"].routes[urlsplit(blocked["url"]).path].redirect)
+    before = len(served_crawl.requests)
+    with socket.socket() as listener:  # the blocked redirect target: it must never see a connection
+        listener.bind((target.hostname, target.port))
+        listener.listen()
+        listener.setblocking(False)
+        download.run(str(out), config)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    return out, before
+
+
+def test_every_ref_once_with_the_truths_status(downloaded, sample_crawl: Path) -> None:
+    out, _ = downloaded
+    truth = {r["url"]: r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist()}
+    refs = _rows(out / "refs")
+    ledger = _rows(out / "ledger")
+    assert sorted(r["key"] for r in ledger) == sorted(r["key"] for r in refs)
+    assert {r["url"]: r["reason"] for r in ledger} == {r["url"]: _expected(truth[r["url"]]) for r in refs}
+    stats = json.loads((out / "stats.json").read_text())["download"]["references"]
+    assert stats["input"] == len(refs) == stats["kept"] + sum(stats["rejected"].values())
+    rejects = [r for r in _rows(out / "rejects") if r["stage"] == R.DOWNLOAD]
+    assert sorted(r["key"] for r in rejects) == sorted(r["key"] for r in ledger if r["reason"] != R.KEPT)
+
+
+def test_disallowed_urls_were_never_requested(downloaded, served_crawl, sample_crawl: Path) -> None:
+    out, before = downloaded
+    requested = {r["path"] for r in served_crawl.requests[before:]}
+    ledger = _rows(out / "ledger")
+    disallowed = [r for r in ledger if r["reason"] == R.ROBOTS_DISALLOW]
+    assert len(disallowed) == 3
+    assert not {urlsplit(r["url"]).path for r in disallowed} & requested
+    assert "/robots.txt" in requested
+    robots_requests = [r for r in served_crawl.requests[before:] if r["path"] == "/robots.txt"]
+    assert len(robots_requests) == len({r["host"] for r in robots_requests})  # once per host
+
+
+def test_originals_are_kept_byte_for_byte(downloaded, sample_crawl: Path) -> None:
+    out, _ = downloaded
+    images = _images(out)
+    ledger = _rows(out / "ledger")
+    kept = {r["key"] for r in ledger if r["reason"] == R.KEPT}
+    assert set(images) == kept
+    refs = {r["key"]: r for r in _rows(out / "refs")}
+    inline = [k for k in kept if refs[k]["source"] == "inline"]
+    assert inline and all(images[k] == hashlib.sha256(refs[k]["content"]).hexdigest() for k in inline)
+    import urllib.request
+
+    for key in sorted(kept - set(inline))[:25]:
+        with urllib.request.urlopen(refs[key]["url"], timeout=10) as response:
+            assert hashlib.sha256(response.read()).hexdigest() == images[key]
+
+
+def test_shards_interleave_hosts_and_carry_provenance(downloaded) -> None:
+    out, _ = downloaded
+    fetched = [p for p in sorted((out / "fetched").glob("*.parquet"))]
+    assert len(fetched) >= 4
+    for path in fetched:
+        rows = pq.read_table(path).to_pylist()
+        if rows[0]["source"] == "inline":
+            continue
+        hosts = [urlsplit(r["url"]).port for r in rows]
+        assert len(set(hosts)) >= 3
+        assert {"ref_key", "page_url", "snapshot", "source_file", "crawl_date", "reason", "mime",
+                "http_status"} <= set(rows[0])
+        for row in rows:
+            assert (row["mime"] is not None) == (row["reason"] == R.KEPT)
+
+
+def test_kill_and_rerun_gives_the_uninterrupted_result(downloaded, sample_crawl: Path, tmp_path: Path) -> None:
+    out, _ = downloaded
+    again = tmp_path / "again"
+    fs = fsspec.filesystem("file")
+    fs.copy(str(out / "refs"), str(again / "refs"), recursive=True)
+    cmd = [sys.executable, "-m", "curate", "download", "--output", str(again), "--allow-private-hosts",
+           "--deadline", "4", "--timeout", "2", "--samples-per-shard", "60"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((again / "fetched").glob("*_stats.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name for p in (again / "fetched").glob("*_stats.json")}
+    assert done_before and not (again / "fetched" / "_MANIFEST.json").exists()
+    for tar_path in (again / "fetched").glob("*.tar"):  # every visible tar is complete and readable
+        assert (again / "fetched" / tar_path.name.replace(".tar", "_stats.json")).exists()
+        with tarfile.open(tar_path) as tar:
+            assert tar.getmembers()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert _images(again) == _images(out)
+    strip = lambda rows: sorted((r["key"], r["reason"]) for r in rows)  # noqa: E731
+    assert strip(_rows(again / "ledger")) == strip(_rows(out / "ledger"))
+
+
+def test_retry_failed_fetches_only_retryable_refs(downloaded, served_crawl, tmp_path: Path) -> None:
+    out, _ = downloaded
+    again = tmp_path / "retry"
+    fsspec.filesystem("file").copy(str(out), str(again), recursive=True)
+    ledger = _rows(again / "ledger")
+    retryable = {urlsplit(r["url"]).path for r in ledger if r["retryable"]}
+    assert retryable and len(retryable) < len(ledger) // 10
+    before = len(served_crawl.requests)
+    manifest = download.run(str(again), load_config(None, FLAGS), retry_failed=True)
+    assert manifest["retried"] == len(retryable)
+    # A trickled response is logged when the server notices the client left: give it a few seconds.
+    deadline = time.monotonic() + 10
+    while True:
+        images = {r["path"] for r in served_crawl.requests[before:] if r["path"] != "/robots.txt"}
+        if images >= retryable or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert images == retryable
+    after = _rows(again / "ledger")
+    assert sorted(r["key"] for r in after) == sorted(r["key"] for r in ledger)
+    assert {r["key"]: r["reason"] for r in after} == {r["key"]: r["reason"] for r in ledger}  # same faults again
+    new_shards = {r["shard"] for r in after if r["retryable"]}
+    assert new_shards and min(new_shards) > max(r["shard"] for r in ledger if r["shard"])
