@@ -6,6 +6,8 @@ written as JSON under --out.
 Benchmarks so far:
 - sample-crawl: build time, files and bytes of the sample crawl at each --scale; time per image URL
   relative to scale 1 (goal: linear, ratio <= 1.2).
+- download: images per second on loopback, `curate download` next to the bare img2dataset CLI on the same
+  URLs in the same run (goal: overhead <= 20%).
 - extract: pages per second per core of our WARC reading + extraction next to a bare warcio loop over the
   same files in the same run (the floor); peak memory of one process reading the largest file (goal:
   >= 300 pages/s/core; memory flat from scale 1 to 8 although files grow 8x).
@@ -25,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import download as download_bench  # noqa: E402  (benchmarks/download.py, beside this file)
 import extract as extract_bench  # noqa: E402  (benchmarks/extract.py, beside this file)
 
 from curate.sample.build import build_sample_crawl  # noqa: E402
@@ -71,6 +74,7 @@ def main() -> int:
     parser.add_argument("--out", default="build/bench", help="scratch and results directory")
     parser.add_argument("--scales", default="1,2,4,8", help="sample crawl scales to build")
     parser.add_argument("--extract-scales", default="1,8", help="scales to run the extract benchmark on")
+    parser.add_argument("--download-urls", type=int, default=5000, help="URLs in the download benchmark")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,10 +85,11 @@ def main() -> int:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"machine: {machine}; peak RSS {peak_mib:.0f} MiB")
-    for table in (rows, extract_rows):
+    download_rows = [download_bench.bench(out / "sample-x1", out / "download", args.download_urls)] if 1 in scales else []
+    for table in (rows, extract_rows, download_rows):
         _print_table(table)
     (out / "results.json").write_text(json.dumps({"machine": machine, "peak_rss_mib": round(peak_mib),
-                                                  "rows": rows + extract_rows}, indent=2) + "\n")
+                                                  "rows": rows + extract_rows + download_rows}, indent=2) + "\n")
     return 0
 
 
