@@ -37,7 +37,7 @@ def _extract(server: SampleServer, out: Path, truth: list[dict]) -> None:
 
     files = snapshot_files([s[0] for s in SNAPSHOTS], server.url("crawl"), "warc")
     started = time.time()
-    manifest = run(files, str(out), load_config(), force=True)
+    manifest = run(files, str(out), load_config(None, DEMO_FLAGS), force=True)
     refs = manifest["funnel"]["references"]
     expected = sum(1 for r in truth if r["in_warc"] and r["stage"] != R.EXTRACT)
     print(f"extract ({time.time() - started:.1f} s, {len(files)} WARC files over HTTP): "
@@ -46,6 +46,24 @@ def _extract(server: SampleServer, out: Path, truth: list[dict]) -> None:
         print(f"  rejected {reason:18s} {n}")
     files_part = manifest["funnel"]["files"]
     print(f"  files read {files_part['kept']}, failed {files_part['failed']} {files_part['failures']}")
+
+
+# The sample's trickling host would hold a download for the whole default deadline (30 s); the demo is brisk.
+DEMO_FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadline": 5, "download.timeout": 3,
+              "download.samples_per_shard": 100}
+
+
+def _download(out: Path, truth: list[dict]) -> None:
+    from pipelines.download import run
+
+    started = time.time()
+    manifest = run(str(out), load_config(None, DEMO_FLAGS), force=True)
+    refs = manifest["funnel"]["references"]
+    expected = sum(1 for r in truth if r["in_warc"] and r["stage"] not in (R.EXTRACT, R.DOWNLOAD))
+    print(f"download ({time.time() - started:.1f} s, img2dataset through curate's guards): {refs['input']} refs -> "
+          f"{refs['kept']} images (truth: {expected})")
+    for reason, n in sorted(refs["rejected"].items()):
+        print(f"  rejected {reason:18s} {n}")
 
 
 def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1) -> int:
@@ -58,7 +76,9 @@ def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1) -> int:
     with SampleServer(crawl) as server:
         print(f"serving on {server.url('crawl')} .. port {port + len(HOSTS) - 1} (127.0.0.1 only)")
         _extract(server, out, truth)
-    print("stages not built yet: download, decode/dedup, text filter, shards (see README, Status)")
-    print(f"outputs: {out}/refs (image references), {out}/rejects, {out}/failed, {out}/stats.json, "
-          f"{out}/config.yaml; truth {crawl}/truth.parquet")
+        _download(out, truth)
+    print("stages not built yet: decode/dedup, text filter, shards (see README, Status)")
+    print(f"outputs: {out}/refs (image references), {out}/fetched (images, img2dataset layout), {out}/ledger "
+          f"(a status per ref), {out}/rejects, {out}/failed, {out}/stats.json, {out}/config.yaml; "
+          f"truth {crawl}/truth.parquet")
     return 0

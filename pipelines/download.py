@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import urllib.error
 import urllib.request
@@ -201,7 +202,7 @@ class _WriteManifest(beam.DoFn):
 
 
 def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, first_shard: int = 0,
-          only: frozenset[str] | None = None, old_ledger: list[str] = ()) -> None:
+          only: frozenset[str] | None = None, old_ledger: Sequence[str] = ()) -> None:
     """The stage graph; with `only`, fetch just those refs and merge their rows into `old_ledger`."""
     dl, per_shard = config.download, config.download.samples_per_shard
     refs = p | "RefFiles" >> beam.Create(ref_files) | "ReadRefs" >> beam.ParDo(ReadRefs())
@@ -266,6 +267,23 @@ def _next_shard(out: str) -> int:
     return max(ids, default=-1) + 1
 
 
+def _refs_identity(out: str, config: Config) -> dict[str, Any]:
+    refs = read_json(join(out, "refs", MANIFEST)) or {}
+    settings = json.dumps(dataclasses.asdict(config.download), sort_keys=True, default=list)
+    return {"refs": [s["sha256"] for s in refs.get("tables", {}).get("refs", [])],
+            "download_settings": hashlib.sha256(settings.encode()).hexdigest()[:16]}
+
+
+def _start(out: str, config: Config) -> None:
+    """Committed shards are reused only by a rerun over the same refs and config (a resume); anything else
+    starts OUT/fetched afresh, so no shard of an older extract can pass for one of this."""
+    plan_url = join(out, "fetched", "_PLAN.json")
+    identity = _refs_identity(out, config)
+    if read_json(plan_url) != identity:
+        remove(join(out, "fetched"))
+        write_json(plan_url, identity)
+
+
 def is_done(out: str, config: Config, ref_files: list[str]) -> bool:
     manifest = read_json(join(out, "fetched", MANIFEST))
     return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == config.digest()
@@ -289,6 +307,7 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: b
         if not force and is_done(out, config, ref_files):
             return {**(read_json(join(out, "fetched", MANIFEST)) or {}), "skipped": True}
         only, staged, first = None, [], 0
+        _start(out, config)
     for stale in (join(out, "ledger"), join(out, "rejects", f"{STAGE}-*"), join(out, "fetched", MANIFEST)):
         remove(stale)
     with beam.Pipeline(options=options) as p:

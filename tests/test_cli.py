@@ -124,6 +124,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert f"distinct image URLs (truth: {expected})" in result.stdout
     stats = json.loads((tmp_path / "demo" / "stats.json").read_text())
     assert stats["extract"]["references"]["kept"] == expected
+    images = sum(1 for r in truth if r["in_warc"] and r["stage"] not in ("extract", "download"))
+    assert f"images (truth: {images})" in result.stdout and stats["download"]["references"]["kept"] == images
 
 
 def test_extract_command_on_input_files(sample_crawl: Path, tmp_path: Path) -> None:
