@@ -32,6 +32,9 @@ def test_help_lists_subcommands() -> None:
         ("demo", ["--crawl", "--out", "(default: build/sample)", "(default: build/demo)"]),
         ("extract", ["--snapshot", "--input", "--output", "--source", "--max-files", "--cc-base-url", "--shards",
                      "--config", "--force", "(default: https://data.commoncrawl.org/)"]),
+        ("download", ["--output", "--timeout", "--deadline", "--retries", "--threads", "--max-bytes",
+                      "--user-agent-token", "--disallowed-header-directives", "--allow-private-hosts", "--resize-mode",
+                      "--retry-failed", "[default 30]", "[default noai,noimageai,noindex,noimageindex]"]),
     ],
 )
 def test_subcommand_help_shows_every_flag_and_default(command: str, flags: list[str], capsys) -> None:
@@ -60,6 +63,9 @@ def test_subcommand_help_shows_every_flag_and_default(command: str, flags: list[
         (["extract", "--input", "/no/such/*.warc.gz", "--output", "x"], "/no/such/*.warc.gz"),
         (["extract", "--input", "/no/such.warc.gz", "--output", "x", "--config", "/no/config.yaml"],
          "cannot read config file"),
+        (["download", "--output", "/no/such/out"], "run `curate extract --output /no/such/out` first"),
+        (["download", "--output", "/no/out", "--allow-private-hosts", "localhost"], "not an IP address"),
+        (["download", "--output", "/no/out", "--deadline", "1", "--timeout", "5"], "deadline must be >="),
     ],
 )
 def test_user_mistakes_print_one_line_and_exit_2(argv: list[str], message: str) -> None:

@@ -177,3 +177,18 @@ def test_retry_failed_fetches_only_retryable_refs(downloaded, served_crawl, tmp_
     assert {r["key"]: r["reason"] for r in after} == {r["key"]: r["reason"] for r in ledger}  # same faults again
     new_shards = {r["shard"] for r in after if r["retryable"]}
     assert new_shards and min(new_shards) > max(r["shard"] for r in ledger if r["shard"])
+
+
+def test_new_refs_start_the_fetched_folder_afresh(downloaded, tmp_path: Path) -> None:
+    out, _ = downloaded
+    again = tmp_path / "changed"
+    fsspec.filesystem("file").copy(str(out), str(again), recursive=True)
+    manifest = json.loads((again / "refs" / "_MANIFEST.json").read_text())
+    dropped = manifest["tables"]["refs"].pop()  # as if a new extract had produced other refs
+    (again / dropped["path"]).unlink()
+    (again / "refs" / "_MANIFEST.json").write_text(json.dumps(manifest))
+    download.run(str(again), load_config(None, FLAGS))
+    refs = _rows(again / "refs")
+    ledger = _rows(again / "ledger")
+    assert sorted(r["key"] for r in ledger) == sorted(r["key"] for r in refs)
+    assert set(_images(again)) <= {r["key"] for r in refs}
