@@ -112,3 +112,12 @@ def test_redirect_to_a_blocked_address_never_connects(sample_crawl: Path, served
         assert _fetch(row["url"])[0] == R.BLOCKED_ADDRESS
         with pytest.raises(TimeoutError):
             listener.accept()
+
+
+def test_slow_host_past_the_deadline(sample_crawl: Path, served_crawl) -> None:
+    """The 1.5 s delay passes the default policy; with a 1 s budget it is a timeout, ended in time."""
+    row = next(r for r in _rows(sample_crawl) if r["fault"] == "slow")
+    tight = FetchPolicy(timeout=1.0, deadline=1.0, allow=("127.0.0.1",))
+    started = time.monotonic()
+    assert _fetch(row["url"], tight)[0] == R.TIMEOUT
+    assert time.monotonic() - started < 1.5
