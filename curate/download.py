@@ -2,7 +2,9 @@
 
 img2dataset's `Downloader` does the fetching (thread pool, X-Robots-Tag check, tar + parquet + stats
 writers); it runs in-process on one shard, through the opener curate.fetch installs (SSRF guard, byte
-cap, deadline, magic bytes). It writes its tar at the final path while it works, so it writes to a local
+cap, deadline, magic bytes). The opener is installed for the whole worker process and never removed:
+img2dataset only uses urllib's global opener, and removing it while another bundle's shard is in flight
+in the same worker would let that shard's requests past the guard. It writes its tar at the final path while it works, so it writes to a local
 staging folder; the finished files are then committed to OUT/fetched/ one by one under temporary names
 (tar, then parquet, then the stats file, which marks the shard complete). A killed run leaves no visible
 half shard, and a rerun skips every shard whose stats file exists.

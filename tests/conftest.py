@@ -33,3 +33,17 @@ def served_crawl(sample_crawl: Path) -> SampleServer:
     server = SampleServer(sample_crawl).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _default_urllib_opener():
+    """The download stage installs curate's opener for the whole process (img2dataset fetches through
+    urllib's global opener: that is how its requests get the guards). Tests share one process, so each
+    test starts and ends with urllib's default."""
+    import urllib.request
+
+    import curate.download
+
+    yield
+    urllib.request.install_opener(None)  # type: ignore[arg-type]
+    curate.download._installed = None
