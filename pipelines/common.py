@@ -10,8 +10,18 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from curate.config import Config, write_config
 from curate.errors import IntegrityError, UserError
-from curate.io import FAILED_SCHEMA, REJECT_SCHEMA, WriteParquetShards
+from curate.io import (
+    FAILED_SCHEMA,
+    MANIFEST,
+    REJECT_SCHEMA,
+    WriteParquetShards,
+    join,
+    read_json,
+    update_stats,
+    verify_shards,
+)
 from curate.records import Failed, Rejected
 
 
@@ -69,6 +79,21 @@ def _merge_rejects(rejects: Any) -> Rejected:
     items = list(rejects)
     first = min(items, key=lambda r: (r.detail, r.url))
     return first._replace(occurrences=sum(r.occurrences for r in items))
+
+
+def finish_stage(out: str, stage: str, folder: str, config: Config, **config_facts: Any) -> dict[str, Any]:
+    """The driver's end of a stage run: the manifest exists, its shards are there as recorded, every funnel
+    adds up; then the funnel goes into OUT/stats.json and the config into OUT/config.yaml."""
+    url = join(out, folder, MANIFEST)
+    manifest: dict[str, Any] | None = read_json(url)
+    if not manifest:
+        raise IntegrityError(f"{stage} finished without writing {url}")
+    verify_shards(out, [s for table in manifest["tables"].values() for s in table])
+    for name, part in manifest["funnel"].items():
+        check_funnel(stage, name, part)
+    update_stats(out, stage, manifest["funnel"])
+    write_config(config, out, **config_facts)
+    return manifest
 
 
 def check_funnel(stage: str, name: str, funnel: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from apache_beam import pvalue
 
 from curate import __version__
 from curate import reasons as R
-from curate.config import Config, DownloadConfig, write_config
+from curate.config import Config, DownloadConfig
 from curate.download import (
     LedgerRow,
     committed,
@@ -38,11 +38,11 @@ from curate.download import (
     read_committed_ledger,
     write_inline_shard,
 )
-from curate.errors import InputError, IntegrityError
-from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, update_stats, verify_shards, write_json
+from curate.errors import InputError
+from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, write_json
 from curate.records import ImageRef, Rejected
 from filters.robots import RobotsRules, fetch_robots, origin_of, robots_url
-from pipelines.common import WriteRejectsAndFailures, check_funnel, pipeline_options
+from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
 from pipelines.extract import ref_from_row
 
 STAGE = R.DOWNLOAD
@@ -314,16 +314,9 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: b
         build(p, ref_files, out, config, first_shard=first, only=only, old_ledger=staged)
     for url in staged:
         remove(url)
-    manifest: dict[str, Any] | None = read_json(join(out, "fetched", MANIFEST))
-    if not manifest:
-        raise IntegrityError(f"download finished without writing {join(out, 'fetched', MANIFEST)}")
-    verify_shards(out, [s for table in manifest["tables"].values() for s in table])
-    for name, part in manifest["funnel"].items():
-        check_funnel(STAGE, name, part)
+    manifest = finish_stage(out, STAGE, "fetched", config)
     if retry_failed:
         manifest["retried"] = len(only or ())
-    update_stats(out, STAGE, manifest["funnel"])
-    write_config(config, out)
     return manifest
 
 

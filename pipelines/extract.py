@@ -23,9 +23,8 @@ from apache_beam.metrics import Metrics
 
 from curate import __version__
 from curate import reasons as R
-from curate.config import Config, write_config
+from curate.config import Config
 from curate.crawl import CrawlFile, open_binary, snapshot_of
-from curate.errors import IntegrityError
 from curate.extract import Context, extract_record, source_name
 from curate.io import (
     MANIFEST,
@@ -34,14 +33,12 @@ from curate.io import (
     join,
     read_json,
     remove,
-    update_stats,
-    verify_shards,
     write_json,
 )
 from curate.records import Failed, ImageRef, Rejected
 from curate.urls import url_key
 from curate.warc import DamagedFile, NotAWarc, iter_records
-from pipelines.common import WriteRejectsAndFailures, check_funnel, pipeline_options
+from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
 
 STAGE = R.EXTRACT
 MAX_ALTS = 5
@@ -256,12 +253,4 @@ def run(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[st
     options = pipeline_options(beam_args)
     with beam.Pipeline(options=options) as p:
         build(p, files, out, config)
-    manifest: dict[str, Any] | None = read_json(join(out, "refs", MANIFEST))
-    if not manifest:
-        raise IntegrityError(f"extract finished without writing {join(out, 'refs', MANIFEST)}")
-    verify_shards(out, [s for table in manifest["tables"].values() for s in table])
-    for name, part in manifest["funnel"].items():
-        check_funnel(STAGE, name, part)
-    update_stats(out, STAGE, manifest["funnel"])
-    write_config(config, out, inputs=inputs_summary(files))
-    return manifest
+    return finish_stage(out, STAGE, "refs", config, inputs=inputs_summary(files))
