@@ -178,13 +178,6 @@ def _ledger_to_reject(row: LedgerRow) -> Rejected:
     return Rejected(row.key, row.url, STAGE, row.reason, row.detail[:500])
 
 
-def _count_reasons(reasons: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for reason in reasons:
-        counts[reason] = counts.get(reason, 0) + 1
-    return dict(sorted(counts.items()))
-
-
 class _WriteManifest(beam.DoFn):
     def __init__(self, out: str, digest: str, inputs: list[str]):
         self.out, self.digest, self.inputs = out, digest, inputs
@@ -240,8 +233,8 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
         _ledger_to_reject)
     no_dead_letters = p | "NoDeadLetters" >> beam.Create([])
     other = (rejects, no_dead_letters) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards)
-    counts = (ledger | "Reasons" >> beam.Map(lambda row: row.reason) | "CountReasons" >> beam.combiners.ToList()
-              | "Tally" >> beam.Map(_count_reasons))
+    counts = (ledger | "Reasons" >> beam.Map(lambda row: row.reason) | "PerReason" >> beam.combiners.Count.PerElement()
+              | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
     shards = (ledger_shards, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
     _ = shards | "Manifest" >> beam.ParDo(_WriteManifest(out, config.digest(), ref_files),
                                           beam.pvalue.AsSingleton(counts))
