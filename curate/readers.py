@@ -1,0 +1,108 @@
+"""Images in, whatever their container: a folder of files, img2dataset's tar shards, or curate's fetched/.
+
+The filter stages accept datasets users already have, so every source becomes the same record, a
+`FetchedImage` whose `ref` carries the provenance there is: for curate's own fetched shards the ref's
+fields (the json sidecars hold them), for other img2dataset output its url and caption, for a folder the
+file's `file://` URL (so every reject row names its file). Keys stay stable: the ref's key when there is
+one, else the key of the normalized URL.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+
+from curate.errors import InputError
+from curate.fetch import sniff
+from curate.records import FetchedImage, ImageRef
+from curate.urls import normalize_url, url_key
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic")
+_SIDECARS = ("json", "txt")
+
+
+def _fs_glob(pattern: str) -> list[str]:
+    fs, path = fsspec.core.url_to_fs(pattern)
+    return [fs.unstrip_protocol(p) for p in sorted(fs.glob(path))]
+
+
+def list_sources(inputs: list[str]) -> list[str]:
+    """Tar shards and image files named by paths, folders (searched recursively) or globs; InputError if none."""
+    found: list[str] = []
+    for given in inputs:
+        fs, path = fsspec.core.url_to_fs(given)
+        if any(c in path for c in "*?["):
+            matches = _fs_glob(given)
+        elif fs.isdir(path):
+            matches = [fs.unstrip_protocol(p) for p in sorted(fs.find(path))]
+        elif fs.exists(path):
+            matches = [fs.unstrip_protocol(path)]
+        else:
+            raise InputError(f"no such file or folder: {given}")
+        matches = [m for m in matches if m.lower().endswith((".tar", *IMAGE_SUFFIXES))]
+        if not matches:
+            raise InputError(f"no images or .tar shards in {given}")
+        found += [m for m in matches if m not in found]
+    return found
+
+
+def _ref_from_meta(meta: dict[str, Any], caption: str) -> ImageRef:
+    url = meta.get("url") or ""
+    key = meta.get("ref_key") or url_key(_normalized(url))
+    return ImageRef(key, url, meta.get("caption") or caption or "", "", meta.get("page_url") or "",
+                    meta.get("snapshot") or "", meta.get("source_file") or "", int(meta.get("record_offset") or 0),
+                    meta.get("crawl_date") or "", meta.get("source") or "html")
+
+
+def _normalized(url: str) -> str:
+    try:
+        return normalize_url(url)
+    except ValueError:
+        return url
+
+
+def read_tar(url: str) -> Iterator[FetchedImage]:
+    """Samples of a webdataset/img2dataset tar, member groups paired by key (the name before the first dot
+    of the basename, as webdataset splits them)."""
+    groups: dict[str, dict[str, bytes]] = {}
+    order: list[str] = []
+    with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            stem, _, ext = member.name.rpartition("/")[2].partition(".")
+            handle = tar.extractfile(member)
+            if handle is None:
+                continue
+            if stem not in groups:
+                groups[stem] = {}
+                order.append(stem)
+            groups[stem][ext.lower()] = handle.read()
+    for stem in order:
+        members = groups[stem]
+        images = [ext for ext in members if ext not in _SIDECARS]
+        if not images:
+            continue
+        data = members[images[0]]
+        meta = json.loads(members["json"]) if "json" in members else {"url": f"{url}#{stem}"}
+        caption = members.get("txt", b"").decode("utf-8", "replace")
+        yield FetchedImage(_ref_from_meta(meta, caption), data, sniff(data[:32]) or "", int(meta.get("http_status") or 0))
+
+
+def read_file(url: str) -> FetchedImage:
+    """One image file; its `file://` (or remote) URL is its identity."""
+    with fsspec.open(url, "rb") as fh:
+        data = fh.read()
+    name = url if "://" in url else "file://" + url
+    return FetchedImage(ImageRef(url_key(name), name, "", "", "", "", "", 0, "", "file"), data, sniff(data[:32]) or "", 0)
+
+
+def read_source(url: str) -> Iterator[FetchedImage]:
+    if url.lower().endswith(".tar"):
+        yield from read_tar(url)
+    else:
+        yield read_file(url)

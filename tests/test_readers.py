@@ -1,0 +1,64 @@
+import io
+import json
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from curate.download import write_inline_shard
+from curate.errors import InputError
+from curate.readers import list_sources, read_source
+from curate.records import ImageRef
+from curate.urls import url_key
+
+
+def _jpeg(color: tuple[int, int, int], size: tuple[int, int] = (80, 60)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_folder_of_images(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.jpg").write_bytes(_jpeg((255, 0, 0)))
+    (tmp_path / "sub" / "b.JPG").write_bytes(_jpeg((0, 255, 0)))
+    (tmp_path / "notes.txt").write_text("not an image")
+    sources = list_sources([str(tmp_path)])
+    assert [Path(s.split("://")[-1]).name for s in sources] == ["a.jpg", "b.JPG"]
+    records = [r for s in sources for r in read_source(s)]
+    assert [r.mime for r in records] == ["image/jpeg"] * 2
+    for record in records:
+        assert record.ref.url.startswith("file://") and record.ref.key == url_key(record.ref.url)
+        assert record.data == Path(record.ref.url[len("file://"):]).read_bytes()
+
+
+def test_generic_webdataset_tar(tmp_path: Path) -> None:
+    path = tmp_path / "shard.tar"
+    with wds.TarWriter(str(path)) as writer:
+        writer.write({"__key__": "000001", "jpg": _jpeg((1, 2, 3)), "txt": "a caption",
+                      "json": json.dumps({"url": "HTTP://Example.com/x.jpg"}).encode()})
+        writer.write({"__key__": "000002", "png": b"\x89PNG\r\n\x1a\n" + b"\0" * 30})
+    first, second = list(read_source(str(path)))
+    assert first.ref.url == "HTTP://Example.com/x.jpg" and first.ref.key == url_key("http://example.com/x.jpg")
+    assert first.ref.alt == "a caption" and first.mime == "image/jpeg"
+    assert second.ref.url == f"{path}#000002" and second.mime == "image/png"
+
+
+def test_curate_fetched_shard_keeps_provenance(tmp_path: Path) -> None:
+    refs = [ImageRef(url_key(f"http://h/{i}.jpg"), f"http://h/{i}.jpg", f"alt {i}", "", "http://h/page",
+                     "CC-MAIN-2021-04", "crawl-data/x.warc.gz", 10 * i, "2021-01-15T00:00:00Z", "inline",
+                     _jpeg((i, i, i))) for i in range(3)]
+    write_inline_shard(str(tmp_path), 7, refs)
+    sources = list_sources([str(tmp_path / "fetched" / "*.tar")])
+    records = [r for s in sources for r in read_source(s)]
+    assert [r.ref for r in records] == [ref._replace(content=None) for ref in sorted(refs, key=lambda r: r.key)]
+    assert [r.data for r in records] == [ref.content for ref in sorted(refs, key=lambda r: r.key)]
+
+
+def test_missing_and_empty_inputs_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or folder"):
+        list_sources([str(tmp_path / "nope")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        list_sources([str(tmp_path / "empty")])
