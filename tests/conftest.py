@@ -35,6 +35,39 @@ def served_crawl(sample_crawl: Path) -> SampleServer:
     server.stop()
 
 
+DOWNLOAD_FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadline": 4, "download.timeout": 2,
+                  "download.samples_per_shard": 60}
+
+
+@pytest.fixture(scope="session")
+def downloaded(sample_crawl: Path, served_crawl, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """The sample crawl extracted and downloaded once per session (OUT, and the access log's length before
+    the download started). A listener on the blocked redirect target proves it is never connected to."""
+    import socket
+    from urllib.parse import urlsplit
+
+    import pyarrow.parquet as pq
+
+    from curate.config import load_config
+    from curate.crawl import snapshot_files
+    from pipelines import download, extract
+
+    out = tmp_path_factory.mktemp("download")
+    config = load_config(None, DOWNLOAD_FLAGS)
+    extract.run(snapshot_files(["CC-MAIN-2021-04", "CC-MAIN-2023-06"], str(sample_crawl), "warc"), str(out), config)
+    blocked = next(r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist() if r["fault"] == "redirect_blocked")
+    target = urlsplit(served_crawl.hosts["cdn"].routes[urlsplit(blocked["url"]).path].redirect)
+    before = len(served_crawl.requests)
+    with socket.socket() as listener:  # the blocked redirect target: it must never see a connection
+        listener.bind((target.hostname, target.port))
+        listener.listen()
+        listener.setblocking(False)
+        download.run(str(out), config)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    return out, before
+
+
 @pytest.fixture(autouse=True)
 def _default_urllib_opener():
     """The download stage installs curate's opener for the whole process (img2dataset fetches through

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -20,13 +19,10 @@ import pytest
 
 from curate import reasons as R
 from curate.config import load_config
-from curate.crawl import snapshot_files
-from pipelines import download, extract
+from pipelines import download
+from tests.conftest import DOWNLOAD_FLAGS as FLAGS
 
 pytestmark = pytest.mark.slow
-SNAPSHOTS = ["CC-MAIN-2021-04", "CC-MAIN-2023-06"]
-FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadline": 4, "download.timeout": 2,
-         "download.samples_per_shard": 60}
 
 
 def _rows(folder: Path) -> list[dict]:
@@ -51,24 +47,6 @@ def _images(out: Path) -> dict[str, str]:
                              and not k.endswith((".json", ".txt")))
                 found[meta["ref_key"]] = hashlib.sha256(image).hexdigest()
     return found
-
-
-@pytest.fixture(scope="module")
-def downloaded(sample_crawl: Path, served_crawl, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
-    out = tmp_path_factory.mktemp("download")
-    config = load_config(None, FLAGS)
-    extract.run(snapshot_files(SNAPSHOTS, str(sample_crawl), "warc"), str(out), config)
-    blocked = next(r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist() if r["fault"] == "redirect_blocked")
-    target = urlsplit(served_crawl.hosts["cdn"].routes[urlsplit(blocked["url"]).path].redirect)
-    before = len(served_crawl.requests)
-    with socket.socket() as listener:  # the blocked redirect target: it must never see a connection
-        listener.bind((target.hostname, target.port))
-        listener.listen()
-        listener.setblocking(False)
-        download.run(str(out), config)
-        with pytest.raises(BlockingIOError):
-            listener.accept()
-    return out, before
 
 
 def test_every_ref_once_with_the_truths_status(downloaded, sample_crawl: Path) -> None:
