@@ -116,6 +116,20 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _filter(args: argparse.Namespace) -> int:
+    from curate.config import load_config
+    from curate.readers import list_sources
+    from pipelines.decode import run
+
+    flags = {"image.min_side": args.min_side, "image.max_aspect_ratio": args.max_aspect_ratio,
+             "image.max_pixels": args.max_pixels, "image.formats": args.formats}
+    config = load_config(args.config, flags)
+    inputs = args.input or [args.output.rstrip("/") + "/fetched/*.tar"]
+    manifest = run(list_sources(inputs), args.output, config, args.beam_args, force=args.force)
+    _print_funnel("decode", manifest, args.output)
+    return 0
+
+
 def _print_funnel(stage: str, manifest: dict, out: str) -> None:
     state = "up to date, skipped" if manifest.get("skipped") else "done"
     print(f"{stage}: {state}; outputs under {out}")
@@ -207,6 +221,22 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="fetch again only the refs whose last status is retryable (timeouts, 5xx, resets)")
     p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
     p.add_argument("--force", action="store_true", help="run even if OUT/fetched is complete for these refs")
+
+    p = add("filter", _filter,
+            "Decode and validate images (formats by magic bytes, pixel budget before decoding, EXIF orientation, "
+            "size and aspect checks) and compute their hashes; writes OUT/images. Works on curate's fetched "
+            "shards, any img2dataset/webdataset tars, or folders of images. Other flags go to Apache Beam.")
+    p.set_defaults(beam_flags=True)
+    p.add_argument("--input", nargs="+", default=None,
+                   help="tar shards, image files, folders or globs [default: OUTPUT/fetched/*.tar]")
+    p.add_argument("--output", required=True, help="output URL (writes OUTPUT/images)")
+    p.add_argument("--min-side", type=_positive_int, default=None, help="shortest side in pixels [default 64]")
+    p.add_argument("--max-aspect-ratio", type=float, default=None, help="long side / short side [default 4.0]")
+    p.add_argument("--max-pixels", type=_positive_int, default=None,
+                   help="pixel budget, checked before decoding [default 89478485]")
+    p.add_argument("--formats", default=None, help="allowed formats, comma-separated [default jpeg,png,webp,gif]")
+    p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
+    p.add_argument("--force", action="store_true", help="run even if OUT/images is complete for these inputs")
 
     p = add("demo", _demo, "Build the sample crawl, serve it, and run every stage that exists on it.")
     p.add_argument("--crawl", default="build/sample", help="where to build the sample crawl")

@@ -1,0 +1,146 @@
+"""Decode and validate: images from any source -> OUT/images (one row per valid image, with its hashes).
+
+Graph: source URLs (tar shards, image files) -> Reshuffle -> DecodeSource (reads each source, decodes
+every image with curate.imaging: refusals tagged with their reason, unexpected errors dead-lettered, the
+rest become rows with width, height, format, SHA-256 of the bytes, hash of the normalized pixels and the
+64-bit perceptual hash) -> Parquet shards under OUT/images, rejects, dead letters, the manifest and the
+funnel. The original bytes travel on unchanged in the `data` column.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from curate import __version__
+from curate import reasons as R
+from curate.config import Config, ImageConfig
+from curate.hashing import phash64, sha256_hex
+from curate.imaging import Refusal, decode
+from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, write_json
+from curate.readers import read_source
+from curate.records import Failed, FetchedImage, ImageRecord, Rejected
+from curate.urls import url_key
+from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
+
+STAGE = R.DECODE
+REJECTED, FAILED, COUNTS = "rejected", "failed", "counts"
+IMAGE_SCHEMA = pa.schema([
+    ("key", pa.string()), ("url", pa.string()), ("data", pa.binary()), ("width", pa.int32()),
+    ("height", pa.int32()), ("format", pa.string()), ("animated", pa.bool_()), ("sha256", pa.string()),
+    ("pixel_hash", pa.string()), ("phash", pa.uint64()), ("alt", pa.string()), ("title", pa.string()),
+    ("page_url", pa.string()), ("snapshot", pa.string()), ("source_file", pa.string()),
+    ("record_offset", pa.int64()), ("crawl_date", pa.string()), ("source", pa.string()),
+])
+
+
+def image_row(record: ImageRecord) -> dict[str, Any]:
+    ref = record.ref
+    return {"key": record.key, "url": ref.url, "data": record.data, "width": record.width, "height": record.height,
+            "format": record.format, "animated": record.animated, "sha256": record.sha256,
+            "pixel_hash": record.pixel_hash, "phash": record.phash, "alt": ref.alt, "title": ref.title,
+            "page_url": ref.page_url, "snapshot": ref.snapshot, "source_file": ref.source_file,
+            "record_offset": ref.record_offset, "crawl_date": ref.crawl_date, "source": ref.source}
+
+
+def decode_one(fetched: FetchedImage, config: ImageConfig) -> ImageRecord | Rejected:
+    """The stage's rule for one image, without Beam."""
+    ref = fetched.ref
+    result = decode(fetched.data, config)
+    if isinstance(result, Refusal):
+        return Rejected(ref.key, ref.url, STAGE, result.reason, result.detail)
+    return ImageRecord(ref.key, fetched.data, result.width, result.height, result.format, sha256_hex(fetched.data),
+                       result.pixel_hash, phash64(result.view), ref, result.animated)
+
+
+class DecodeSource(beam.DoFn):
+    def __init__(self, config: ImageConfig):
+        self.config = config
+
+    def process(self, source: str) -> Iterator[Any]:
+        counts: Counter[str] = Counter()
+        try:
+            for fetched in read_source(source):
+                counts["input"] += 1
+                yield from self._one(fetched, counts)
+        except Exception as e:  # noqa: BLE001 - an unreadable source is a dead letter, not a failed run
+            counts["unreadable_sources"] += 1
+            yield pvalue.TaggedOutput(FAILED, Failed(url_key(source), source, STAGE, f"{type(e).__name__}: {e}",
+                                                     traceback.format_exc(limit=5)))
+        for name, n in counts.items():
+            Metrics.counter(STAGE, name).inc(n)
+        yield pvalue.TaggedOutput(COUNTS, dict(counts))
+
+    def _one(self, fetched: FetchedImage, counts: Counter[str]) -> Iterator[Any]:
+        try:
+            result = decode_one(fetched, self.config)
+        except Exception as e:  # noqa: BLE001 - decode() promises refusals, not exceptions; guard anyway
+            counts["failed"] += 1
+            yield pvalue.TaggedOutput(FAILED, Failed(fetched.ref.key, fetched.ref.url, STAGE,
+                                                     f"{type(e).__name__}: {e}", traceback.format_exc(limit=5)))
+            return
+        if isinstance(result, Rejected):
+            counts[result.reason] += 1
+            yield pvalue.TaggedOutput(REJECTED, result)
+        else:
+            counts[R.KEPT] += 1
+            yield result
+
+
+def _sum(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for d in dicts:
+        total.update(d)
+    return dict(total)
+
+
+class _WriteManifest(beam.DoFn):
+    def __init__(self, out: str, inputs: list[str], digest: str):
+        self.out, self.inputs, self.digest = out, inputs, digest
+
+    def process(self, shards: list[Any], counts: dict[str, int]) -> Iterator[None]:
+        tables: dict[str, list[dict]] = {}
+        for shard in sorted(shards, key=lambda s: s.path):
+            tables.setdefault(shard.table, []).append(shard._asdict())
+        rejected = {k: v for k, v in sorted(counts.items())
+                    if k not in ("input", R.KEPT, "failed", "unreadable_sources")}
+        funnel = {"images": {"input": counts.get("input", 0), "kept": counts.get(R.KEPT, 0), "rejected": rejected,
+                             "failed": counts.get("failed", 0)},
+                  "sources": {"input": len(self.inputs), "kept": len(self.inputs) - counts.get("unreadable_sources", 0),
+                              "rejected": {}, "failed": counts.get("unreadable_sources", 0)}}
+        write_json(join(self.out, "images", MANIFEST), {
+            "stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
+            "inputs": self.inputs, "tables": tables, "funnel": funnel})
+        yield None
+
+
+def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> None:
+    shards = config.extract.shards
+    results = (p | "Sources" >> beam.Create(sources) | "Spread" >> beam.Reshuffle()
+               | "Decode" >> beam.ParDo(DecodeSource(config.image)).with_outputs(REJECTED, FAILED, COUNTS, main="images"))
+    images = results.images | "WriteImages" >> WriteParquetShards(out, "images", "images", IMAGE_SCHEMA, image_row,
+                                                                  lambda r: r.key, shards)
+    other = (results[REJECTED], results[FAILED]) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
+    counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum)
+    all_shards = (images, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, sources, config.digest()),
+                                              beam.pvalue.AsSingleton(counts))
+
+
+def run(sources: list[str], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict:
+    manifest = read_json(join(out, "images", MANIFEST))
+    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == sources
+            and manifest.get("config_digest") == config.digest()):
+        return {**manifest, "skipped": True}
+    for stale in (join(out, "images"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*")):
+        remove(stale)
+    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+        build(p, sources, out, config)
+    return finish_stage(out, STAGE, "images", config)
