@@ -8,6 +8,8 @@ Benchmarks so far:
   relative to scale 1 (goal: linear, ratio <= 1.2).
 - download: images per second on loopback, `curate download` next to the bare img2dataset CLI on the same
   URLs in the same run (goal: overhead <= 20%).
+- decode: decode + validate + hash images/s on one core for 1024-px JPEGs next to a plain full Pillow decode
+  in the same run (goal >= 300 img/s).
 - extract: pages per second per core of our WARC reading + extraction next to a bare warcio loop over the
   same files in the same run (the floor); peak memory of one process reading the largest file (goal:
   >= 300 pages/s/core; memory flat from scale 1 to 8 although files grow 8x).
@@ -27,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import decode as decode_bench  # noqa: E402  (benchmarks/decode.py, beside this file)
 import download as download_bench  # noqa: E402  (benchmarks/download.py, beside this file)
 import extract as extract_bench  # noqa: E402  (benchmarks/extract.py, beside this file)
 
@@ -86,10 +89,11 @@ def main() -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"machine: {machine}; peak RSS {peak_mib:.0f} MiB")
     download_rows = [download_bench.bench(out / "sample-x1", out / "download", args.download_urls)] if 1 in scales else []
-    for table in (rows, extract_rows, download_rows):
+    decode_rows = decode_bench.bench()
+    for table in (rows, extract_rows, download_rows, decode_rows):
         _print_table(table)
     (out / "results.json").write_text(json.dumps({"machine": machine, "peak_rss_mib": round(peak_mib),
-                                                  "rows": rows + extract_rows + download_rows}, indent=2) + "\n")
+                                                  "rows": rows + extract_rows + download_rows + decode_rows}, indent=2) + "\n")
     return 0
 
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageFile
 
 from curate import reasons as R
 from curate.config import ImageConfig
-from curate.hashing import phash64, sha256_hex
+from curate.hashing import sha256_hex
 from curate.imaging import DEFAULT_CONFIG, PIXEL_HASH_SIDE, Decoded, Refusal, decode, halvings, image_format
 from curate.sample import images as im
 
@@ -449,36 +449,6 @@ def _grainy(image: Image.Image, seed: int) -> Image.Image:
     """Camera-like sensor noise: far more entropy-coded data per pixel than the smooth sample photos."""
     noise = np.random.default_rng(seed).normal(0, 6, (image.height, image.width, 1))
     return Image.fromarray(np.clip(np.asarray(image, np.float64) + noise, 0, 255).astype(np.uint8))
-
-
-def test_benchmark_decode_validate_hash_vs_full_decode():
-    """Figures only. Rounds alternate between the two paths so that neither inherits a warmer allocator."""
-    smooth = [im.photo(seed, (1024, 1024)).image for seed in range(12)]
-    sets = {"sample photos": [encode(image, "JPEG", quality=90) for image in smooth],
-            "grainy photos": [encode(_grainy(image, i), "JPEG", quality=90) for i, image in enumerate(smooth[:6])]}
-
-    def ours(data: bytes) -> None:
-        result = decode(data)
-        assert isinstance(result, Decoded)
-        sha256_hex(data)
-        phash64(result.view)
-
-    def plain(data: bytes) -> None:
-        with Image.open(io.BytesIO(data)) as src:
-            src.load()
-            src.convert("RGB")
-
-    for label, images in sets.items():
-        seconds = {"decode+validate+hash": 0.0, "plain full Pillow decode": 0.0}
-        for _ in range(3):
-            for name, fn in zip(seconds, (ours, plain), strict=True):
-                start = time.perf_counter()
-                for data in images:
-                    fn(data)
-                seconds[name] += time.perf_counter() - start
-        kb = sum(map(len, images)) / len(images) / 1024
-        rates = ", ".join(f"{name} {3 * len(images) / t:.0f} img/s" for name, t in seconds.items())
-        print(f"1024x1024 JPEG q90, {label} (~{kb:.0f} kB), one core: {rates}")
 
 
 # ---------------------------------------------------------------------------------------------------------
