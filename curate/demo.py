@@ -66,6 +66,20 @@ def _download(out: Path, truth: list[dict]) -> None:
         print(f"  rejected {reason:18s} {n}")
 
 
+def _decode(out: Path, truth: list[dict]) -> None:
+    from curate.readers import list_sources
+    from pipelines.decode import run
+
+    started = time.time()
+    manifest = run(list_sources([str(out / "fetched" / "*.tar")]), str(out), load_config(), force=True)
+    images = manifest["funnel"]["images"]
+    expected = sum(1 for r in truth if r["in_warc"] and r["stage"] not in (R.EXTRACT, R.DOWNLOAD, R.DECODE))
+    print(f"decode ({time.time() - started:.1f} s): {images['input']} images -> {images['kept']} valid "
+          f"(truth: {expected})")
+    for reason, n in sorted(images["rejected"].items()):
+        print(f"  rejected {reason:18s} {n}")
+
+
 def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1) -> int:
     started = time.time()
     port = _port_for(crawl)
@@ -77,8 +91,10 @@ def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1) -> int:
         print(f"serving on {server.url('crawl')} .. port {port + len(HOSTS) - 1} (127.0.0.1 only)")
         _extract(server, out, truth)
         _download(out, truth)
-    print("stages not built yet: decode/dedup, text filter, shards (see README, Status)")
-    print(f"outputs: {out}/refs (image references), {out}/fetched (images, img2dataset layout), {out}/ledger "
+    _decode(out, truth)
+    print("stages not built yet: dedup, text filter, shards (see README, Status)")
+    print(f"outputs: {out}/refs (image references), {out}/fetched (images, img2dataset layout), {out}/images "
+          f"(valid images with their hashes), {out}/ledger "
           f"(a status per ref), {out}/rejects, {out}/failed, {out}/stats.json, {out}/config.yaml; "
           f"truth {crawl}/truth.parquet")
     return 0

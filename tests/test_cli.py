@@ -136,6 +136,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert stats["extract"]["references"]["kept"] == expected
     images = sum(1 for r in truth if r["in_warc"] and r["stage"] not in ("extract", "download"))
     assert f"images (truth: {images})" in result.stdout and stats["download"]["references"]["kept"] == images
+    valid = sum(1 for r in truth if r["in_warc"] and r["stage"] not in ("extract", "download", "decode"))
+    assert f"valid (truth: {valid})" in result.stdout and stats["decode"]["images"]["kept"] == valid
 
 
 def test_extract_command_on_input_files(sample_crawl: Path, tmp_path: Path) -> None:
