@@ -100,10 +100,15 @@ class ImageConfig:
 class DedupConfig:
     near: bool = True
     hamming_radius: int = 6  # of the 64-bit perceptual hash
+    band_spare: int = 1  # extra pigeonhole bands: more keys per hash, far fewer wasted comparisons at scale
+    rounds: int = 12  # label-propagation rounds: clusters up to this many hops across are resolved
 
     def validate(self) -> None:
         if not 0 <= self.hamming_radius <= 16:
             raise ConfigError("dedup.hamming_radius must be between 0 and 16")
+        if not 0 <= self.band_spare <= 3:
+            raise ConfigError("dedup.band_spare must be between 0 and 3")
+        _positive("dedup.rounds", self.rounds)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,109 @@
+"""Dedup: OUT/images -> OUT/dedup (one decision per image: kept, duplicate or near_duplicate, with its
+cluster, the cluster's size and the survivor it duplicates), rejects for the dropped, the manifest and the
+funnel. The rules and the distributed clustering live in filters/dedup.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate import __version__
+from curate import reasons as R
+from curate.config import Config
+from curate.errors import InputError
+from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, write_json
+from curate.records import Rejected
+from filters.dedup import Decision, Deduplicate, Node
+from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
+
+STAGE = R.DEDUP
+COLUMNS = ["key", "url", "sha256", "pixel_hash", "phash", "width", "height", "crawl_date"]
+DECISION_SCHEMA = pa.schema([("key", pa.string()), ("reason", pa.string()), ("cluster", pa.string()),
+                             ("cluster_size", pa.int64()), ("dup_of", pa.string())])
+
+
+def image_files(out: str) -> list[str]:
+    fs, path = fsspec.core.url_to_fs(join(out, "images"))
+    files = sorted(fs.glob(f"{path}/*.parquet"))
+    if not files:
+        raise InputError(f"no images under {join(out, 'images')}: run `curate filter --output {out}` first")
+    return [fs.unstrip_protocol(f) for f in files]
+
+
+class ReadNodes(beam.DoFn):
+    """Only the columns dedup needs: the image bytes stay on disk."""
+
+    def process(self, url: str) -> Iterator[tuple[Node, str]]:
+        with fsspec.open(url, "rb") as fh:
+            for r in pq.read_table(fh, columns=COLUMNS).to_pylist():
+                node = Node(r["key"], r["sha256"], r["pixel_hash"], r["phash"], r["width"] * r["height"],
+                            r["crawl_date"] or "")
+                yield node, r["url"]
+
+
+def _reject(element: tuple[str, dict[str, Any]]) -> Iterator[Rejected]:
+    key, joined = element
+    decision = next(iter(joined["decision"]))
+    if decision.reason != R.KEPT:
+        url = next(iter(joined["url"]), "")
+        yield Rejected(key, url, STAGE, decision.reason, f"duplicate of {decision.dup_of}")
+
+
+class _WriteManifest(beam.DoFn):
+    def __init__(self, out: str, inputs: list[str], digest: str):
+        self.out, self.inputs, self.digest = out, inputs, digest
+
+    def process(self, shards: list[Any], counts: dict[str, int], unsettled: int) -> Iterator[None]:
+        tables: dict[str, list[dict]] = {}
+        for shard in sorted(shards, key=lambda s: s.path):
+            tables.setdefault(shard.table, []).append(shard._asdict())
+        funnel = {"images": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
+                             "rejected": {k: v for k, v in counts.items() if k != R.KEPT}, "failed": 0}}
+        write_json(join(self.out, "dedup", MANIFEST), {
+            "stage": STAGE, "complete": unsettled == 0, "unsettled": unsettled, "curate_version": __version__,
+            "config_digest": self.digest, "inputs": self.inputs, "tables": tables, "funnel": funnel})
+        yield None
+
+
+def build(p: beam.Pipeline, files: list[str], out: str, config: Config) -> None:
+    dd, shards = config.dedup, config.extract.shards
+    read = p | "ImageFiles" >> beam.Create(files) | "Spread" >> beam.Reshuffle() | "Read" >> beam.ParDo(ReadNodes())
+    nodes = read | "Nodes" >> beam.Map(lambda nu: nu[0])
+    decisions, unsettled = nodes | "Dedup" >> Deduplicate(dd.hamming_radius, dd.rounds, dd.band_spare, dd.near)
+    written = decisions | "WriteDecisions" >> WriteParquetShards(
+        out, "dedup", "dedup", DECISION_SCHEMA, Decision._asdict, lambda d: d.key, shards)
+    urls = read | "Urls" >> beam.Map(lambda nu: (nu[0].key, nu[1]))
+    rejects = ({"decision": decisions | "ByKey" >> beam.Map(lambda d: (d.key, d)), "url": urls}
+               | "JoinUrls" >> beam.CoGroupByKey() | "Rejects" >> beam.FlatMap(_reject))
+    no_dead_letters = p | "NoDeadLetters" >> beam.Create([])
+    other = (rejects, no_dead_letters) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
+    counts = (decisions | "Reasons" >> beam.Map(lambda d: d.reason) | "PerReason" >> beam.combiners.Count.PerElement()
+              | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
+    n_unsettled = unsettled | "CountUnsettled" >> beam.combiners.Count.Globally()
+    all_shards = (written, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, files, config.digest()),
+                                              beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
+
+
+def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict[str, Any]:
+    files = image_files(out)
+    manifest = read_json(join(out, "dedup", MANIFEST))
+    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == files
+            and manifest.get("config_digest") == config.digest()):
+        return {**manifest, "skipped": True}
+    for stale in (join(out, "dedup"), join(out, "rejects", f"{STAGE}-*")):
+        remove(stale)
+    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+        build(p, files, out, config)
+    written = read_json(join(out, "dedup", MANIFEST)) or {}
+    if written.get("unsettled"):
+        from curate.errors import IntegrityError
+
+        raise IntegrityError(f"dedup: {written['unsettled']} images still disagree with a neighbour after "
+                             f"{config.dedup.rounds} rounds; raise dedup.rounds")
+    return finish_stage(out, STAGE, "dedup", config)

@@ -1,0 +1,86 @@
+"""The distributed dedup transform against a plain in-memory union-find on the same nodes."""
+
+from __future__ import annotations
+
+import random
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from curate import reasons as R
+from curate.hashing import hamming
+from filters.dedup import Decision, Deduplicate, Node
+
+
+def _flip(h: int, bits: list[int]) -> int:
+    for b in bits:
+        h ^= 1 << b
+    return h
+
+
+def _nodes(seed: int = 0) -> list[Node]:
+    rng = random.Random(seed)
+    nodes = []
+    for i in range(60):  # unrelated images
+        nodes.append(Node(f"u{i:03d}", f"s{i}", f"p{i}", rng.getrandbits(63), rng.randint(100, 10_000), "2021"))
+    base = rng.getrandbits(63)
+    for i in range(6):  # a chain: each 4 bits from the previous, ends 20 bits apart (one cluster via the chain)
+        nodes.append(Node(f"c{i}", f"cs{i}", f"cp{i}", _flip(base, list(range(4 * i))), 1000 + i, "2022"))
+    nodes.append(Node("x1", "same-bytes", "xp1", rng.getrandbits(63), 500, "2021-01-02"))
+    nodes.append(Node("x2", "same-bytes", "xp2", rng.getrandbits(63), 500, "2021-01-01"))  # earlier: survives
+    nodes.append(Node("y1", "ys1", "same-pixels", rng.getrandbits(63), 800, "2023"))
+    nodes.append(Node("y2", "ys2", "same-pixels", rng.getrandbits(63), 900, "2023"))  # larger: survives
+    return nodes
+
+
+def _expected(nodes: list[Node], radius: int) -> list[Decision]:
+    parent = {n.key: n.key for n in nodes}
+
+    def find(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a in nodes:
+        for b in nodes:
+            if a.key < b.key and (a.sha256 == b.sha256 or a.pixel_hash == b.pixel_hash
+                                  or hamming(a.phash, b.phash) <= radius):
+                parent[find(a.key)] = find(b.key)
+    clusters: dict[str, list[Node]] = {}
+    for n in nodes:
+        clusters.setdefault(find(n.key), []).append(n)
+    out = []
+    for members in clusters.values():
+        best = min(members, key=lambda n: n.rank)
+        for n in members:
+            if n is best:
+                out.append(Decision(n.key, R.KEPT, best.key, len(members), None))
+            else:
+                exact = n.sha256 == best.sha256 or n.pixel_hash == best.pixel_hash
+                out.append(Decision(n.key, R.DUPLICATE if exact else R.NEAR_DUPLICATE, best.key, len(members), best.key))
+    return out
+
+
+@pytest.mark.parametrize("spare", [0, 1])
+def test_matches_union_find(spare: int) -> None:
+    nodes = _nodes()
+    expected = _expected(nodes, radius=6)
+    assert sum(d.reason != R.KEPT for d in expected) == 7  # the chain (5), the bytes pair, the pixels pair
+    with BeamPipeline() as p:
+        decisions, unsettled = p | beam.Create(nodes) | Deduplicate(radius=6, rounds=8, spare=spare)
+        assert_that(decisions, equal_to(expected), label="Decisions")
+        assert_that(unsettled, equal_to([]), label="Settled")
+
+
+def test_too_few_rounds_are_reported_not_guessed() -> None:
+    nodes = _nodes()
+    with BeamPipeline() as p:
+        _, unsettled = p | beam.Create(nodes) | Deduplicate(radius=6, rounds=1)
+        assert_that(unsettled, lambda keys: _nonempty(keys), label="Unsettled")
+
+
+def _nonempty(keys: list[str]) -> None:
+    assert keys and all(k.startswith("c") for k in keys)

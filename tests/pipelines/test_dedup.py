@@ -1,0 +1,61 @@
+"""The dedup stage on the downloaded, decoded sample crawl, scored against truth.parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from curate import reasons as R
+from curate.config import load_config
+from curate.readers import list_sources
+from pipelines import decode, dedup
+
+pytestmark = pytest.mark.slow
+
+
+def _rows(folder: Path) -> list[dict]:
+    return [row for f in sorted(folder.glob("*.parquet")) for row in pq.read_table(f).to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def deduped(downloaded) -> Path:
+    out, _ = downloaded
+    decode.run(list_sources([str(out / "fetched" / "*.tar")]), str(out), load_config())
+    dedup.run(str(out), load_config())
+    return out
+
+
+def test_decisions_equal_truth(deduped: Path, sample_crawl: Path) -> None:
+    truth = {r["url"]: r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist()}
+    images = {r["key"]: r["url"] for r in _rows(deduped / "images")}
+    decisions = {images[d["key"]]: d for d in _rows(deduped / "dedup")}
+    assert set(decisions) == set(images.values())
+    got = {url: d["reason"] for url, d in decisions.items()}
+    want = {url: truth[url]["fate"] for url in decisions}
+    exact_found = {u for u, r in got.items() if r == R.DUPLICATE}
+    exact_truth = {u for u, r in want.items() if r == R.DUPLICATE}
+    assert exact_found == exact_truth  # precision = recall = 1.0
+    near_truth = {u for u, r in want.items() if r == R.NEAR_DUPLICATE}
+    near_found = {u for u, r in got.items() if r == R.NEAR_DUPLICATE}
+    assert len(near_found & near_truth) >= 0.95 * len(near_truth)
+    lookalikes = {u for u in decisions if truth[u]["lookalike_group"] is not None}
+    assert not lookalikes & (near_found | exact_found)  # zero look-alikes merged
+    keys = {url: key for key, url in images.items()}
+    for url, d in decisions.items():
+        if d["reason"] != R.KEPT and want[url] == d["reason"]:
+            assert d["dup_of"] == keys[truth[url]["dup_of"]]  # the survivor rule picks truth's survivor
+
+
+def test_funnel_and_rejects(deduped: Path) -> None:
+    stats = json.loads((deduped / "stats.json").read_text())["dedup"]["images"]
+    decisions = _rows(deduped / "dedup")
+    assert stats["input"] == len(decisions) == stats["kept"] + sum(stats["rejected"].values())
+    rejects = [r for r in _rows(deduped / "rejects") if r["stage"] == R.DEDUP]
+    assert sorted(r["key"] for r in rejects) == sorted(d["key"] for d in decisions if d["reason"] != R.KEPT)
+    sizes = {}
+    for d in decisions:
+        sizes.setdefault(d["cluster"], []).append(d)
+    assert all(len(members) == members[0]["cluster_size"] for members in sizes.values())
