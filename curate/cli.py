@@ -119,14 +119,17 @@ def _download(args: argparse.Namespace) -> int:
 def _filter(args: argparse.Namespace) -> int:
     from curate.config import load_config
     from curate.readers import list_sources
+    from pipelines import dedup
     from pipelines.decode import run
 
     flags = {"image.min_side": args.min_side, "image.max_aspect_ratio": args.max_aspect_ratio,
-             "image.max_pixels": args.max_pixels, "image.formats": args.formats}
+             "image.max_pixels": args.max_pixels, "image.formats": args.formats,
+             "dedup.hamming_radius": args.hamming_radius, "dedup.near": False if args.no_near else None}
     config = load_config(args.config, flags)
     inputs = args.input or [args.output.rstrip("/") + "/fetched/*.tar"]
     manifest = run(list_sources(inputs), args.output, config, args.beam_args, force=args.force)
     _print_funnel("decode", manifest, args.output)
+    _print_funnel("dedup", dedup.run(args.output, config, args.beam_args, force=args.force), args.output)
     return 0
 
 
@@ -224,8 +227,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = add("filter", _filter,
             "Decode and validate images (formats by magic bytes, pixel budget before decoding, EXIF orientation, "
-            "size and aspect checks) and compute their hashes; writes OUT/images. Works on curate's fetched "
-            "shards, any img2dataset/webdataset tars, or folders of images. Other flags go to Apache Beam.")
+            "size and aspect checks), hash them, and remove exact and near duplicates; writes OUT/images and "
+            "OUT/dedup. Works on curate's fetched shards, any img2dataset/webdataset tars, or folders of "
+            "images. Other flags go to Apache Beam.")
     p.set_defaults(beam_flags=True)
     p.add_argument("--input", nargs="+", default=None,
                    help="tar shards, image files, folders or globs [default: OUTPUT/fetched/*.tar]")
@@ -235,8 +239,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=_positive_int, default=None,
                    help="pixel budget, checked before decoding [default 89478485]")
     p.add_argument("--formats", default=None, help="allowed formats, comma-separated [default jpeg,png,webp,gif]")
+    p.add_argument("--hamming-radius", type=int, default=None,
+                   help="near duplicates: perceptual hashes at most this many bits apart [default 6]")
+    p.add_argument("--no-near", action="store_true", help="exact duplicates only")
     p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
-    p.add_argument("--force", action="store_true", help="run even if OUT/images is complete for these inputs")
+    p.add_argument("--force", action="store_true", help="run even if the outputs are complete for these inputs")
 
     p = add("demo", _demo, "Build the sample crawl, serve it, and run every stage that exists on it.")
     p.add_argument("--crawl", default="build/sample", help="where to build the sample crawl")

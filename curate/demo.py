@@ -78,6 +78,13 @@ def _decode(out: Path, truth: list[dict]) -> None:
           f"(truth: {expected})")
     for reason, n in sorted(images["rejected"].items()):
         print(f"  rejected {reason:18s} {n}")
+    from pipelines import dedup
+
+    started = time.time()
+    images = dedup.run(str(out), load_config(), force=True)["funnel"]["images"]
+    unique = sum(1 for r in truth if r["in_warc"] and r["fate"] == R.KEPT)
+    print(f"dedup ({time.time() - started:.1f} s): {images['input']} images -> {images['kept']} unique "
+          f"(truth: {unique}); " + ", ".join(f"{k} {v}" for k, v in images["rejected"].items()))
 
 
 def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1) -> int:
@@ -92,9 +99,9 @@ def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1) -> int:
         _extract(server, out, truth)
         _download(out, truth)
     _decode(out, truth)
-    print("stages not built yet: dedup, text filter, shards (see README, Status)")
+    print("stages not built yet: text filter, shards (see README, Status)")
     print(f"outputs: {out}/refs (image references), {out}/fetched (images, img2dataset layout), {out}/images "
-          f"(valid images with their hashes), {out}/ledger "
+          f"(valid images with their hashes), {out}/dedup (duplicate decisions), {out}/ledger "
           f"(a status per ref), {out}/rejects, {out}/failed, {out}/stats.json, {out}/config.yaml; "
           f"truth {crawl}/truth.parquet")
     return 0

@@ -33,7 +33,7 @@ def test_help_lists_subcommands() -> None:
         ("extract", ["--snapshot", "--input", "--output", "--source", "--max-files", "--cc-base-url", "--shards",
                      "--config", "--force", "(default: https://data.commoncrawl.org/)"]),
         ("filter", ["--input", "--output", "--min-side", "--max-aspect-ratio", "--max-pixels", "--formats",
-                    "--config", "--force", "[default 64]"]),
+                    "--hamming-radius", "--no-near", "--config", "--force", "[default 64]", "[default 6]"]),
         ("download", ["--output", "--timeout", "--deadline", "--retries", "--threads", "--max-bytes",
                       "--user-agent-token", "--disallowed-header-directives", "--allow-private-hosts", "--resize-mode",
                       "--retry-failed", "[default 30]", "[default noai,noimageai,noindex,noimageindex]"]),
@@ -138,6 +138,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert f"images (truth: {images})" in result.stdout and stats["download"]["references"]["kept"] == images
     valid = sum(1 for r in truth if r["in_warc"] and r["stage"] not in ("extract", "download", "decode"))
     assert f"valid (truth: {valid})" in result.stdout and stats["decode"]["images"]["kept"] == valid
+    unique = sum(1 for r in truth if r["in_warc"] and r["fate"] == "kept")
+    assert f"unique (truth: {unique})" in result.stdout and stats["dedup"]["images"]["kept"] == unique
 
 
 def test_extract_command_on_input_files(sample_crawl: Path, tmp_path: Path) -> None:
