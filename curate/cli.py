@@ -129,7 +129,8 @@ def _filter(args: argparse.Namespace) -> int:
     inputs = args.input or [args.output.rstrip("/") + "/fetched/*.tar"]
     manifest = run(list_sources(inputs), args.output, config, args.beam_args, force=args.force)
     _print_funnel("decode", manifest, args.output)
-    _print_funnel("dedup", dedup.run(args.output, config, args.beam_args, force=args.force), args.output)
+    deduped = dedup.run(args.output, config, args.beam_args, force=args.force, exclude_near=args.exclude_near)
+    _print_funnel("dedup", deduped, args.output)
     return 0
 
 
@@ -242,6 +243,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hamming-radius", type=int, default=None,
                    help="near duplicates: perceptual hashes at most this many bits apart [default 6]")
     p.add_argument("--no-near", action="store_true", help="exact duplicates only")
+    p.add_argument("--exclude-near", default=None, metavar="PATH",
+                   help="decontamination: drop near-duplicates (eval_overlap) of these images (a folder, tars) or "
+                        "of a hash list (.txt, one 16-hex pHash a line)")
     p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
     p.add_argument("--force", action="store_true", help="run even if the outputs are complete for these inputs")
 

@@ -57,6 +57,7 @@ BAD_ASPECT_RATIO = "bad_aspect_ratio"
 # dedup
 DUPLICATE = "duplicate"  # identical bytes or identical decoded pixels
 NEAR_DUPLICATE = "near_duplicate"  # perceptual hash within the configured radius
+EVAL_OVERLAP = "eval_overlap"  # near-duplicate of an image of an evaluation set (decontamination)
 
 # text filter
 NO_TEXT = "no_text"  # light filter: no readable text

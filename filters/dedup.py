@@ -115,6 +115,47 @@ class _Decide(beam.DoFn):
                                survivor_key)
 
 
+def load_exclusions(path: str, radius: int) -> list[int]:
+    """Perceptual hashes of an evaluation set to keep out of the data: a folder (or glob, or tar) of images,
+    hashed here, or a text file of 16-hex-digit hashes, one a line ('#' comments)."""
+    from curate.hashing import phash64
+    from curate.imaging import Decoded, decode
+    from curate.readers import list_sources, read_source
+
+    if path.endswith((".txt", ".hashes")):
+        import fsspec
+
+        with fsspec.open(path, "r") as fh:
+            lines = [line.split("#")[0].strip() for line in fh]
+        return sorted({int(line, 16) for line in lines if line})
+    hashes = set()
+    for source in list_sources([path]):
+        for image in read_source(source):
+            result = decode(image.data)
+            if isinstance(result, Decoded):
+                hashes.add(phash64(result.view))
+    return sorted(hashes)
+
+
+class ExclusionIndex:
+    """Band index of the exclusion hashes: a node is checked only against hashes sharing one of its bands."""
+
+    def __init__(self, hashes: list[int], radius: int, spare: int):
+        self.radius, self.spare = radius, spare
+        self.buckets: dict[tuple[int, int], list[int]] = {}
+        for h in hashes:
+            for band in band_keys(h, radius, spare):
+                self.buckets.setdefault(band, []).append(h)
+
+    def nearest(self, h: int) -> int | None:
+        """An excluded hash within the radius of h, or None."""
+        for band in band_keys(h, self.radius, self.spare):
+            for other in self.buckets.get(band, ()):
+                if hamming(h, other) <= self.radius:
+                    return other
+        return None
+
+
 class Deduplicate(beam.PTransform):
     """PCollection[Node] -> (PCollection[Decision] for every node, PCollection[str] unsettled keys).
 

@@ -4,6 +4,7 @@ funnel. The rules and the distributed clustering live in filters/dedup.py."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from curate.config import Config
 from curate.errors import InputError
 from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, write_json
 from curate.records import Rejected
-from filters.dedup import Decision, Deduplicate, Node
+from filters.dedup import Decision, Deduplicate, ExclusionIndex, Node, load_exclusions
 from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
 
 STAGE = R.DEDUP
@@ -51,7 +52,8 @@ def _reject(element: tuple[str, dict[str, Any]]) -> Iterator[Rejected]:
     decision = next(iter(joined["decision"]))
     if decision.reason != R.KEPT:
         url = next(iter(joined["url"]), "")
-        yield Rejected(key, url, STAGE, decision.reason, f"duplicate of {decision.dup_of}")
+        what = "near-duplicate of excluded hash" if decision.reason == R.EVAL_OVERLAP else "duplicate of"
+        yield Rejected(key, url, STAGE, decision.reason, f"{what} {decision.dup_of}")
 
 
 class _WriteManifest(beam.DoFn):
@@ -70,11 +72,32 @@ class _WriteManifest(beam.DoFn):
         yield None
 
 
-def build(p: beam.Pipeline, files: list[str], out: str, config: Config) -> None:
+class _Exclude(beam.DoFn):
+    """Decontamination: near-duplicates of the evaluation set leave here, before clustering."""
+
+    def __init__(self, hashes: list[int], radius: int, spare: int):
+        self.hashes, self.radius, self.spare = hashes, radius, spare
+
+    def setup(self) -> None:
+        self.index = ExclusionIndex(self.hashes, self.radius, self.spare)
+
+    def process(self, node: Node) -> Iterator[Any]:
+        match = self.index.nearest(node.phash)
+        if match is None:
+            yield node
+        else:
+            yield beam.pvalue.TaggedOutput("excluded", Decision(node.key, R.EVAL_OVERLAP, node.key, 1, f"{match:016x}"))
+
+
+def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude: list[int] | None = None,
+          inputs: list[str] | None = None) -> None:
     dd, shards = config.dedup, config.extract.shards
     read = p | "ImageFiles" >> beam.Create(files) | "Spread" >> beam.Reshuffle() | "Read" >> beam.ParDo(ReadNodes())
     nodes = read | "Nodes" >> beam.Map(lambda nu: nu[0])
-    decisions, unsettled = nodes | "Dedup" >> Deduplicate(dd.hamming_radius, dd.rounds, dd.band_spare, dd.near)
+    checked = nodes | "Exclude" >> beam.ParDo(_Exclude(exclude or [], dd.hamming_radius, dd.band_spare)).with_outputs(
+        "excluded", main="nodes")
+    clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(dd.hamming_radius, dd.rounds, dd.band_spare, dd.near)
+    decisions = (clustered, checked.excluded) | "AllDecisions" >> beam.Flatten()
     written = decisions | "WriteDecisions" >> WriteParquetShards(
         out, "dedup", "dedup", DECISION_SCHEMA, Decision._asdict, lambda d: d.key, shards)
     urls = read | "Urls" >> beam.Map(lambda nu: (nu[0].key, nu[1]))
@@ -86,20 +109,26 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config) -> None:
               | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
     n_unsettled = unsettled | "CountUnsettled" >> beam.combiners.Count.Globally()
     all_shards = (written, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
-    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, files, config.digest()),
+    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, inputs or files, config.digest()),
                                               beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
 
 
-def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict[str, Any]:
+def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False,
+        exclude_near: str | None = None) -> dict[str, Any]:
+    """Decide every image of OUT/images; `exclude_near` (a folder of images or a hash list) drops the
+    near-duplicates of an evaluation set as eval_overlap."""
     files = image_files(out)
+    exclude = load_exclusions(exclude_near, config.dedup.hamming_radius) if exclude_near else []
+    digest = hashlib.sha256(",".join(f"{h:016x}" for h in exclude).encode()).hexdigest()[:16]
+    inputs = files + ([f"exclude:{len(exclude)} hashes:{digest}"] if exclude else [])
     manifest = read_json(join(out, "dedup", MANIFEST))
-    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == files
+    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == inputs
             and manifest.get("config_digest") == config.digest()):
         return {**manifest, "skipped": True}
     for stale in (join(out, "dedup"), join(out, "rejects", f"{STAGE}-*")):
         remove(stale)
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        build(p, files, out, config)
+        build(p, files, out, config, exclude, inputs)
     written = read_json(join(out, "dedup", MANIFEST)) or {}
     if written.get("unsettled"):
         from curate.errors import IntegrityError

@@ -59,3 +59,31 @@ def test_funnel_and_rejects(deduped: Path) -> None:
     for d in decisions:
         sizes.setdefault(d["cluster"], []).append(d)
     assert all(len(members) == members[0]["cluster_size"] for members in sizes.values())
+
+
+def test_exclude_near_drops_near_duplicates_of_an_evaluation_set(deduped: Path, tmp_path: Path) -> None:
+    import io
+    import shutil
+
+    from PIL import Image
+
+    out = tmp_path / "out"
+    shutil.copytree(deduped / "images", out / "images")
+    images = _rows(out / "images")
+    decisions = {d["key"]: d for d in _rows(deduped / "dedup")}
+    target = next(i for i in images if decisions[i["key"]]["reason"] == R.KEPT
+                  and decisions[i["key"]]["cluster_size"] == 1 and i["format"] == "jpeg")
+    evalset = tmp_path / "eval"
+    evalset.mkdir()
+    with Image.open(io.BytesIO(target["data"])) as image:  # the evaluation copy: rescaled, re-encoded
+        image.convert("RGB").resize((image.width * 3 // 4, image.height * 3 // 4)).save(evalset / "e.jpg", quality=80)
+    manifest = dedup.run(str(out), load_config(), exclude_near=str(evalset))
+    after = {d["key"]: d["reason"] for d in _rows(out / "dedup")}
+    assert after[target["key"]] == R.EVAL_OVERLAP
+    assert {k: r for k, r in after.items() if k != target["key"]} == {
+        k: d["reason"] for k, d in decisions.items() if k != target["key"]}
+    assert manifest["funnel"]["images"]["rejected"][R.EVAL_OVERLAP] == 1
+    hashes = tmp_path / "eval.txt"
+    hashes.write_text(f"# one hash\n{target['phash']:016x}\n")
+    again = dedup.run(str(out), load_config(), exclude_near=str(hashes), force=True)
+    assert again["funnel"]["images"]["rejected"][R.EVAL_OVERLAP] == 1
