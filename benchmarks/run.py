@@ -10,6 +10,7 @@ Benchmarks so far:
   URLs in the same run (goal: overhead <= 20%).
 - decode: decode + validate + hash images/s on one core for 1024-px JPEGs next to a plain full Pillow decode
   in the same run (goal >= 300 img/s).
+- dedup: the near-dup transform on N and 8N synthetic nodes: time ratio (goal <= 9) and peak memory.
 - extract: pages per second per core of our WARC reading + extraction next to a bare warcio loop over the
   same files in the same run (the floor); peak memory of one process reading the largest file (goal:
   >= 300 pages/s/core; memory flat from scale 1 to 8 although files grow 8x).
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import decode as decode_bench  # noqa: E402  (benchmarks/decode.py, beside this file)
+import dedup as dedup_bench  # noqa: E402  (benchmarks/dedup.py, beside this file)
 import download as download_bench  # noqa: E402  (benchmarks/download.py, beside this file)
 import extract as extract_bench  # noqa: E402  (benchmarks/extract.py, beside this file)
 
@@ -78,6 +80,7 @@ def main() -> int:
     parser.add_argument("--scales", default="1,2,4,8", help="sample crawl scales to build")
     parser.add_argument("--extract-scales", default="1,8", help="scales to run the extract benchmark on")
     parser.add_argument("--download-urls", type=int, default=5000, help="URLs in the download benchmark")
+    parser.add_argument("--dedup-nodes", type=int, default=4000, help="N of the dedup benchmark (runs N and 8N)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,10 +93,11 @@ def main() -> int:
     print(f"machine: {machine}; peak RSS {peak_mib:.0f} MiB")
     download_rows = [download_bench.bench(out / "sample-x1", out / "download", args.download_urls)] if 1 in scales else []
     decode_rows = decode_bench.bench()
-    for table in (rows, extract_rows, download_rows, decode_rows):
+    dedup_rows = dedup_bench.bench(args.dedup_nodes)
+    for table in (rows, extract_rows, download_rows, decode_rows, dedup_rows):
         _print_table(table)
     (out / "results.json").write_text(json.dumps({"machine": machine, "peak_rss_mib": round(peak_mib),
-                                                  "rows": rows + extract_rows + download_rows + decode_rows}, indent=2) + "\n")
+                                                  "rows": rows + extract_rows + download_rows + decode_rows + dedup_rows}, indent=2) + "\n")
     return 0
 
 
