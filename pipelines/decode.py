@@ -9,29 +9,21 @@ funnel. The original bytes travel on unchanged in the `data` column.
 
 from __future__ import annotations
 
-import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam import pvalue
-from apache_beam.metrics import Metrics
 
 from curate import __version__
 from curate import reasons as R
-from curate.config import Config, ImageConfig
-from curate.hashing import phash64, sha256_hex
-from curate.imaging import Refusal, decode
+from curate.config import Config
 from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, write_json
-from curate.readers import read_source
-from curate.records import Failed, FetchedImage, ImageRecord, Rejected
-from curate.urls import url_key
+from curate.records import ImageRecord
+from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
 from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
 
-STAGE = R.DECODE
-REJECTED, FAILED, COUNTS = "rejected", "failed", "counts"
 IMAGE_SCHEMA = pa.schema([
     ("key", pa.string()), ("url", pa.string()), ("data", pa.binary()), ("width", pa.int32()),
     ("height", pa.int32()), ("format", pa.string()), ("animated", pa.bool_()), ("sha256", pa.string()),
@@ -48,50 +40,6 @@ def image_row(record: ImageRecord) -> dict[str, Any]:
             "pixel_hash": record.pixel_hash, "phash": record.phash, "alt": ref.alt, "title": ref.title,
             "page_url": ref.page_url, "snapshot": ref.snapshot, "source_file": ref.source_file,
             "record_offset": ref.record_offset, "crawl_date": ref.crawl_date, "source": ref.source}
-
-
-def decode_one(fetched: FetchedImage, config: ImageConfig) -> ImageRecord | Rejected:
-    """The stage's rule for one image, without Beam."""
-    ref = fetched.ref
-    result = decode(fetched.data, config)
-    if isinstance(result, Refusal):
-        return Rejected(ref.key, ref.url, STAGE, result.reason, result.detail)
-    return ImageRecord(ref.key, fetched.data, result.width, result.height, result.format, sha256_hex(fetched.data),
-                       result.pixel_hash, phash64(result.view), ref, result.animated)
-
-
-class DecodeSource(beam.DoFn):
-    def __init__(self, config: ImageConfig):
-        self.config = config
-
-    def process(self, source: str) -> Iterator[Any]:
-        counts: Counter[str] = Counter()
-        try:
-            for fetched in read_source(source):
-                counts["input"] += 1
-                yield from self._one(fetched, counts)
-        except Exception as e:  # noqa: BLE001 - an unreadable source is a dead letter, not a failed run
-            counts["unreadable_sources"] += 1
-            yield pvalue.TaggedOutput(FAILED, Failed(url_key(source), source, STAGE, f"{type(e).__name__}: {e}",
-                                                     traceback.format_exc(limit=5)))
-        for name, n in counts.items():
-            Metrics.counter(STAGE, name).inc(n)
-        yield pvalue.TaggedOutput(COUNTS, dict(counts))
-
-    def _one(self, fetched: FetchedImage, counts: Counter[str]) -> Iterator[Any]:
-        try:
-            result = decode_one(fetched, self.config)
-        except Exception as e:  # noqa: BLE001 - decode() promises refusals, not exceptions; guard anyway
-            counts["failed"] += 1
-            yield pvalue.TaggedOutput(FAILED, Failed(fetched.ref.key, fetched.ref.url, STAGE,
-                                                     f"{type(e).__name__}: {e}", traceback.format_exc(limit=5)))
-            return
-        if isinstance(result, Rejected):
-            counts[result.reason] += 1
-            yield pvalue.TaggedOutput(REJECTED, result)
-        else:
-            counts[R.KEPT] += 1
-            yield result
 
 
 def _sum(dicts: Iterable[dict[str, int]]) -> dict[str, int]:

@@ -84,3 +84,16 @@ def test_too_few_rounds_are_reported_not_guessed() -> None:
 
 def _nonempty(keys: list[str]) -> None:
     assert keys and all(k.startswith("c") for k in keys)
+
+
+def test_same_survivors_in_any_order_and_with_replayed_bundles() -> None:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    nodes = _nodes(seed=3)
+    expected = _expected(nodes, radius=6)
+    shuffled = nodes[:]
+    random.Random(7).shuffle(shuffled)
+    options = PipelineOptions(["--direct_runner_bundle_repeat=2"])
+    with BeamPipeline(options=options) as p:
+        decisions, _ = p | beam.Create(shuffled) | Deduplicate(radius=6, rounds=8)
+        assert_that(decisions, equal_to(expected))
