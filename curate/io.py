@@ -22,7 +22,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.errors import IntegrityError
+from curate.errors import InputError, IntegrityError
 
 MANIFEST = "_MANIFEST.json"
 
@@ -99,6 +99,23 @@ class WriteParquetShards(beam.PTransform):
             | "ByShard" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_WriteShard(self.out, self.folder, self.table, self.schema, n))
         )
+
+
+def manifest_tables(shards: Iterable[ShardInfo]) -> dict[str, list[dict]]:
+    """Shards grouped by table (folder), each list sorted by path: the `tables` of a manifest."""
+    tables: dict[str, list[dict]] = {}
+    for shard in sorted(shards, key=lambda s: s.path):
+        tables.setdefault(shard.table, []).append(shard._asdict())
+    return tables
+
+
+def parquet_files(out: str, folder: str, missing: str) -> list[str]:
+    """The Parquet files of OUT/<folder>, sorted; InputError(missing) when there are none."""
+    fs, path = fsspec.core.url_to_fs(join(out, folder))
+    files = sorted(fs.glob(f"{path}/*.parquet"))
+    if not files:
+        raise InputError(missing)
+    return [fs.unstrip_protocol(f) for f in files]
 
 
 def read_json(url: str) -> Any | None:

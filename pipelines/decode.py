@@ -19,7 +19,7 @@ import pyarrow as pa
 from curate import __version__
 from curate import reasons as R
 from curate.config import Config
-from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, write_json
+from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, read_json, remove, write_json
 from curate.records import ImageRecord
 from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
 from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
@@ -54,9 +54,7 @@ class _WriteManifest(beam.DoFn):
         self.out, self.inputs, self.digest = out, inputs, digest
 
     def process(self, shards: list[Any], counts: dict[str, int]) -> Iterator[None]:
-        tables: dict[str, list[dict]] = {}
-        for shard in sorted(shards, key=lambda s: s.path):
-            tables.setdefault(shard.table, []).append(shard._asdict())
+        tables = manifest_tables(shards)
         rejected = {k: v for k, v in sorted(counts.items())
                     if k not in ("input", R.KEPT, "failed", "unreadable_sources")}
         funnel = {"images": {"input": counts.get("input", 0), "kept": counts.get(R.KEPT, 0), "rejected": rejected,

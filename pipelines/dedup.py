@@ -16,8 +16,7 @@ import pyarrow.parquet as pq
 from curate import __version__
 from curate import reasons as R
 from curate.config import Config
-from curate.errors import InputError
-from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, write_json
+from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.records import Rejected
 from filters.dedup import Decision, Deduplicate, ExclusionIndex, Node, load_exclusions
 from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
@@ -29,11 +28,7 @@ DECISION_SCHEMA = pa.schema([("key", pa.string()), ("reason", pa.string()), ("cl
 
 
 def image_files(out: str) -> list[str]:
-    fs, path = fsspec.core.url_to_fs(join(out, "images"))
-    files = sorted(fs.glob(f"{path}/*.parquet"))
-    if not files:
-        raise InputError(f"no images under {join(out, 'images')}: run `curate filter --output {out}` first")
-    return [fs.unstrip_protocol(f) for f in files]
+    return parquet_files(out, "images", f"no images under {join(out, 'images')}: run `curate filter --output {out}` first")
 
 
 class ReadNodes(beam.DoFn):
@@ -61,9 +56,7 @@ class _WriteManifest(beam.DoFn):
         self.out, self.inputs, self.digest = out, inputs, digest
 
     def process(self, shards: list[Any], counts: dict[str, int], unsettled: int) -> Iterator[None]:
-        tables: dict[str, list[dict]] = {}
-        for shard in sorted(shards, key=lambda s: s.path):
-            tables.setdefault(shard.table, []).append(shard._asdict())
+        tables = manifest_tables(shards)
         funnel = {"images": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
                              "rejected": {k: v for k, v in counts.items() if k != R.KEPT}, "failed": 0}}
         write_json(join(self.out, "dedup", MANIFEST), {

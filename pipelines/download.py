@@ -39,7 +39,7 @@ from curate.download import (
     write_inline_shard,
 )
 from curate.errors import InputError
-from curate.io import MANIFEST, WriteParquetShards, join, read_json, remove, write_json
+from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.records import ImageRef, Rejected
 from filters.robots import RobotsRules, fetch_robots, origin_of, robots_url
 from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
@@ -53,11 +53,7 @@ LEDGER_SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("reason"
 
 
 def read_refs(out: str) -> list[str]:
-    fs, path = fsspec.core.url_to_fs(join(out, "refs"))
-    files = sorted(fs.glob(f"{path}/*.parquet"))
-    if not files:
-        raise InputError(f"no refs under {join(out, 'refs')}: run `curate extract --output {out}` first")
-    return [fs.unstrip_protocol(f) for f in files]
+    return parquet_files(out, "refs", f"no refs under {join(out, 'refs')}: run `curate extract --output {out}` first")
 
 
 class ReadRefs(beam.DoFn):
@@ -183,9 +179,7 @@ class _WriteManifest(beam.DoFn):
         self.out, self.digest, self.inputs = out, digest, inputs
 
     def process(self, shards: list[Any], counts: dict[str, int]) -> Iterator[None]:
-        tables: dict[str, list[dict]] = {}
-        for shard in sorted(shards, key=lambda s: s.path):
-            tables.setdefault(shard.table, []).append(shard._asdict())
+        tables = manifest_tables(shards)
         funnel = {"references": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
                                  "rejected": {k: v for k, v in counts.items() if k != R.KEPT}, "failed": 0}}
         write_json(join(self.out, "fetched", MANIFEST), {

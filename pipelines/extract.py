@@ -31,6 +31,7 @@ from curate.io import (
     ShardInfo,
     WriteParquetShards,
     join,
+    manifest_tables,
     read_json,
     remove,
     write_json,
@@ -202,9 +203,7 @@ class _WriteManifest(beam.DoFn):
         self.out, self.inputs, self.digest = out, inputs, digest
 
     def process(self, shards: list[ShardInfo], counts: dict[str, int], kept: int) -> Iterator[None]:
-        tables: dict[str, list[dict]] = {}
-        for shard in sorted(shards, key=lambda s: s.path):
-            tables.setdefault(shard.table, []).append(shard._asdict())
+        tables = manifest_tables(shards)
         manifest = {"stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
                     "inputs": self.inputs, "tables": tables, "funnel": funnel(counts, kept, self.inputs["files"])}
         write_json(join(self.out, "refs", MANIFEST), manifest)
