@@ -35,6 +35,13 @@ def served_crawl(sample_crawl: Path) -> SampleServer:
     server.stop()
 
 
+def parquet_rows(folder: Path) -> list[dict]:
+    """Every row of every Parquet file in a folder, files in name order (an independent reader: pyarrow)."""
+    import pyarrow.parquet as pq
+
+    return [row for f in sorted(folder.glob("*.parquet")) for row in pq.read_table(f).to_pylist()]
+
+
 DOWNLOAD_FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadline": 4, "download.timeout": 2,
                   "download.samples_per_shard": 60}
 

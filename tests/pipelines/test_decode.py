@@ -12,12 +12,9 @@ from curate import reasons as R
 from curate.config import load_config
 from curate.readers import list_sources
 from pipelines import decode
+from tests.conftest import parquet_rows
 
 pytestmark = pytest.mark.slow
-
-
-def _rows(folder: Path) -> list[dict]:
-    return [row for f in sorted(folder.glob("*.parquet")) for row in pq.read_table(f).to_pylist()]
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +26,9 @@ def decoded(downloaded) -> Path:
 
 def test_every_image_gets_the_truths_decode_fate(decoded: Path, sample_crawl: Path) -> None:
     truth = {r["url"]: r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist()}
-    downloaded = [r for r in _rows(decoded / "ledger") if r["reason"] == R.KEPT]
-    images = {r["url"]: r for r in _rows(decoded / "images")}
-    rejects = {r["url"]: r["reason"] for r in _rows(decoded / "rejects") if r["stage"] == R.DECODE}
+    downloaded = [r for r in parquet_rows(decoded / "ledger") if r["reason"] == R.KEPT]
+    images = {r["url"]: r for r in parquet_rows(decoded / "images")}
+    rejects = {r["url"]: r["reason"] for r in parquet_rows(decoded / "rejects") if r["stage"] == R.DECODE}
     assert len(images) + len(rejects) == len(downloaded)
     for row in downloaded:
         expected = truth[row["url"]]
@@ -48,7 +45,7 @@ def test_every_image_gets_the_truths_decode_fate(decoded: Path, sample_crawl: Pa
 
 def test_exact_duplicates_share_bytes_or_pixel_hashes(decoded: Path, sample_crawl: Path) -> None:
     truth = {r["url"]: r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist()}
-    images = _rows(decoded / "images")
+    images = parquet_rows(decoded / "images")
     groups: dict[int, list[dict]] = {}
     for image in images:
         row = truth[image["url"]]
@@ -65,7 +62,7 @@ def test_a_folder_of_images_names_each_file(sample_crawl: Path, tmp_path: Path) 
     folder = sample_crawl / "hosts" / "docs" / "bad"
     out = str(tmp_path / "out")
     manifest = decode.run(list_sources([str(folder)]), out, load_config())
-    rejects = _rows(Path(out) / "rejects")
+    rejects = parquet_rows(Path(out) / "rejects")
     assert rejects and all(r["url"].startswith("file://") and Path(r["url"][7:]).exists() for r in rejects)
     assert {r["reason"] for r in rejects} >= {R.UNSUPPORTED_FORMAT}
     assert manifest["funnel"]["images"]["input"] == len(list_sources([str(folder)]))

@@ -12,12 +12,9 @@ from curate import reasons as R
 from curate.config import load_config
 from curate.readers import list_sources
 from pipelines import decode, dedup
+from tests.conftest import parquet_rows
 
 pytestmark = pytest.mark.slow
-
-
-def _rows(folder: Path) -> list[dict]:
-    return [row for f in sorted(folder.glob("*.parquet")) for row in pq.read_table(f).to_pylist()]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +27,8 @@ def deduped(downloaded) -> Path:
 
 def test_decisions_equal_truth(deduped: Path, sample_crawl: Path) -> None:
     truth = {r["url"]: r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist()}
-    images = {r["key"]: r["url"] for r in _rows(deduped / "images")}
-    decisions = {images[d["key"]]: d for d in _rows(deduped / "dedup")}
+    images = {r["key"]: r["url"] for r in parquet_rows(deduped / "images")}
+    decisions = {images[d["key"]]: d for d in parquet_rows(deduped / "dedup")}
     assert set(decisions) == set(images.values())
     got = {url: d["reason"] for url, d in decisions.items()}
     want = {url: truth[url]["fate"] for url in decisions}
@@ -51,9 +48,9 @@ def test_decisions_equal_truth(deduped: Path, sample_crawl: Path) -> None:
 
 def test_funnel_and_rejects(deduped: Path) -> None:
     stats = json.loads((deduped / "stats.json").read_text())["dedup"]["images"]
-    decisions = _rows(deduped / "dedup")
+    decisions = parquet_rows(deduped / "dedup")
     assert stats["input"] == len(decisions) == stats["kept"] + sum(stats["rejected"].values())
-    rejects = [r for r in _rows(deduped / "rejects") if r["stage"] == R.DEDUP]
+    rejects = [r for r in parquet_rows(deduped / "rejects") if r["stage"] == R.DEDUP]
     assert sorted(r["key"] for r in rejects) == sorted(d["key"] for d in decisions if d["reason"] != R.KEPT)
     sizes = {}
     for d in decisions:
@@ -69,8 +66,8 @@ def test_exclude_near_drops_near_duplicates_of_an_evaluation_set(deduped: Path, 
 
     out = tmp_path / "out"
     shutil.copytree(deduped / "images", out / "images")
-    images = _rows(out / "images")
-    decisions = {d["key"]: d for d in _rows(deduped / "dedup")}
+    images = parquet_rows(out / "images")
+    decisions = {d["key"]: d for d in parquet_rows(deduped / "dedup")}
     target = next(i for i in images if decisions[i["key"]]["reason"] == R.KEPT
                   and decisions[i["key"]]["cluster_size"] == 1 and i["format"] == "jpeg")
     evalset = tmp_path / "eval"
@@ -78,7 +75,7 @@ def test_exclude_near_drops_near_duplicates_of_an_evaluation_set(deduped: Path, 
     with Image.open(io.BytesIO(target["data"])) as image:  # the evaluation copy: rescaled, re-encoded
         image.convert("RGB").resize((image.width * 3 // 4, image.height * 3 // 4)).save(evalset / "e.jpg", quality=80)
     manifest = dedup.run(str(out), load_config(), exclude_near=str(evalset))
-    after = {d["key"]: d["reason"] for d in _rows(out / "dedup")}
+    after = {d["key"]: d["reason"] for d in parquet_rows(out / "dedup")}
     assert after[target["key"]] == R.EVAL_OVERLAP
     assert {k: r for k, r in after.items() if k != target["key"]} == {
         k: d["reason"] for k, d in decisions.items() if k != target["key"]}

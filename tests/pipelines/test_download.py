@@ -21,13 +21,9 @@ from curate import reasons as R
 from curate.config import load_config
 from pipelines import download
 from tests.conftest import DOWNLOAD_FLAGS as FLAGS
+from tests.conftest import parquet_rows
 
 pytestmark = pytest.mark.slow
-
-
-def _rows(folder: Path) -> list[dict]:
-    files = sorted(folder.glob("*.parquet"))
-    return [row for f in files for row in pq.read_table(f).to_pylist()]
 
 
 def _expected(truth: dict) -> str:
@@ -52,20 +48,20 @@ def _images(out: Path) -> dict[str, str]:
 def test_every_ref_once_with_the_truths_status(downloaded, sample_crawl: Path) -> None:
     out, _ = downloaded
     truth = {r["url"]: r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist()}
-    refs = _rows(out / "refs")
-    ledger = _rows(out / "ledger")
+    refs = parquet_rows(out / "refs")
+    ledger = parquet_rows(out / "ledger")
     assert sorted(r["key"] for r in ledger) == sorted(r["key"] for r in refs)
     assert {r["url"]: r["reason"] for r in ledger} == {r["url"]: _expected(truth[r["url"]]) for r in refs}
     stats = json.loads((out / "stats.json").read_text())["download"]["references"]
     assert stats["input"] == len(refs) == stats["kept"] + sum(stats["rejected"].values())
-    rejects = [r for r in _rows(out / "rejects") if r["stage"] == R.DOWNLOAD]
+    rejects = [r for r in parquet_rows(out / "rejects") if r["stage"] == R.DOWNLOAD]
     assert sorted(r["key"] for r in rejects) == sorted(r["key"] for r in ledger if r["reason"] != R.KEPT)
 
 
 def test_disallowed_urls_were_never_requested(downloaded, served_crawl, sample_crawl: Path) -> None:
     out, before = downloaded
     requested = {r["path"] for r in served_crawl.requests[before:]}
-    ledger = _rows(out / "ledger")
+    ledger = parquet_rows(out / "ledger")
     disallowed = [r for r in ledger if r["reason"] == R.ROBOTS_DISALLOW]
     assert len(disallowed) == 3
     assert not {urlsplit(r["url"]).path for r in disallowed} & requested
@@ -77,10 +73,10 @@ def test_disallowed_urls_were_never_requested(downloaded, served_crawl, sample_c
 def test_originals_are_kept_byte_for_byte(downloaded, sample_crawl: Path) -> None:
     out, _ = downloaded
     images = _images(out)
-    ledger = _rows(out / "ledger")
+    ledger = parquet_rows(out / "ledger")
     kept = {r["key"] for r in ledger if r["reason"] == R.KEPT}
     assert set(images) == kept
-    refs = {r["key"]: r for r in _rows(out / "refs")}
+    refs = {r["key"]: r for r in parquet_rows(out / "refs")}
     inline = [k for k in kept if refs[k]["source"] == "inline"]
     assert inline and all(images[k] == hashlib.sha256(refs[k]["content"]).hexdigest() for k in inline)
     import urllib.request
@@ -129,14 +125,14 @@ def test_kill_and_rerun_gives_the_uninterrupted_result(downloaded, sample_crawl:
     assert result.returncode == 0, result.stderr
     assert _images(again) == _images(out)
     strip = lambda rows: sorted((r["key"], r["reason"]) for r in rows)  # noqa: E731
-    assert strip(_rows(again / "ledger")) == strip(_rows(out / "ledger"))
+    assert strip(parquet_rows(again / "ledger")) == strip(parquet_rows(out / "ledger"))
 
 
 def test_retry_failed_fetches_only_retryable_refs(downloaded, served_crawl, tmp_path: Path) -> None:
     out, _ = downloaded
     again = tmp_path / "retry"
     fsspec.filesystem("file").copy(str(out), str(again), recursive=True)
-    ledger = _rows(again / "ledger")
+    ledger = parquet_rows(again / "ledger")
     retryable = {urlsplit(r["url"]).path for r in ledger if r["retryable"]}
     assert retryable and len(retryable) < len(ledger) // 10
     before = len(served_crawl.requests)
@@ -150,7 +146,7 @@ def test_retry_failed_fetches_only_retryable_refs(downloaded, served_crawl, tmp_
             break
         time.sleep(0.1)
     assert images == retryable
-    after = _rows(again / "ledger")
+    after = parquet_rows(again / "ledger")
     assert sorted(r["key"] for r in after) == sorted(r["key"] for r in ledger)
     assert {r["key"]: r["reason"] for r in after} == {r["key"]: r["reason"] for r in ledger}  # same faults again
     new_shards = {r["shard"] for r in after if r["retryable"]}
@@ -166,7 +162,7 @@ def test_new_refs_start_the_fetched_folder_afresh(downloaded, tmp_path: Path) ->
     (again / dropped["path"]).unlink()
     (again / "refs" / "_MANIFEST.json").write_text(json.dumps(manifest))
     download.run(str(again), load_config(None, FLAGS))
-    refs = _rows(again / "refs")
-    ledger = _rows(again / "ledger")
+    refs = parquet_rows(again / "refs")
+    ledger = parquet_rows(again / "ledger")
     assert sorted(r["key"] for r in ledger) == sorted(r["key"] for r in refs)
     assert set(_images(again)) <= {r["key"] for r in refs}
