@@ -60,6 +60,7 @@ NEAR_DUPLICATE = "near_duplicate"  # perceptual hash within the configured radiu
 EVAL_OVERLAP = "eval_overlap"  # near-duplicate of an image of an evaluation set (decontamination)
 
 # text filter
+OCR_FAILED = "ocr_failed"  # easyocr raised on this picture (it does on some odd inputs)
 NO_TEXT = "no_text"  # light filter: no readable text
 NOT_TEXT_DENSE = "not_text_dense"  # heavy filter: not a document, chart or table
 HAS_TEXT = "has_text"  # notext filter: image contains text

@@ -1,0 +1,89 @@
+"""The OCR engine: pinned weights, real easyocr inference, odd inputs that make easyocr throw."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate import reasons as R
+from curate.errors import WeightsError
+from curate.ocr import OcrFailure, load_reader, model_dir, score, score_results, verify_weights
+from curate.records import TextScore
+from curate.sample import images as im
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return load_reader(threads=2)
+
+
+def test_pinned_weights_verify_and_a_changed_byte_is_refused(tmp_path: Path) -> None:
+    verify_weights(model_dir())
+    copy = tmp_path / "models"
+    shutil.copytree(model_dir(), copy)
+    target = copy / "english_g2.pth"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="refusing to load"):
+        load_reader(directory=copy)
+    target.unlink()
+    with pytest.raises(WeightsError, match="missing"):
+        verify_weights(copy)
+
+
+def test_score_results_counts_lines_words_and_union_area() -> None:
+    box = lambda x0, y0, x1, y1: [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]  # noqa: E731
+    results = [(box(0, 0, 50, 10), "two words", 0.9), (box(60, 1, 100, 11), "more", 0.7),
+               (box(0, 30, 100, 40), "second line here", 0.8), (box(0, 30, 100, 40), "overlap", 0.6)]
+    s = score_results(results, 100, 100, 12.0)
+    assert (s.boxes, s.words, s.lines) == (4, 7, 2)
+    assert s.chars == len("twowordsmoresecondlinehereoverlap")
+    assert s.mean_confidence == pytest.approx(0.75)
+    assert s.area_fraction == pytest.approx(0.19, abs=0.01)  # 5% + 4% + 10%, the repeated box counted once
+    assert score_results([], 10, 10, 1.0) == TextScore(0, 0.0, 0, 0, 0.0, 0, "", 1.0)
+
+
+@pytest.mark.slow
+def test_a_document_is_read(reader) -> None:
+    doc = im.document(3)
+    s = score(reader, doc.image)
+    assert isinstance(s, TextScore)
+    found = {w.strip(".,;:-").lower() for w in s.text.split()}
+    truth = {w.lower() for w in doc.words}
+    assert len(found & truth) >= 0.6 * len(truth)
+    assert s.boxes >= 5 and s.lines >= 3 and 0.05 < s.area_fraction < 0.9 and s.mean_confidence > 0.5
+
+
+@pytest.mark.slow
+def test_a_natural_scene_has_no_text(reader) -> None:
+    for seed in (2, 5):
+        s = score(reader, im.natural(seed).image)
+        assert isinstance(s, TextScore) and s.boxes <= 1 and s.words <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["1x1", "1xN", "Nx1", "blank", "LA", "RGBA", "P", "I;16", "20000x20", "20x20000"])
+def test_odd_inputs_get_a_score(reader, name: str) -> None:
+    images = {
+        "1x1": Image.new("RGB", (1, 1)), "1xN": Image.new("L", (1, 300), 128), "Nx1": Image.new("RGB", (300, 1)),
+        "blank": Image.new("RGB", (300, 300), "white"), "LA": Image.new("LA", (100, 50)),
+        "RGBA": Image.new("RGBA", (100, 50), (0, 0, 0, 0)), "P": Image.new("P", (100, 50)),
+        "I;16": Image.fromarray(np.full((60, 80), 30000, dtype=np.uint16)),
+        "20000x20": Image.new("RGB", (20000, 20), "white"), "20x20000": Image.new("RGB", (20, 20000), "white"),
+    }
+    s = score(reader, images[name])
+    assert isinstance(s, TextScore) and s.boxes == 0 and s.ms >= 0
+
+
+def test_an_engine_error_is_a_reason_coded_failure() -> None:
+    class Refusing:
+        def readtext(self, *args, **kwargs):
+            raise ValueError("cannot reshape array of size 0")
+
+    result = score(Refusing(), Image.new("RGB", (64, 64)))
+    assert isinstance(result, OcrFailure) and result.reason == R.OCR_FAILED and "reshape" in result.detail
