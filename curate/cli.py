@@ -134,6 +134,36 @@ def _filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ocr(args: argparse.Namespace) -> int:
+    """One JSON line per image: path, light, heavy, the filter's verdict and the TextScore fields."""
+    from PIL import Image, UnidentifiedImageError
+
+    from curate.config import load_config
+    from curate.ocr import OcrFailure, load_reader, score
+    from filters.text import is_heavy, is_light, verdict
+
+    config = load_config(args.config, {"text.filter": args.text_filter, "text.canvas": args.canvas}).text
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"no such image: {missing[0]}")
+    reader = load_reader(config.threads)
+    for path in args.images:
+        try:
+            with Image.open(path) as image:
+                image.seek(0)
+                result = score(reader, image.copy(), config.canvas)
+        except (UnidentifiedImageError, OSError) as e:
+            print(json.dumps({"path": path, "error": f"{type(e).__name__}: {e}"}), flush=True)
+            continue
+        if isinstance(result, OcrFailure):
+            print(json.dumps({"path": path, "error": result.reason, "detail": result.detail}), flush=True)
+            continue
+        line = {"path": path, "light": is_light(result, config), "heavy": is_heavy(result, config),
+                "verdict": verdict(result, config), **result._asdict()}
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+    return 0
+
+
 def _print_funnel(stage: str, manifest: dict, out: str) -> None:
     state = "up to date, skipped" if manifest.get("skipped") else "done"
     print(f"{stage}: {state}; outputs under {out}")
@@ -248,6 +278,16 @@ def _build_parser() -> argparse.ArgumentParser:
                         "of a hash list (.txt, one 16-hex pHash a line)")
     p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
     p.add_argument("--force", action="store_true", help="run even if the outputs are complete for these inputs")
+
+    p = add("ocr", _ocr, "Score the text in local images with easyocr: one JSON line per image (path, light, heavy, "
+                         "verdict and the TextScore fields: boxes, area_fraction, words, chars, mean_confidence, "
+                         "lines, text, ms).")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--text-filter", choices=("none", "light", "heavy", "notext"), default=None,
+                   help="the filter whose verdict to print [config text.filter, default none]")
+    p.add_argument("--canvas", type=_positive_int, default=None,
+                   help="detection bound, pixels on the longer side [config text.canvas, default 1280]")
+    p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
 
     p = add("demo", _demo, "Build the sample crawl, serve it, and run every stage that exists on it.")
     p.add_argument("--crawl", default="build/sample", help="where to build the sample crawl")

@@ -114,9 +114,18 @@ class DedupConfig:
 @dataclass(frozen=True)
 class TextConfig:
     filter: str = "none"  # none | light | heavy | notext
+    # Thresholds on TextScore, chosen on the sample crawl's truth (see BENCHMARKS.md):
+    light_min_chars: int = 5  # readable text: at least this many recognized characters
+    heavy_min_lines: int = 4  # text-dense (documents, charts, tables): this many lines ...
+    heavy_min_chars: int = 30  # ... and this many characters
+    canvas: int = 1280  # easyocr detection bound, pixels on the longer side
+    threads: int = 0  # torch CPU threads per worker (0: torch's default)
 
     def validate(self) -> None:
         _choice("text.filter", self.filter, TEXT_FILTERS)
+        for name in ("light_min_chars", "heavy_min_lines", "heavy_min_chars", "canvas"):
+            _positive(f"text.{name}", getattr(self, name))
+        _non_negative("text.threads", self.threads)
 
 
 @dataclass(frozen=True)

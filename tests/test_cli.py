@@ -34,6 +34,7 @@ def test_help_lists_subcommands() -> None:
                      "--config", "--force", "(default: https://data.commoncrawl.org/)"]),
         ("filter", ["--input", "--output", "--min-side", "--max-aspect-ratio", "--max-pixels", "--formats",
                     "--hamming-radius", "--no-near", "--config", "--force", "[default 64]", "[default 6]"]),
+        ("ocr", ["--text-filter", "--canvas", "--config", "images"]),
         ("download", ["--output", "--timeout", "--deadline", "--retries", "--threads", "--max-bytes",
                       "--user-agent-token", "--disallowed-header-directives", "--allow-private-hosts", "--resize-mode",
                       "--retry-failed", "[default 30]", "[default noai,noimageai,noindex,noimageindex]"]),
@@ -67,6 +68,8 @@ def test_subcommand_help_shows_every_flag_and_default(command: str, flags: list[
          "cannot read config file"),
         (["download", "--output", "/no/such/out"], "run `curate extract --output /no/such/out` first"),
         (["filter", "--input", "/no/such/folder", "--output", "x"], "no such file or folder: /no/such/folder"),
+        (["ocr", "/no/such.png"], "no such image: /no/such.png"),
+        (["ocr", "x.png", "--text-filter", "medium"], "invalid choice: 'medium'"),
         (["filter", "--output", "x", "--input", "/tmp", "--formats", "jpeg,svg"], "image.formats must be one of"),
         (["download", "--output", "/no/out", "--allow-private-hosts", "localhost"], "not an IP address"),
         (["download", "--output", "/no/out", "--deadline", "1", "--timeout", "5"], "deadline must be >="),
@@ -153,3 +156,24 @@ def test_extract_command_on_input_files(sample_crawl: Path, tmp_path: Path) -> N
     assert len(list((tmp_path / "out" / "refs").glob("*.parquet"))) <= 2
     again = _curate("extract", "--input", pattern, "--output", str(tmp_path / "out"), "--shards", "2")
     assert "up to date, skipped" in again.stdout
+
+
+@pytest.mark.slow
+def test_ocr_command_prints_one_json_line_per_image(tmp_path: Path) -> None:
+    from curate.sample import images as im
+
+    doc, scene = tmp_path / "doc.png", tmp_path / "scene.jpg"
+    document = im.document(3)
+    document.image.save(doc)
+    im.natural(2).image.save(scene)
+    result = _curate("ocr", str(doc), str(scene), "--text-filter", "light", timeout=300)
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    fields = {"path", "light", "heavy", "verdict", "boxes", "area_fraction", "words", "chars", "mean_confidence",
+              "lines", "text", "ms"}
+    assert set(first) == fields and set(second) == fields
+    assert first["path"] == str(doc) and first["light"] and first["heavy"] and first["verdict"] == "kept"
+    assert first["lines"] >= 4 and first["chars"] >= 30 and 0 < first["area_fraction"] < 1
+    assert sum(w.lower() in first["text"].lower() for w in document.words) >= 0.6 * len(document.words)
+    assert second["path"] == str(scene) and not second["light"] and second["verdict"] == "no_text"
+    assert second["boxes"] <= 1 and second["ms"] > 0
