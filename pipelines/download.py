@@ -299,8 +299,8 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: b
         remove(stale)
     with beam.Pipeline(options=options) as p:
         build(p, ref_files, out, config, first_shard=first, only=only, old_ledger=staged)
-    for url in staged:
-        remove(url)
+    if staged:
+        remove(join(out, "ledger-previous"))
     manifest = finish_stage(out, STAGE, "fetched", config)
     if retry_failed:
         manifest["retried"] = len(only or ())

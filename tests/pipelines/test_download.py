@@ -149,6 +149,7 @@ def test_retry_failed_fetches_only_retryable_refs(downloaded, served_crawl, tmp_
     after = parquet_rows(again / "ledger")
     assert sorted(r["key"] for r in after) == sorted(r["key"] for r in ledger)
     assert {r["key"]: r["reason"] for r in after} == {r["key"]: r["reason"] for r in ledger}  # same faults again
+    assert not (again / "ledger-previous").exists()
     new_shards = {r["shard"] for r in after if r["retryable"]}
     assert new_shards and min(new_shards) > max(r["shard"] for r in ledger if r["shard"])
 
