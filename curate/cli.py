@@ -181,6 +181,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.crawl), Path(args.out), seed=args.seed, scale=args.scale)
 
 
+def _config_and_force(p: argparse.ArgumentParser, done_when: str) -> None:
+    """The two flags every stage command has."""
+    p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
+    p.add_argument("--force", action="store_true", help=f"run even if {done_when}")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from curate.sample.plan import DEFAULT_PORT
 
@@ -224,8 +230,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="where crawl-data/ lives (any fsspec URL)")
     p.add_argument("--shards", type=_positive_int, default=None,
                    help="Parquet files per output table [config extract.shards, default 8]")
-    p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
-    p.add_argument("--force", action="store_true", help="run even if OUT/refs is complete for these inputs")
+    _config_and_force(p, "OUT/refs is complete for these inputs")
 
     p = add("download", _download,
             "Download the images of OUT/refs with img2dataset (originals kept), politely and safely: robots.txt, "
@@ -253,8 +258,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-shard", type=_positive_int, default=None, help="URLs per shard [default 10000]")
     p.add_argument("--retry-failed", action="store_true",
                    help="fetch again only the refs whose last status is retryable (timeouts, 5xx, resets)")
-    p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
-    p.add_argument("--force", action="store_true", help="run even if OUT/fetched is complete for these refs")
+    _config_and_force(p, "OUT/fetched is complete for these refs")
 
     p = add("filter", _filter,
             "Decode and validate images (formats by magic bytes, pixel budget before decoding, EXIF orientation, "
@@ -276,8 +280,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-near", default=None, metavar="PATH",
                    help="decontamination: drop near-duplicates (eval_overlap) of these images (a folder, tars) or "
                         "of a hash list (.txt, one 16-hex pHash a line)")
-    p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
-    p.add_argument("--force", action="store_true", help="run even if the outputs are complete for these inputs")
+    _config_and_force(p, "the outputs are complete for these inputs")
 
     p = add("ocr", _ocr, "Score the text in local images with easyocr: one JSON line per image (path, light, heavy, "
                          "verdict and the TextScore fields: boxes, area_fraction, words, chars, mean_confidence, "

@@ -122,9 +122,6 @@ class _Body:
             raise FetchRefused(R.NOT_AN_IMAGE, f"content is not an image (Content-Type {ctype!r})")
         self.head = None
 
-    def readline(self, limit: int = -1) -> bytes:
-        return self.read(limit)
-
     @property
     def closed(self) -> bool:
         return bool(self.response.closed)

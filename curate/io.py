@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterable
@@ -70,13 +71,30 @@ def shard_name(table: str, index: int, num_shards: int) -> str:
     return f"{table}-{index:05d}-of-{num_shards:05d}.parquet"
 
 
+def _in_key_order(keyed: Iterable[tuple[str, dict]]) -> list[dict]:
+    """Rows sorted by key; rows sharing a key (rare: a URL rejected for two reasons) by their content, so the
+    order never depends on arrival. Rows carry image bytes, so the costly tie-break runs only on ties."""
+    ordered = sorted(keyed, key=lambda kr: kr[0])
+    rows: list[dict] = []
+    for _, group in itertools.groupby(ordered, key=lambda kr: kr[0]):
+        members = [row for _, row in group]
+        if len(members) > 1:
+            members.sort(key=lambda row: json.dumps(row, sort_keys=True, default=_digest))
+        rows += members
+    return rows
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(value).hexdigest() if isinstance(value, bytes) else str(value)
+
+
 class _WriteShard(beam.DoFn):
     def __init__(self, out: str, folder: str, table: str, schema: pa.Schema, num_shards: int):
         self.out, self.folder, self.table, self.schema, self.num_shards = out, folder, table, schema, num_shards
 
     def process(self, element: tuple[int, Iterable[tuple[str, dict]]]) -> Iterable[ShardInfo]:
         index, keyed = element
-        rows = [row for _, row in sorted(keyed, key=lambda kr: (kr[0], json.dumps(kr[1], sort_keys=True, default=str)))]
+        rows = _in_key_order(keyed)
         rel = join(self.folder, shard_name(self.table, index, self.num_shards))
         size, digest = atomic_write(join(self.out, rel), parquet_bytes(rows, self.schema))
         yield ShardInfo(self.folder, rel, len(rows), size, digest)

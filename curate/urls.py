@@ -84,8 +84,3 @@ def normalize_url(url: str) -> str:
 def url_key(normalized_url: str) -> str:
     """Stable 128-bit key (32 lower-case hex digits) of a normalized URL."""
     return hashlib.sha256(normalized_url.encode("utf-8")).hexdigest()[:32]
-
-
-def content_key(data: bytes) -> str:
-    """Stable 128-bit key of content, for records that have bytes but no fetchable URL."""
-    return hashlib.sha256(data).hexdigest()[:32]

@@ -163,25 +163,28 @@ def test_warcinfo_first_and_nutch_record_order(sample_crawl: Path) -> None:
     assert set(triples) <= {("request", "response", "metadata"), ("request", "revisit", "metadata")}
 
 
-def _warc_pages(crawl: Path) -> dict[tuple[str, int], tuple[str, _Imgs, dict]]:
-    """(file, offset) -> (page url, parsed HTML, HTTP headers) for every complete HTML response."""
-    pages = {}
+def _responses(crawl: Path, content_type: str) -> list[tuple[str, dict]]:
+    """(file, record) for every complete 200 response of a content type in the readable WARC files."""
+    found = []
     for snap in SNAPSHOTS:
         for rel in _listing(crawl, snap, "warc"):
             try:
                 read = _read_warc(crawl / rel)
             except ArchiveLoadFailed:
                 continue
-            for r in read:
-                if r["type"] != "response" or not r["complete"] or r["http"].get_statuscode() != "200":
-                    continue
-                ctype = r["http"].get_header("Content-Type") or ""
-                if not ctype.startswith("text/html"):
-                    continue
-                parser = _Imgs()
-                codec = _charset(ctype, r["body"])
-                parser.feed(r["body"].decode({"shift_jis": "shift_jis"}.get(codec.lower(), codec)))
-                pages[(Path(rel).name, r["offset"])] = (r["uri"], parser, dict(r["http"].headers))
+            found += [(rel, r) for r in read if r["type"] == "response" and r["complete"]
+                      and r["http"].get_statuscode() == "200"
+                      and (r["http"].get_header("Content-Type") or "").startswith(content_type)]
+    return found
+
+
+def _warc_pages(crawl: Path) -> dict[tuple[str, int], tuple[str, _Imgs, dict]]:
+    """(file, offset) -> (page url, parsed HTML, HTTP headers) for every complete HTML response."""
+    pages = {}
+    for rel, r in _responses(crawl, "text/html"):
+        parser = _Imgs()
+        parser.feed(r["body"].decode(_charset(r["http"].get_header("Content-Type") or "", r["body"])))
+        pages[(Path(rel).name, r["offset"])] = (r["uri"], parser, dict(r["http"].headers))
     return pages
 
 
@@ -197,16 +200,7 @@ def test_image_urls_in_warc_pages_match_truth(sample_crawl: Path) -> None:
 
 def test_inline_image_records_match_truth(sample_crawl: Path) -> None:
     truth = {r["url"]: r for r in _truth(sample_crawl) if r["source"] == "inline"}
-    inline = {}
-    for snap in SNAPSHOTS:
-        for rel in _listing(sample_crawl, snap, "warc"):
-            try:
-                read = _read_warc(sample_crawl / rel)
-            except ArchiveLoadFailed:
-                continue
-            for r in read:
-                if r["type"] == "response" and (r["http"].get_header("Content-Type") or "").startswith("image/"):
-                    inline[r["uri"]] = r["body"]
+    inline = {r["uri"]: r["body"] for _, r in _responses(sample_crawl, "image/")}
     assert set(inline) == set(truth) and len(inline) >= 3
     for url, body in inline.items():
         with Image.open(io.BytesIO(body)) as image:
