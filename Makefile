@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export NO_ALBUMENTATIONS_UPDATE := 1
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench lint clean distclean
+.PHONY: install test demo bench lint clean distclean chromium
 
 install: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-test: install
+test: install chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The report's browser test renders report.html in headless Chromium (Debian's package), installed when absent.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { s=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$s apt-get update && DEBIAN_FRONTEND=noninteractive $$s apt-get install -y chromium; }
 
 demo: install
 	$(PY) -m curate demo --crawl build/sample --out build/demo

@@ -297,6 +297,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="build/demo", help="output directory of the pipeline run")
     p.add_argument("--seed", type=int, default=0, help="sample crawl seed")
     p.add_argument("--scale", type=_positive_int, default=1, help="sample crawl scale")
+    from curate.report import register as _register_report
+    _register_report(add)
+    from curate.inspect import register as _register_inspect
+    _register_inspect(add)
     return parser
 
 
