@@ -98,7 +98,8 @@ def _parquet_samples(path: str, n: int) -> Iterator[dict[str, Any]]:
 
 def _facts(meta: dict[str, Any], key: str, data: bytes | None, ext: str) -> dict[str, Any]:
     """What a row shows, from the metadata first and the image bytes where the metadata is silent."""
-    text = meta.get("text") if isinstance(meta.get("text"), dict) else {}
+    nested = meta.get("text")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else {}
     facts: dict[str, Any] = {
         "key": meta.get("key") or key,
         "format": meta.get("format") or (image_format(data) if data else None) or ext or None,
@@ -144,9 +145,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         size = f"{r['width']}x{r['height']}" if r.get("width") and r.get("height") else "-"
         values = {"key": r.get("key"), "format": r.get("format"), "size": r.get("size"), "width x height": size,
                   "chars": r.get("text_chars"), "lines": r.get("text_lines"), "light": r.get("light"),
-                  "heavy": r.get("heavy"),
-                  "url": url if len(url) <= URL_CHARS else url[: URL_CHARS - 1] + "…"}
-        cells.append([_printable(values[c]) if c != "url" else values[c] for c in columns])
+                  "heavy": r.get("heavy"), "url": url if len(url) <= URL_CHARS else url[: URL_CHARS - 1] + "…"}
+        cells.append([_printable(values[c]) for c in columns])
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     right = {"size", "chars", "lines"}
 

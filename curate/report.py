@@ -107,7 +107,7 @@ def _tables(out: str, folder: str) -> list[str]:
         return []
 
 
-def _rows(out: str, folder: str, columns: list[str], where: Callable[[dict], bool] | None = None) -> Iterator[dict]:
+def _rows(out: str, folder: str, columns: list[str]) -> Iterator[dict]:
     """Rows of every Parquet file of OUT/<folder>, only the given columns (those the files have), batch by
     batch so a large table is never held whole."""
     for url in _tables(out, folder):
@@ -115,9 +115,7 @@ def _rows(out: str, folder: str, columns: list[str], where: Callable[[dict], boo
             pf = pq.ParquetFile(fh)
             have = [c for c in columns if c in pf.schema_arrow.names]
             for batch in pf.iter_batches(batch_size=1024, columns=have):
-                for row in batch.to_pylist():
-                    if where is None or where(row):
-                        yield row
+                yield from batch.to_pylist()
 
 
 def _rows_by_key(out: str, folder: str, keys: set[str], columns: list[str]) -> dict[str, dict]:
@@ -300,8 +298,9 @@ def _histogram(title: str, values: Iterable[float], bins: Sequence[float], fmt: 
     for i, c in enumerate(counts):
         h = (height - 2 * pad) * c / peak
         x = pad + i * bar_w
+        span = f"{fmt(bins[i])} to {fmt(bins[i + 1])}" if i + 1 < len(bins) else f"{fmt(bins[i])} and more"
         bars.append(f'<rect x="{x:.1f}" y="{height - pad - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
-                    f'fill="#4c7bd9"><title>{esc(fmt(bins[i]))}: {c}</title></rect>')
+                    f'fill="#4c7bd9"><title>{esc(span)}: {c}</title></rect>')
         if c:
             bars.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - pad - h - 3:.1f}" font-size="10" '
                         f'text-anchor="middle">{c}</text>')
@@ -499,7 +498,10 @@ class _Page:
         if sides:
             charts.append(_histogram("image width, px", (int(r["width"] or 0) for r in sides), SIDE_BINS, _px))
             charts.append(_histogram("image height, px", (int(r["height"] or 0) for r in sides), SIDE_BINS, _px))
-        note = "" if self.text else '<p class="muted">Text area and words: the text stage has not run.</p>'
+        note = ('<p class="muted">Each bar counts values from its label up to the next one; the last bar is '
+                "open-ended. Hover over a bar for its range.</p>")
+        if not self.text:
+            note += '<p class="muted">Text area and words: the text stage has not run.</p>'
         return note + (f'<div class="hists">{"".join(charts)}</div>' if charts else
                        '<p class="muted">No decoded images yet.</p>')
 
@@ -522,7 +524,11 @@ def _text_note(row: dict) -> str:
     if "text_chars" not in row and "light" not in row:
         return ""
     flags = " ".join(f for f in ("light", "heavy") if row.get(f))
-    return esc(f"{row.get('text_chars') or 0} chars {flags}".strip())
+    note = esc(f"{row.get('text_chars') or 0} chars {flags}".strip())
+    snippet = " ".join(str(row.get("text_text") or "").split())
+    if snippet:
+        note += f'<br><i>“{esc(snippet[:40])}{"…" if len(snippet) > 40 else ""}”</i>'
+    return note
 
 
 def _short_keys(text: Any) -> str:
