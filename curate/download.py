@@ -113,8 +113,7 @@ def _annotate(table: pa.Table, mimes: dict[str, str]) -> tuple[pa.Table, list[Le
         row["retryable"] = reason in RETRYABLE
         row["mime"] = mimes.get(row["key"])
         row["http_status"] = 200 if reason == R.KEPT else _status_of(reason)
-        ledger.append(LedgerRow(row["ref_key"], row["url"], reason, row["error_message"] or "", reason in RETRYABLE,
-                                "", row["key"]))
+        ledger.append(_ledger_row(row, ""))
     ordered = sorted(rows, key=lambda r: r["key"])
     return pa.Table.from_pylist(ordered), ledger
 
@@ -133,8 +132,14 @@ def read_committed_ledger(out: str, shard_id: int) -> list[LedgerRow]:
     name = shard_name(shard_id)
     with fsspec.open(join(out, "fetched", f"{name}.parquet"), "rb") as fh:
         rows = pq.read_table(fh).to_pylist()
-    return [LedgerRow(r["ref_key"], r["url"], r["reason"], r["error_message"] or "", bool(r["retryable"]), name,
-                      r["key"]) for r in rows]
+    return [_ledger_row(r, name) for r in rows]
+
+
+def _ledger_row(row: dict[str, Any], shard: str) -> LedgerRow:
+    """A ref's ledger row from its row in the shard's parquet: the one conversion, so a shard fetched now and
+    the same shard read back (a resume, or a bundle the runner replays) give identical ledger rows."""
+    return LedgerRow(row["ref_key"], row["url"], row["reason"], row["error_message"] or "", bool(row["retryable"]),
+                     shard, row["key"])
 
 
 def download_shard(refs: list[ImageRef], shard_id: int, out: str, config: DownloadConfig) -> list[LedgerRow]:
@@ -150,7 +155,9 @@ def download_shard(refs: list[ImageRef], shard_id: int, out: str, config: Downlo
         output = os.path.join(staging, "out")
         os.makedirs(output)
         _downloader(config, output, len(refs)).download_shard((shard_id, source))
-        with open(os.path.join(output, f"{name}.tar"), "rb") as fh:
+        canonical = os.path.join(staging, f"{name}.tar")
+        _canonical_tar(os.path.join(output, f"{name}.tar"), canonical)
+        with open(canonical, "rb") as fh:
             tar_bytes = fh.read()
         table, ledger = _annotate(pq.read_table(os.path.join(output, f"{name}.parquet")), _mimes(tar_bytes))
         with open(os.path.join(output, f"{name}_stats.json"), encoding="utf-8") as fh:
@@ -162,6 +169,17 @@ def download_shard(refs: list[ImageRef], shard_id: int, out: str, config: Downlo
     stats["reasons"] = _count(r.reason for r in ledger)
     atomic_write(join(out, "fetched", f"{name}_stats.json"), json.dumps(stats, indent=2, sort_keys=True).encode())
     return [dataclasses.replace(row, shard=name) for row in ledger]
+
+
+def _canonical_tar(source: str, target: str) -> None:
+    """img2dataset adds members in the order its threads finish, stamped with the current time; the committed
+    tar has them sorted by sample key and stamped 0, so the same fetched bytes give the same shard on every
+    run and runner. Member contents are copied untouched."""
+    with tarfile.open(source) as src, tarfile.open(target, "w", format=tarfile.USTAR_FORMAT) as dst:
+        members = sorted(src.getmembers(), key=lambda m: m.name.partition("."))
+        for member in members:
+            member.mtime = 0
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:
@@ -178,7 +196,7 @@ def write_inline_shard(out: str, shard_id: int, refs: list[ImageRef]) -> list[Le
     name = shard_name(shard_id)
     tar = io.BytesIO()
     rows, ledger = [], []
-    with wds.TarWriter(tar) as writer:
+    with wds.TarWriter(tar, mtime=0) as writer:  # members in key order, fixed mtime: the same bytes every run
         for i, ref in enumerate(refs):
             key = f"{name}{i:05d}"
             mime = sniff(ref.content or b"")
@@ -190,7 +208,7 @@ def write_inline_shard(out: str, shard_id: int, refs: list[ImageRef]) -> list[Le
             if mime:
                 writer.write({"__key__": key, "jpg": ref.content, "txt": ref.alt, "json": json.dumps(meta).encode()})
             rows.append(meta)
-            ledger.append(LedgerRow(ref.key, ref.url, reason, error or "inline", False, name, key))
+            ledger.append(_ledger_row(meta, name))
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buf, compression="zstd")
     atomic_write(join(out, "fetched", f"{name}.tar"), tar.getvalue())
