@@ -358,7 +358,7 @@ class _Page:
     def __init__(self, out: str, stats: dict, manifests: dict[str, dict]):
         self.out, self.stats, self.manifests = out, stats, manifests
         self.thumbs = _Thumbs()
-        self.ran = [s for s in R.STAGES if s in stats or s in manifests]
+        self.ran = [s for s in R.STAGES if s in stats or s in manifests or _tables(out, STAGE_FOLDERS[s])]
         self.text = {r["key"]: r for r in _rows(out, "text", ["key", "text_area_fraction", "text_words",
                                                                "text_chars", "text_lines", "text_text", "light",
                                                                "heavy", "reason"])}
