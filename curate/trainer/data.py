@@ -66,10 +66,11 @@ def find_shards(url: str, kind: str = "auto") -> Shards:
         tars = sorted(fs.glob(f"{root}/*.tar"))
         parquets = sorted(fs.glob(f"{root}/*.parquet"))
         if kind == "auto":
-            kind = "tar" if tars else "parquet"
+            kind = "tar" if tars else "parquet" if parquets else "auto"
         found = tars if kind == "tar" else parquets
     if not found:
-        raise InputError(f"--data {url}: no {'*.tar' if kind == 'tar' else '*.parquet'} shards found")
+        what = {"tar": "*.tar", "parquet": "*.parquet"}.get(kind, "*.tar or *.parquet")
+        raise InputError(f"--data {url}: no shards ({what}) found")
     return Shards(fs, tuple(found), kind)
 
 

@@ -216,10 +216,10 @@ def train(config: TrainConfig, data: str, out: str, resume: bool = False, progre
                 bar.update(1)
                 bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}", lr=f"{record.get('lr', 0):.2e}",
                                 img_s=f"{rate:.0f}")
-            if on_step:
-                on_step(record)
             if state.step % config.checkpoint_every == 0 or state.step == config.steps:
                 save_checkpoint(state.checkpoint(), last)
+            if on_step:
+                on_step(record)
             if state.step >= config.steps:
                 break
     if bar is not None:
