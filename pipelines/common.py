@@ -3,8 +3,9 @@ end-of-run checks (manifest verified, counts add up, funnel merged into OUT/stat
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -17,6 +18,7 @@ from curate.io import (
     MANIFEST,
     REJECT_SCHEMA,
     WriteParquetShards,
+    atomic_write,
     join,
     read_json,
     update_stats,
@@ -50,6 +52,41 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     if handler.messages:
         raise UserError(f"unknown flags (neither curate's nor Beam's): {handler.messages[0].split(': ', 1)[-1]}")
     return options
+
+
+INLINE_LIMIT = 10_000  # driver-made list items that may travel inside the job graph
+
+
+class DriverList(beam.PTransform):
+    """A list the driver made (crawl files, tar shards) as a PCollection.
+
+    beam.Create pickles its values into the job graph: fine for the sample's dozen files, not for a real
+    job (16 crawls x ~90,000 WARC files is ~1.4 million URLs, ~200 MB, where Dataflow refuses a graph over
+    10 MB and every worker would unpickle it). Up to INLINE_LIMIT items go through Create; a longer list is
+    written by the driver to OUT/_inputs/<name>/ as JSON chunks of INLINE_LIMIT items, and the workers read
+    the chunks. The elements are the same either way."""
+
+    def __init__(self, items: Sequence[Any], out: str, name: str,
+                 to_json: Callable[[Any], Any] = lambda x: x, from_json: Callable[[Any], Any] = lambda x: x):
+        super().__init__()
+        self.items, self.out, self.name, self.to_json, self.from_json = list(items), out, name, to_json, from_json
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        if len(self.items) <= INLINE_LIMIT:
+            return pbegin | "Inline" >> beam.Create(self.items)
+        chunks = []
+        for start in range(0, len(self.items), INLINE_LIMIT):
+            url = join(self.out, "_inputs", self.name, f"chunk-{start // INLINE_LIMIT:05d}.json")
+            rows = [self.to_json(item) for item in self.items[start:start + INLINE_LIMIT]]
+            atomic_write(url, json.dumps(rows).encode())
+            chunks.append(url)
+        return (pbegin | "Chunks" >> beam.Create(chunks) | "SpreadChunks" >> beam.Reshuffle()
+                | "ReadChunk" >> beam.FlatMap(_read_chunk, self.from_json))
+
+
+def _read_chunk(url: str, from_json: Callable[[Any], Any]) -> Iterator[Any]:
+    for row in read_json(url) or []:
+        yield from_json(row)
 
 
 class WriteRejectsAndFailures(beam.PTransform):

@@ -22,7 +22,7 @@ from curate.config import Config
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, read_json, remove, write_json
 from curate.records import ImageRecord
 from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
-from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
+from pipelines.common import DriverList, WriteRejectsAndFailures, finish_stage, pipeline_options
 
 IMAGE_SCHEMA = pa.schema([
     ("key", pa.string()), ("url", pa.string()), ("data", pa.binary()), ("width", pa.int32()),
@@ -69,7 +69,7 @@ class _WriteManifest(beam.DoFn):
 
 def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> None:
     shards = config.extract.shards
-    results = (p | "Sources" >> beam.Create(sources) | "Spread" >> beam.Reshuffle()
+    results = (p | "Sources" >> DriverList(sources, out, STAGE) | "Spread" >> beam.Reshuffle()
                | "Decode" >> beam.ParDo(DecodeSource(config.image)).with_outputs(REJECTED, FAILED, COUNTS, main="images"))
     images = results.images | "WriteImages" >> WriteParquetShards(out, "images", "images", IMAGE_SCHEMA, image_row,
                                                                   lambda r: r.key, shards)
@@ -85,8 +85,10 @@ def run(sources: list[str], out: str, config: Config, beam_args: Sequence[str] =
     if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == sources
             and manifest.get("config_digest") == config.digest()):
         return {**manifest, "skipped": True}
-    for stale in (join(out, "images"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*")):
+    inputs = join(out, "_inputs", STAGE)
+    for stale in (join(out, "images"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*"), inputs):
         remove(stale)
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
         build(p, sources, out, config)
+    remove(inputs)
     return finish_stage(out, STAGE, "images", config)

@@ -10,6 +10,7 @@ up, and merges the funnel into OUT/stats.json.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import traceback
 from collections import Counter
@@ -39,7 +40,7 @@ from curate.io import (
 from curate.records import Failed, ImageRef, Rejected
 from curate.urls import url_key
 from curate.warc import DamagedFile, NotAWarc, iter_records
-from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
+from pipelines.common import DriverList, WriteRejectsAndFailures, finish_stage, pipeline_options
 
 STAGE = R.EXTRACT
 MAX_ALTS = 5
@@ -214,7 +215,7 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
     shards = config.extract.shards
     results = (
         p
-        | "Files" >> beam.Create(files)
+        | "Files" >> DriverList(files, out, STAGE, dataclasses.asdict, lambda row: CrawlFile(**row))
         | "Spread" >> beam.Reshuffle()
         | "Extract" >> beam.ParDo(ExtractFile(config.download.user_agent_token)).with_outputs(
             REJECTED, FAILED, COUNTS, main="refs")
@@ -247,9 +248,11 @@ def run(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[st
     """Run the stage (unless its outputs are complete for these inputs and config); return its manifest."""
     if not force and is_done(out, files, config):
         return {**(read_json(join(out, "refs", MANIFEST)) or {}), "skipped": True}
-    for stale in (join(out, "refs"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*")):
+    inputs = join(out, "_inputs", STAGE)
+    for stale in (join(out, "refs"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*"), inputs):
         remove(stale)
     options = pipeline_options(beam_args)
     with beam.Pipeline(options=options) as p:
         build(p, files, out, config)
+    remove(inputs)
     return finish_stage(out, STAGE, "refs", config, inputs=inputs_summary(files))

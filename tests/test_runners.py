@@ -125,3 +125,42 @@ def test_workers_run_outside_the_driver(ran: tuple[str, Path, bool]) -> None:
     did it themselves, which is what a remote worker has to do."""
     name, _, fetched_here = ran
     assert fetched_here == (name in IN_PROCESS)
+
+
+
+
+def _graph(files: list, out: Path) -> int:
+    """The size of the extract stage's serialized job graph over `files` (built, not run)."""
+    import apache_beam as beam
+
+    p = beam.Pipeline()
+    extract.build(p, files, str(out), load_config(None, DOWNLOAD_FLAGS))
+    return len(p.to_runner_api().SerializeToString())
+
+
+def test_long_input_lists_travel_through_out_not_the_job_graph(
+        sample_crawl: Path, baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real job's file list is too big for a job graph: past the limit the driver stages it under OUT in
+    chunks, the workers read them, and the outputs are the same bytes."""
+    import hashlib
+
+    import pipelines.common
+    from curate.crawl import CrawlFile
+
+    limit = pipelines.common.INLINE_LIMIT
+    many = [CrawlFile(f"s3://b/{hashlib.sha256(str(i).encode()).hexdigest()}.warc.gz", "CC-MAIN-2021-04", "warc")
+            for i in range(limit + 1)]
+    inline, staged = _graph(many[:limit], tmp_path / "inline"), _graph(many, tmp_path / "staged")
+    assert staged < 200_000 < 500_000 < inline  # ~100 kB for the stage itself, ~90 bytes more per inline file
+    assert len(list((tmp_path / "staged" / "_inputs" / "extract").glob("chunk-*.json"))) == 2
+    monkeypatch.setattr(pipelines.common, "INLINE_LIMIT", 5)
+    files = snapshot_files(["CC-MAIN-2021-04", "CC-MAIN-2023-06"], str(sample_crawl), "warc")
+    sources = list_sources([str(baseline / "fetched" / "*.tar")])
+    assert len(files) > 5 and len(sources) > 5
+    out = tmp_path / "out"
+    extract.run(files, str(out), load_config(None, DOWNLOAD_FLAGS))
+    decode.run(sources, str(out), load_config())
+    assert not list(out.glob("_inputs/*/*.json"))  # removed after the run
+    for folder in ("refs", "images"):
+        for path in sorted((baseline / folder).glob("*.parquet")):
+            assert (out / folder / path.name).read_bytes() == path.read_bytes(), path.name
