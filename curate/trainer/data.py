@@ -28,8 +28,6 @@ import fsspec
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.filters import _shuffle
-from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from curate.errors import CurateError, InputError
 from curate.trainer.augment import MultiCrop
@@ -76,6 +74,8 @@ def find_shards(url: str, kind: str = "auto") -> Shards:
 
 def raw_samples(shards: Shards, path: str) -> Iterator[dict[str, Any]]:
     """{"key", "image" (bytes or None)} for each sample of one shard, undecoded."""
+    from webdataset.tariterators import group_by_keys, tar_file_iterator  # here: the GPU script runs without it
+
     with shards.fs.open(path, "rb") as f:
         if shards.kind == "tar":
             members = ({**m, "__url__": path} for m in tar_file_iterator(f))
@@ -139,6 +139,8 @@ class TrainStream(IterableDataset):
             epoch += 1
 
     def _raw_batches(self, stream: int) -> Iterator[list[dict[str, Any]]]:
+        from webdataset.filters import _shuffle
+
         rng = random.Random(f"{self.config.seed}/buffer/{stream}")
         samples = _shuffle(self._raw(stream), bufsize=self.config.shuffle_buffer,
                            initial=self.config.shuffle_buffer, rng=rng)

@@ -52,7 +52,8 @@ def pick_device(config: TrainConfig) -> torch.device:
 
 def _param_groups(net: nn.Module) -> list[dict[str, Any]]:
     """Weight decay on weight matrices only; none on biases, norms, position embeddings, class token."""
-    decay, plain = [], []
+    decay: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
     for name, p in net.named_parameters():
         if p.requires_grad:
             (plain if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token")) else decay).append(p)
@@ -148,6 +149,7 @@ def _step(state: State, crops: list[torch.Tensor], sched: Schedules, device: tor
     with autocast:
         with torch.no_grad():
             teacher_out, _ = state.teacher(crops[:2])
+        row_h, mean_h = entropies(state.loss.teacher_probs(teacher_out, step))  # before the centre moves
         student_out, features = state.student(crops)
         dino = state.loss(student_out, teacher_out, step)
         loss = dino
@@ -167,8 +169,9 @@ def _step(state: State, crops: list[torch.Tensor], sched: Schedules, device: tor
         m = float(sched.momentum[step])
         for ps, pt in zip(state.student.parameters(), state.teacher.parameters(), strict=True):
             pt.mul_(m).add_(ps.detach(), alpha=1 - m)
-        row_h, mean_h = entropies(state.loss.teacher_probs(teacher_out, step))
-    return {"step": step, "loss": float(loss.item()), "dino_loss": float(dino.item()), "lr": float(sched.lr[step]),
+    # cross-entropy = teacher entropy + KL(teacher || student): the KL is what the student controls
+    return {"step": step, "loss": float(loss.item()), "dino_loss": float(dino.item()), "kl": float(dino.item()) - row_h,
+            "lr": float(sched.lr[step]),
             "teacher_entropy": row_h, "teacher_mean_entropy": mean_h, "grad_norm": float(grad_norm)}
 
 

@@ -32,6 +32,7 @@ class DINOLoss(nn.Module):
         warm = min(warmup_teacher_temp_steps, steps)
         self.teacher_temps = np.concatenate([np.linspace(warmup_teacher_temp, teacher_temp, warm),
                                              np.full(steps - warm, teacher_temp)])
+        self.center: torch.Tensor
         self.register_buffer("center", torch.zeros(1, out_dim))
 
     def teacher_probs(self, teacher_out: torch.Tensor, step: int) -> torch.Tensor:

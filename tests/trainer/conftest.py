@@ -12,7 +12,7 @@ from curate.trainer.toyshards import samples, write_shards
 
 def small(**overrides: object) -> TrainConfig:
     """cpu-tiny, smaller still: fast enough for many short runs in one test session."""
-    base = {"batch_size": 16, "local_crops": 2, "out_dim": 256, "head_hidden": 256, "num_workers": 0,
+    base = {"batch_size": 16, "local_crops": 2, "head_hidden": 256, "num_workers": 0,
             "shuffle_buffer": 32, "threads": 1}
     return preset("cpu-tiny", **{**base, **overrides})
 

