@@ -301,6 +301,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _register_report(add)
     from curate.inspect import register as _register_inspect
     _register_inspect(add)
+    from curate.trainer.commands import register as _register_trainer
+    _register_trainer(add)
     return parser
 
 
