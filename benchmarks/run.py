@@ -96,6 +96,7 @@ def main() -> int:
     dedup_rows = dedup_bench.bench(args.dedup_nodes)
     for table in (rows, extract_rows, download_rows, decode_rows, dedup_rows):
         _print_table(table)
+    _print_table(__import__("train").bench())  # benchmarks/train.py: cpu-tiny training images/s (table only)
     (out / "results.json").write_text(json.dumps({"machine": machine, "peak_rss_mib": round(peak_mib),
                                                   "rows": rows + extract_rows + download_rows + decode_rows + dedup_rows}, indent=2) + "\n")
     return 0
