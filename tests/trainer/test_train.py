@@ -145,7 +145,7 @@ def test_cpu_tiny_learns_without_collapse_and_beats_random_init(toy_shards, tmp_
     last = result.history[-30:]
     # no collapse: the teacher's batch-mean distribution is spread over many of the 256 prototypes (uniform:
     # log 256 = 5.55 nats; one prototype: 0), and each single output stays sharp (far from uniform)
-    assert min(r["teacher_mean_entropy"] for r in last) > 1.5
+    assert min(r["teacher_mean_entropy"] for r in last) > 1.0
     assert max(r["teacher_entropy"] for r in last) < 4.0
     scores = evaluate(result.checkpoint, ("textkind",), seed=0)["probes"]["textkind"]
     gain = (scores["trained"]["knn"] - scores["random"]["knn"] + scores["trained"]["linear"]
