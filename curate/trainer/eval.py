@@ -104,10 +104,12 @@ def evaluate(checkpoint: str, probes: tuple[str, ...] = PROBES, seed: int = 0, p
     ckpt = load_checkpoint(checkpoint)
     config = TrainConfig.from_dict(ckpt["config"])
     torch.set_num_threads(config.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     trained = build_net(config)
     trained.load_state_dict(ckpt[net])
     torch.manual_seed(seed)
     random_net = build_net(config)  # same architecture, fresh initialisation
+    trained, random_net = trained.to(device), random_net.to(device)
     result: dict[str, Any] = {"checkpoint": checkpoint, "arch": config.arch, "patch_size": config.patch_size,
                               "image_size": config.image_size, "step": ckpt["step"], "net": net, "seed": seed,
                               "k": K, "probes": {}}

@@ -96,8 +96,10 @@ class State:
                         config.warmup_teacher_temp, config.warmup_teacher_temp_steps, config.center_momentum).to(device)
         return cls(config, student, teacher, optimizer, loss)
 
-    def checkpoint(self) -> dict[str, Any]:
-        return {"format": "curate-dino-1", "config": self.config.to_dict(), "step": self.step,
+    def checkpoint(self, shards: tuple[str, ...] = ()) -> dict[str, Any]:
+        # the data position is the step (see curate.trainer.data) over this list of shards
+        data = {"next_step": self.step, "shards": [p.rsplit("/", 1)[-1] for p in shards]}
+        return {"format": "curate-dino-1", "config": self.config.to_dict(), "step": self.step, "data": data,
                 "student": self.student.state_dict(), "teacher": self.teacher.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "loss": self.loss.state_dict(),
                 "history": self.history, "corrupt": dict(self.corrupt),
@@ -191,6 +193,10 @@ def train(config: TrainConfig, data: str, out: str, resume: bool = False, progre
     if resume:
         ckpt = load_checkpoint(last)
         config = TrainConfig.from_dict(ckpt["config"])
+        names = [p.rsplit("/", 1)[-1] for p in shards.paths]
+        if ckpt["data"]["shards"] != names:
+            raise InputError(f"--data {data}: the shards differ from the checkpoint's ({len(names)} now, "
+                             f"{len(ckpt['data']['shards'])} then): resuming would not continue the same data order")
     torch.set_num_threads(config.threads)
     device = pick_device(config)
     state = State.restore(ckpt, device) if resume else State.new(config, device)
@@ -220,7 +226,7 @@ def train(config: TrainConfig, data: str, out: str, resume: bool = False, progre
                 bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}", lr=f"{record.get('lr', 0):.2e}",
                                 img_s=f"{rate:.0f}")
             if state.step % config.checkpoint_every == 0 or state.step == config.steps:
-                save_checkpoint(state.checkpoint(), last)
+                save_checkpoint(state.checkpoint(shards.paths), last)
             if on_step:
                 on_step(record)
             if state.step >= config.steps:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from curate.cli import main
+from curate.errors import InputError
 from curate.trainer import loop
 from curate.trainer.loop import TrainingError, load_checkpoint, train
 from curate.trainer.toyshards import write_shards
@@ -58,6 +59,11 @@ def test_corrupt_samples_are_skipped_and_counted(toy_records, tmp_path) -> None:
     result = train(small(steps=2, batch_size=10), str(tmp_path / "shards"), str(tmp_path / "run"), progress=False)
     assert result.corrupt == {"undecodable": 1, "missing_image": 1}  # one epoch: each sample seen once
     assert [r["images"] for r in result.history] in ([9, 9], [10, 8], [8, 10])
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    (fewer / "00000.tar").write_bytes((tmp_path / "shards" / "00000.tar").read_bytes())
+    with pytest.raises(InputError, match="the shards differ from the checkpoint's"):
+        train(small(steps=2, batch_size=10), str(fewer), str(tmp_path / "run"), resume=True, progress=False)
     assert sum(r["images"] for r in result.history) == 18
     assert load_checkpoint(result.checkpoint)["corrupt"] == {"undecodable": 1, "missing_image": 1}
 
