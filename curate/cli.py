@@ -119,42 +119,69 @@ def _download(args: argparse.Namespace) -> int:
 def _filter(args: argparse.Namespace) -> int:
     from curate.config import load_config
     from curate.readers import list_sources
-    from pipelines import dedup
+    from pipelines import dedup, text
     from pipelines.decode import run
 
     flags = {"image.min_side": args.min_side, "image.max_aspect_ratio": args.max_aspect_ratio,
              "image.max_pixels": args.max_pixels, "image.formats": args.formats,
              "dedup.hamming_radius": args.hamming_radius, "dedup.near": False if args.no_near else None}
-    config = load_config(args.config, flags)
+    config = load_config(args.config, {**flags, **_text_flags(args)})
     inputs = args.input or [args.output.rstrip("/") + "/fetched/*.tar"]
     manifest = run(list_sources(inputs), args.output, config, args.beam_args, force=args.force)
     _print_funnel("decode", manifest, args.output)
     deduped = dedup.run(args.output, config, args.beam_args, force=args.force, exclude_near=args.exclude_near)
     _print_funnel("dedup", deduped, args.output)
+    if not args.no_text:
+        _print_funnel("text", text.run(args.output, config, args.beam_args, force=args.force), args.output)
     return 0
+
+
+def _text(args: argparse.Namespace) -> int:
+    from curate.config import load_config
+    from pipelines import text
+
+    config = load_config(args.config, _text_flags(args))
+    _print_funnel("text", text.run(args.output, config, args.beam_args, force=args.force), args.output)
+    return 0
+
+
+def _text_flags(args: argparse.Namespace) -> dict[str, object]:
+    return {"text.filter": args.text_filter, "text.mode": args.ocr_mode, "text.detect_side": args.detect_side,
+            "text.read": args.read, "text.cache": getattr(args, "ocr_cache", None)}
+
+
+def _text_options(p: argparse.ArgumentParser, cache: bool = True) -> None:
+    p.add_argument("--text-filter", choices=("none", "light", "heavy", "notext"), default=None,
+                   help="none scores only; light keeps images with readable text; heavy keeps text-dense images "
+                        "(documents, charts, tables); notext keeps images without text [config text.filter, "
+                        "default none]")
+    p.add_argument("--ocr-mode", choices=("fast", "full"), default=None,
+                   help="fast: bounded detection, characters from box geometry; full: easyocr readtext, every box "
+                        "recognized [config text.mode, default fast]")
+    p.add_argument("--detect-side", type=_positive_int, default=None,
+                   help="fast: detection bound, pixels on the longer side [config text.detect_side, default 256]")
+    p.add_argument("--read", type=int, default=None,
+                   help="fast: recognize this many boxes per image to fill in the text [config text.read, default 0]")
+    if cache:
+        p.add_argument("--ocr-cache", default=None, metavar="URL",
+                       help="scores cached by pixel hash, shared between runs and outputs [config text.cache, "
+                            "default OUTPUT/cache/ocr]")
 
 
 def _ocr(args: argparse.Namespace) -> int:
     """One JSON line per image: path, light, heavy, the filter's verdict and the TextScore fields."""
-    from PIL import Image, UnidentifiedImageError
-
     from curate.config import load_config
-    from curate.ocr import OcrFailure, load_reader, score
+    from curate.ocr import OcrFailure, TextEngine
     from filters.text import is_heavy, is_light, verdict
 
-    config = load_config(args.config, {"text.filter": args.text_filter, "text.canvas": args.canvas}).text
+    flags = {**_text_flags(args), "text.canvas": args.canvas, "text.cache": None}
+    config = load_config(args.config, flags).text
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise UserError(f"no such image: {missing[0]}")
-    reader = load_reader(config.threads)
+    engine = TextEngine(config)
     for path in args.images:
-        try:
-            with Image.open(path) as image:
-                image.seek(0)
-                result = score(reader, image.copy(), config.canvas)
-        except (UnidentifiedImageError, OSError) as e:
-            print(json.dumps({"path": path, "error": f"{type(e).__name__}: {e}"}), flush=True)
-            continue
+        result = engine.score_bytes(Path(path).read_bytes())
         if isinstance(result, OcrFailure):
             print(json.dumps({"path": path, "error": result.reason, "detail": result.detail}), flush=True)
             continue
@@ -280,16 +307,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-near", default=None, metavar="PATH",
                    help="decontamination: drop near-duplicates (eval_overlap) of these images (a folder, tars) or "
                         "of a hash list (.txt, one 16-hex pHash a line)")
+    p.add_argument("--no-text", action="store_true", help="stop after dedup: no OCR, no text filter")
+    _text_options(p)
     _config_and_force(p, "the outputs are complete for these inputs")
+
+    p = add("text", _text, "Score the text of every image dedup kept (easyocr; cached by pixel hash) and apply the "
+                           "text filter: writes OUT/text. Rerun it with other thresholds or another filter: cached "
+                           "scores are reused. Other flags go to Apache Beam.")
+    p.set_defaults(beam_flags=True)
+    p.add_argument("--output", required=True, help="the output of `curate filter` (reads OUT/images, OUT/dedup)")
+    _text_options(p)
+    _config_and_force(p, "OUT/text is complete for these inputs and settings")
 
     p = add("ocr", _ocr, "Score the text in local images with easyocr: one JSON line per image (path, light, heavy, "
                          "verdict and the TextScore fields: boxes, area_fraction, words, chars, mean_confidence, "
-                         "lines, text, ms).")
+                         "lines, text, ms, read).")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--text-filter", choices=("none", "light", "heavy", "notext"), default=None,
-                   help="the filter whose verdict to print [config text.filter, default none]")
+    _text_options(p, cache=False)
     p.add_argument("--canvas", type=_positive_int, default=None,
-                   help="detection bound, pixels on the longer side [config text.canvas, default 1280]")
+                   help="full: detection bound, pixels on the longer side [config text.canvas, default 1280]")
     p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
 
     p = add("demo", _demo, "Build the sample crawl, serve it, and run every stage that exists on it.")

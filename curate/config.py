@@ -117,15 +117,26 @@ class TextConfig:
     # Thresholds on TextScore, chosen on the sample crawl's truth (see BENCHMARKS.md):
     light_min_chars: int = 5  # readable text: at least this many recognized characters
     heavy_min_lines: int = 4  # text-dense (documents, charts, tables): this many lines ...
-    heavy_min_chars: int = 30  # ... and this many characters
-    canvas: int = 1280  # easyocr detection bound, pixels on the longer side
+    heavy_min_chars: int = 30  # ... and this many characters ...
+    heavy_min_page: float = 0.55  # ... on a page: more than half the picture light, unsaturated background
+    mode: str = "fast"  # fast: bounded detection, geometry for chars | full: easyocr readtext, every box read
+    detect_side: int = 256  # fast: first detection pass bound, pixels on the longer side (unsure: twice that)
+    read: int = 0  # fast: recognize this many boxes per image (largest first) to fill in `text`
+    precision: str = "auto"  # fast: detector arithmetic, auto = bf16 where the hardware has it natively, else fp32
+    canvas: int = 1280  # full: easyocr detection bound, pixels on the longer side
     threads: int = 0  # torch CPU threads per worker (0: torch's default)
+    cache: str | None = None  # where scores are cached by pixel hash (default OUT/cache/ocr); any fsspec URL
 
     def validate(self) -> None:
         _choice("text.filter", self.filter, TEXT_FILTERS)
-        for name in ("light_min_chars", "heavy_min_lines", "heavy_min_chars", "canvas"):
+        _choice("text.mode", self.mode, ("fast", "full"))
+        _choice("text.precision", self.precision, ("auto", "fp32", "bf16"))
+        for name in ("light_min_chars", "heavy_min_lines", "heavy_min_chars", "canvas", "detect_side"):
             _positive(f"text.{name}", getattr(self, name))
         _non_negative("text.threads", self.threads)
+        _non_negative("text.read", self.read)
+        if not 0.0 <= self.heavy_min_page <= 1.0:
+            raise ConfigError("text.heavy_min_page must be between 0 and 1")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ so every picture is first brought to RGB, bounded in size, and padded to a size 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,14 +139,229 @@ def score_results(results: list, width: int, height: int, ms: float) -> TextScor
 
 
 def score(reader: Any, image: Image.Image, canvas: int = 1280) -> TextScore | OcrFailure:
-    """What easyocr reads in one picture (detection bounded to `canvas` pixels on the longer side)."""
-    from curate import reasons as R
-
+    """What easyocr's readtext finds in one picture (detection bounded to `canvas` pixels on the longer side,
+    every box recognized): the full mode, and the reference the fast path is measured against."""
     started = time.perf_counter()
     try:
         array = prepare(image)
         results = reader.readtext(array, canvas_size=canvas)
     except Exception as e:  # noqa: BLE001 - easyocr raises on inputs it dislikes: a reason-coded failure
-        return OcrFailure(R.OCR_FAILED, f"{type(e).__name__}: {e}"[:300])
+        return _failure(e)
     height, width = array.shape[:2]
-    return score_results(results, width, height, (time.perf_counter() - started) * 1000)
+    score = score_results(results, width, height, (time.perf_counter() - started) * 1000)
+    return score._replace(read=score.boxes, page=page_fraction(array))
+
+
+PAGE_LUMA, PAGE_CHROMA = 200, 40  # a page pixel: light (mean of R, G, B above this) and grey (max - min below)
+
+
+def page_fraction(array: np.ndarray) -> float:
+    """How much of the picture is a light, unsaturated page: documents, tables and charts are dark text on
+    one; UI screenshots put text on bars, buttons and dark themes, and photos have little of it."""
+    step = max(1, max(array.shape[:2]) // 256)
+    small = array[::step, ::step].astype(np.int16)
+    light = small.mean(axis=2) > PAGE_LUMA
+    grey = (small.max(axis=2) - small.min(axis=2)) < PAGE_CHROMA
+    return round(float((light & grey).mean()), 3)
+
+
+def _failure(e: Exception) -> OcrFailure:
+    from curate import reasons as R
+
+    return OcrFailure(R.OCR_FAILED, f"{type(e).__name__}: {e}"[:300])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The fast path
+#
+# Measured on the sample crawl (BENCHMARKS.md): easyocr's time goes to CRAFT detection at full resolution
+# (a VGG16 backbone: cost grows with the pixels) and to recognizing every box one by one (documents have
+# dozens). The light and heavy rules need to know how much text there is and how it is laid out, not what it
+# says. So the fast path
+# - detects at a bounded resolution (`text.detect_side` pixels on the longer side), in bf16 where the hardware
+#   has it, and again at twice that only when the first pass is unsure: no box, but the region score peaks
+#   above ESCALATE_SCORE (text too small to resolve; a photo's peak stays far below). Also escalating pictures
+#   whose boxes are small cost 20% more time on the sample and changed no verdict, so it is not done;
+# - takes words from CRAFT's own word boxes (before easyocr merges them into lines) and characters from their
+#   geometry (a box's width over CHAR_ASPECT times its height: Latin glyphs average about half as wide as a
+#   line is tall), and boxes/lines/area from the merged boxes, as readtext would;
+# - recognizes at most `text.read` boxes (the largest first) on the decoded picture, only when asked: their
+#   characters and text replace the estimate for those boxes;
+# - uses the detector's confidence (each word box's peak region score) as mean_confidence when nothing is read.
+
+ESCALATE_SCORE = 0.1  # a region-score peak this high with no box is small text, not a photo: look closer
+CHAR_ASPECT = 0.5  # mean glyph advance / line height for Latin text
+TEXT_THRESHOLD, LOW_TEXT, LINK_THRESHOLD = 0.7, 0.4, 0.4  # easyocr's defaults for CRAFT
+MIN_SIZE = 20  # easyocr's default: merged boxes whose longer side is at most this many pixels are dropped
+
+
+@dataclass(frozen=True)
+class Detection:
+    words: list[np.ndarray]  # CRAFT's word boxes, 4x2 corner arrays in picture coordinates
+    peaks: list[float]  # each word box's peak region score
+    horizontal: list[list[int]]  # easyocr's merged boxes: [x0, x1, y0, y1]
+    free: list[np.ndarray]  # easyocr's merged slanted boxes: 4 corners
+    passes: int  # 1, or 2 when the first pass was unsure
+
+
+class TextEngine:
+    """One worker's OCR: the reader loads once; `score_bytes` / `score_image` never raise for any picture."""
+
+    def __init__(self, config: Any, reader: Any = None):
+        import torch
+
+        self.config = config
+        self.reader = reader or load_reader(config.threads)
+        self.device = torch.device(self.reader.device)
+        self.detector = self.reader.detector
+        # bf16 where the hardware computes it natively (a GPU, or a CPU with AVX512-BF16/AMX): about twice as
+        # fast as fp32 on such CPUs, with the same verdicts (BENCHMARKS.md).
+        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and _native_bf16(self.device))
+        if self.device.type == "cpu":
+            self.detector = self.detector.to(memory_format=torch.channels_last)
+
+    def score_bytes(self, data: bytes) -> TextScore | OcrFailure:
+        """Decode (curate.imaging: EXIF orientation, alpha on white, 16-bit scaled) and score."""
+        from curate.imaging import Refusal, decode
+
+        started = time.perf_counter()
+        # Decode no larger than needed (JPEG decodes at 1/2, 1/4, 1/8 scale for free): the full mode's canvas,
+        # the fast path's second pass, or a size recognition can read.
+        if self.config.mode == "full":
+            side = self.config.canvas
+        else:
+            side = max(self.config.detect_side * 2, 1024 if self.config.read else 0)
+        decoded = decode(data, analysis_side=side)
+        if isinstance(decoded, Refusal):
+            return OcrFailure(decoded.reason, decoded.detail)
+        result = self.score_image(decoded.view)
+        if isinstance(result, TextScore):  # the decoding is part of the cost
+            result = result._replace(ms=round((time.perf_counter() - started) * 1000, 1))
+        return result
+
+    def score_image(self, image: Image.Image) -> TextScore | OcrFailure:
+        if self.config.mode == "full":
+            return score(self.reader, image, self.config.canvas)
+        started = time.perf_counter()
+        try:
+            array = prepare(image)
+            detection = self.detect(array)
+            result = self._measure(array, detection)
+        except Exception as e:  # noqa: BLE001 - easyocr raises on inputs it dislikes: a reason-coded failure
+            return _failure(e)
+        return result._replace(ms=round((time.perf_counter() - started) * 1000, 1))
+
+    def detect(self, array: np.ndarray) -> Detection:
+        side = self.config.detect_side
+        first = self._detect_at(array, side)
+        words, _, peak, _ = first
+        if words or peak < ESCALATE_SCORE or side * 2 > max(array.shape[:2]) * 1.25:
+            return self._detection(first, 1)
+        return self._detection(self._detect_at(array, side * 2), 2)
+
+    def _detect_at(self, array: np.ndarray, side: int) -> tuple[list[np.ndarray], list[float], float, float]:
+        """CRAFT on the picture scaled to at most `side` pixels: word boxes in picture coordinates, their peak
+        region scores, the picture's peak region score, and the picture-to-detection scale."""
+        import cv2
+        import torch
+        from easyocr.craft_utils import adjustResultCoordinates, getDetBoxes
+        from easyocr.imgproc import normalizeMeanVariance, resize_aspect_ratio
+
+        resized, ratio, _ = resize_aspect_ratio(array, side, interpolation=cv2.INTER_AREA, mag_ratio=1.0)
+        x = torch.from_numpy(np.transpose(normalizeMeanVariance(resized), (2, 0, 1))[None]).to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            y, _ = self.detector(x)
+        text_map, link_map = y[0, :, :, 0].float().cpu().numpy(), y[0, :, :, 1].float().cpu().numpy()
+        boxes, _, _ = getDetBoxes(text_map, link_map, TEXT_THRESHOLD, LINK_THRESHOLD, LOW_TEXT, False)
+        peaks = []
+        for box in boxes:  # heat-map coordinates (half the detection scale)
+            x0, y0 = np.floor(box.min(axis=0)).astype(int).clip(0)
+            x1, y1 = np.ceil(box.max(axis=0)).astype(int) + 1
+            patch = text_map[y0:y1, x0:x1]
+            peaks.append(float(patch.max()) if patch.size else 0.0)
+        words = list(adjustResultCoordinates(boxes, 1 / ratio, 1 / ratio)) if len(boxes) else []
+        return words, peaks, float(text_map.max()) if text_map.size else 0.0, ratio
+
+    def _detection(self, found: tuple[list[np.ndarray], list[float], float, float], passes: int) -> Detection:
+        from easyocr.utils import group_text_box
+
+        words, peaks, _, _ = found
+        polys = [np.asarray(w).astype(np.int32).reshape(-1) for w in words]
+        horizontal, free = group_text_box(polys, 0.1, 0.5, 0.5, 0.5, 0.1, True) if polys else ([], [])
+        horizontal = [b for b in horizontal if max(b[1] - b[0], b[3] - b[2]) > MIN_SIZE]
+        free = [b for b in free if max(np.ptp([c[0] for c in b]), np.ptp([c[1] for c in b])) > MIN_SIZE]
+        return Detection(words, peaks, horizontal, free, passes)
+
+    def _measure(self, array: np.ndarray, d: Detection) -> TextScore:
+        height, width = array.shape[:2]
+        boxes = [(float(x0), float(y0), float(x1), float(y1)) for x0, x1, y0, y1 in d.horizontal]
+        boxes += [(float(min(c[0] for c in b)), float(min(c[1] for c in b)), float(max(c[0] for c in b)),
+                   float(max(c[1] for c in b))) for b in d.free]
+        boxes = [(max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)) for x0, y0, x1, y1 in boxes]
+        if not boxes:
+            return TextScore(0, 0.0, 0, 0, 0.0, 0, "", 0.0, 0, page_fraction(array))
+        estimate = [_chars(w) for w in d.words]
+        chars, words, text, read = round(sum(estimate)), len(d.words), "", 0
+        confidence = float(np.mean(d.peaks)) if d.peaks else 0.0
+        if self.config.read > 0:
+            chars, words, text, read, confidence = self._read(array, d, boxes)
+        return TextScore(len(boxes), round(_coverage(boxes, width, height), 4), words, chars,
+                         round(min(confidence, 1.0), 3), _lines(boxes), text[:MAX_TEXT], 0.0, read, page_fraction(array))
+
+    def _read(self, array: np.ndarray, d: Detection, boxes: list[tuple[float, float, float, float]]
+              ) -> tuple[int, int, str, int, float]:
+        """Recognize the `text.read` largest merged boxes; the rest keep their geometric estimate."""
+        import cv2
+
+        order = sorted(range(len(d.horizontal)), key=lambda i: -_area(d.horizontal[i]))[: self.config.read]
+        grey = cv2.cvtColor(array, cv2.COLOR_RGB2GRAY)
+        chosen = [d.horizontal[i] for i in sorted(order)]
+        results = self.reader.recognize(grey, chosen, [], reformat=False) if chosen else []
+        texts = [t for _, t, _ in results]
+        unread = [b for i, b in enumerate(d.horizontal) if i not in set(order)]
+        rest = sum(_chars(np.array([[b[0], b[2]], [b[1], b[2]], [b[1], b[3]], [b[0], b[3]]])) for b in unread)
+        rest += sum(_chars(np.asarray(b)) for b in d.free)
+        chars = sum(len(t.replace(" ", "")) for t in texts) + round(rest)
+        words = sum(len(t.split()) for t in texts) + round(rest / 5)
+        confidence = float(np.mean([c for _, _, c in results])) if results else 0.0
+        return chars, words, " ".join(texts), len(results), confidence
+
+
+def _native_bf16(device: Any) -> bool:
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _area(b: list[int]) -> int:
+    return (b[1] - b[0]) * (b[3] - b[2])
+
+
+def _chars(box: np.ndarray) -> float:
+    """Characters a word box holds, from its geometry: the longer side over half the shorter one."""
+    box = np.asarray(box, dtype=np.float64).reshape(4, 2)
+    w = float(np.hypot(*(box[1] - box[0])))
+    h = float(np.hypot(*(box[3] - box[0])))
+    if min(w, h) <= 0:
+        return 0.0
+    return max(w, h) / (CHAR_ASPECT * min(w, h))
+
+
+def engine_id(config: Any) -> str:
+    """What a cached score depends on: the weights, the engine's settings and this algorithm's version."""
+    settings = {"algorithm": ALGORITHM, "mode": config.mode, "weights": WEIGHTS}
+    if config.mode == "full":
+        settings["canvas"] = config.canvas
+    else:
+        settings.update(detect_side=config.detect_side, read=config.read, precision=config.precision)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+ALGORITHM = 2  # bump when a change to this module changes scores: cached scores of older versions are ignored

@@ -47,8 +47,10 @@ class TextScore(NamedTuple):
     chars: int
     mean_confidence: float
     lines: int
-    text: str  # recognized text, truncated
+    text: str  # recognized text, truncated ("" when nothing was read: the fast path's default)
     ms: float  # time spent
+    read: int = 0  # boxes recognized; when < boxes, words and chars of the others are estimated from geometry
+    page: float = 0.0  # fraction of the picture that is light, unsaturated background (a page, not a UI or photo)
 
 
 class DupInfo(NamedTuple):

@@ -18,8 +18,10 @@ def is_light(score: TextScore, config: TextConfig) -> bool:
 
 
 def is_heavy(score: TextScore, config: TextConfig) -> bool:
-    """Text-dense: several lines and enough characters (documents, charts, tables)."""
-    return score.lines >= config.heavy_min_lines and score.chars >= config.heavy_min_chars
+    """Text-dense documents, charts and tables: several lines and enough characters, on a page (a light
+    background over much of the picture; UI screenshots, signs and photos with captions are not pages)."""
+    return (score.lines >= config.heavy_min_lines and score.chars >= config.heavy_min_chars
+            and score.page >= config.heavy_min_page)
 
 
 def verdict(score: TextScore, config: TextConfig) -> str:

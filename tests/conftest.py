@@ -87,3 +87,17 @@ def _default_urllib_opener():
     yield
     urllib.request.install_opener(None)  # type: ignore[arg-type]
     curate.download._installed = None
+
+
+@pytest.fixture(scope="session")
+def scored(downloaded) -> Path:
+    """The downloaded sample crawl decoded, deduplicated and text-scored (filter none) once per session."""
+    from curate.config import load_config
+    from curate.readers import list_sources
+    from pipelines import decode, dedup, text
+
+    out, _ = downloaded
+    decode.run(list_sources([str(out / "fetched" / "*.tar")]), str(out), load_config())
+    dedup.run(str(out), load_config())
+    text.run(str(out), load_config())
+    return out

@@ -34,7 +34,8 @@ def test_help_lists_subcommands() -> None:
                      "--config", "--force", "(default: https://data.commoncrawl.org/)"]),
         ("filter", ["--input", "--output", "--min-side", "--max-aspect-ratio", "--max-pixels", "--formats",
                     "--hamming-radius", "--no-near", "--config", "--force", "[default 64]", "[default 6]"]),
-        ("ocr", ["--text-filter", "--canvas", "--config", "images"]),
+        ("ocr", ["--text-filter", "--ocr-mode", "--detect-side", "--read", "--canvas", "--config", "images"]),
+        ("text", ["--output", "--text-filter", "--ocr-mode", "--detect-side", "--read", "--ocr-cache", "--force"]),
         ("download", ["--output", "--timeout", "--deadline", "--retries", "--threads", "--max-bytes",
                       "--user-agent-token", "--disallowed-header-directives", "--allow-private-hosts", "--resize-mode",
                       "--retry-failed", "[default 30]", "[default noai,noimageai,noindex,noimageindex]"]),
@@ -170,10 +171,14 @@ def test_ocr_command_prints_one_json_line_per_image(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     first, second = (json.loads(line) for line in result.stdout.splitlines())
     fields = {"path", "light", "heavy", "verdict", "boxes", "area_fraction", "words", "chars", "mean_confidence",
-              "lines", "text", "ms"}
+              "lines", "text", "ms", "read", "page"}
     assert set(first) == fields and set(second) == fields
     assert first["path"] == str(doc) and first["light"] and first["heavy"] and first["verdict"] == "kept"
-    assert first["lines"] >= 4 and first["chars"] >= 30 and 0 < first["area_fraction"] < 1
-    assert sum(w.lower() in first["text"].lower() for w in document.words) >= 0.6 * len(document.words)
+    assert first["boxes"] >= first["lines"] >= 4 and first["chars"] >= 30 and first["page"] > 0.55
+    assert first["read"] == 0 and first["text"] == "" and first["ms"] > 0
     assert second["path"] == str(scene) and not second["light"] and second["verdict"] == "no_text"
-    assert second["boxes"] <= 1 and second["ms"] > 0
+    assert second["boxes"] == second["chars"] == second["words"] == 0
+    assert 0 < first["area_fraction"] < 1 and second["ms"] > 0
+    full = json.loads(_curate("ocr", str(doc), "--ocr-mode", "full", timeout=300).stdout)
+    assert full["read"] == full["boxes"] >= 4 and full["light"] and full["heavy"]
+    assert sum(w.lower() in full["text"].lower() for w in document.words) >= 0.6 * len(document.words)

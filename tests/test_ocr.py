@@ -10,8 +10,19 @@ import pytest
 from PIL import Image
 
 from curate import reasons as R
+from curate.config import TextConfig
 from curate.errors import WeightsError
-from curate.ocr import OcrFailure, load_reader, model_dir, score, score_results, verify_weights
+from curate.ocr import (
+    OcrFailure,
+    TextEngine,
+    engine_id,
+    load_reader,
+    model_dir,
+    page_fraction,
+    score,
+    score_results,
+    verify_weights,
+)
 from curate.records import TextScore
 from curate.sample import images as im
 
@@ -19,6 +30,11 @@ from curate.sample import images as im
 @pytest.fixture(scope="module")
 def reader():
     return load_reader(threads=2)
+
+
+@pytest.fixture(scope="module")
+def fast(reader):
+    return TextEngine(TextConfig(), reader)
 
 
 def test_pinned_weights_verify_and_a_changed_byte_is_refused(tmp_path: Path) -> None:
@@ -76,8 +92,54 @@ def test_odd_inputs_get_a_score(reader, name: str) -> None:
         "I;16": Image.fromarray(np.full((60, 80), 30000, dtype=np.uint16)),
         "20000x20": Image.new("RGB", (20000, 20), "white"), "20x20000": Image.new("RGB", (20, 20000), "white"),
     }
-    s = score(reader, images[name])
-    assert isinstance(s, TextScore) and s.boxes == 0 and s.ms >= 0
+    for s in (score(reader, images[name]), TextEngine(TextConfig(), reader).score_image(images[name])):
+        assert isinstance(s, TextScore) and s.boxes == 0 and s.chars == 0 and s.ms >= 0
+
+
+@pytest.mark.slow
+def test_fast_path_measures_documents_and_photos_like_the_full_reading(reader, fast) -> None:
+    for render in (im.document(3), im.table(2), im.chart(4)):
+        quick, full = fast.score_image(render.image), score(reader, render.image)
+        assert isinstance(quick, TextScore) and isinstance(full, TextScore)
+        assert quick.read == 0 and quick.text == "" and full.read == full.boxes
+        assert quick.lines >= 4 and full.lines >= 4
+        assert 0.5 * full.chars <= quick.chars <= 2 * full.chars  # characters from box geometry
+        assert abs(quick.area_fraction - full.area_fraction) < 0.15
+    photo = fast.score_image(im.natural(2).image)
+    assert isinstance(photo, TextScore) and photo.boxes == 0 and photo.chars == 0 and photo.page < 0.5
+
+
+@pytest.mark.slow
+def test_fast_path_reads_boxes_when_asked(reader) -> None:
+    doc = im.document(3)
+    s = TextEngine(TextConfig(read=3), reader).score_bytes(im.encode(doc.image, "png"))
+    assert isinstance(s, TextScore) and s.read == 3 and s.boxes > 3
+    found = {w.strip(".,;:-").lower() for w in s.text.split()}
+    assert len(found & {w.lower() for w in doc.words}) >= 4
+
+
+def test_undecodable_bytes_are_a_reason_coded_failure(fast) -> None:
+    result = fast.score_bytes(b"<html>not an image</html>")
+    assert isinstance(result, OcrFailure) and result.reason == R.UNDECODABLE
+
+
+def test_page_fraction_tells_a_page_from_a_dark_ui() -> None:
+    page = np.full((100, 200, 3), 250, dtype=np.uint8)
+    page[40:60, 20:180] = 20  # a band of dark text
+    assert page_fraction(page) == pytest.approx(1 - 20 * 160 / (100 * 200), abs=0.01)
+    dark = np.full((100, 200, 3), 30, dtype=np.uint8)
+    assert page_fraction(dark) == 0.0
+    colourful = np.zeros((100, 200, 3), dtype=np.uint8)
+    colourful[..., 0] = 255
+    colourful[..., 1] = 220
+    assert page_fraction(colourful) == 0.0  # light but saturated: not a page
+
+
+def test_engine_id_changes_with_what_changes_scores_only() -> None:
+    base = engine_id(TextConfig())
+    assert engine_id(TextConfig(filter="heavy", light_min_chars=9, threads=2, cache="/x")) == base
+    assert len({base, engine_id(TextConfig(detect_side=320)), engine_id(TextConfig(read=2)),
+                engine_id(TextConfig(mode="full")), engine_id(TextConfig(precision="fp32"))}) == 5
 
 
 def test_an_engine_error_is_a_reason_coded_failure() -> None:

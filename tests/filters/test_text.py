@@ -6,9 +6,9 @@ from curate.records import TextScore
 from filters.text import is_heavy, is_light, verdict
 
 
-def _score(chars: int, lines: int) -> TextScore:
+def _score(chars: int, lines: int, page: float = 0.9) -> TextScore:
     return TextScore(boxes=lines, area_fraction=0.1, words=chars // 5, chars=chars, mean_confidence=0.9, lines=lines,
-                     text="x" * chars, ms=1.0)
+                     text="x" * chars, ms=1.0, page=page)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,13 @@ def test_verdicts_and_notext_is_lights_complement() -> None:
     assert verdict(_score(10, 1), TextConfig(filter="heavy")) == R.NOT_TEXT_DENSE
     assert verdict(_score(0, 0), TextConfig(filter="light")) == R.NO_TEXT
     assert verdict(_score(10, 1), TextConfig(filter="notext")) == R.HAS_TEXT
+
+
+def test_heavy_needs_a_page() -> None:
+    assert is_heavy(_score(400, 12, page=0.56), TextConfig())
+    assert not is_heavy(_score(400, 12, page=0.3), TextConfig())  # a dark UI full of text: light, not heavy
+    assert is_light(_score(400, 12, page=0.3), TextConfig())
+    assert is_heavy(_score(400, 12, page=0.3), TextConfig(heavy_min_page=0.2))
 
 
 def test_thresholds_are_config() -> None:

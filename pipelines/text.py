@@ -1,0 +1,266 @@
+"""Text: OUT/images + OUT/dedup -> OUT/text (one row per image that survived dedup: its TextScore, the light and
+heavy verdicts, and the configured filter's decision), rejects for the filtered-out and the unreadable.
+
+Graph: the dedup survivors' keys join the image rows (CoGroupByKey on key) -> grouped by pixel hash together
+with the score cache (CoGroupByKey on pixel hash): a picture already scored by the same engine (an earlier
+run, another output sharing the cache, or a second copy of the same pixels) is not scored again -> the rest
+spread over workers (Reshuffle) and scored by `ScoreText` (the OCR engine loads once per worker, in setup) ->
+every key gets its group's score -> filters/text.py's verdict -> OUT/text shards, rejects, dead letters,
+new cache entries, the manifest and the funnel.
+
+The cache lives at `text.cache` (default OUT/cache/ocr), one folder per engine id (weights, settings and
+algorithm version): scores from another engine are never mixed in. Thresholds are not part of the engine
+id, so re-running with another filter or thresholds reuses every score.
+"""
+
+from __future__ import annotations
+
+import traceback
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from curate import __version__
+from curate import reasons as R
+from curate.config import Config, TextConfig
+from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
+from curate.records import Failed, Rejected, TextScore
+from filters.text import is_heavy, is_light, verdict
+from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
+
+STAGE = R.TEXT
+REJECTED, FAILED = "rejected", "failed"
+SCORE_FIELDS = [("boxes", pa.int32()), ("area_fraction", pa.float64()), ("words", pa.int32()),
+                ("chars", pa.int32()), ("mean_confidence", pa.float64()), ("lines", pa.int32()),
+                ("text", pa.string()), ("read", pa.int32()), ("page", pa.float64())]
+# OUT/text: scores are stored as text_<field> columns, so that a finished dataset can be re-thresholded.
+# The time spent (TextScore.ms) is a fact about the run, not the image: it goes to the manifest's totals,
+# so the same inputs give the same table bytes on every run and runner.
+TEXT_SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("pixel_hash", pa.string()),
+                         *[(f"text_{name}", t) for name, t in SCORE_FIELDS],
+                         ("light", pa.bool_()), ("heavy", pa.bool_()), ("reason", pa.string())])
+CACHE_SCHEMA = pa.schema([("pixel_hash", pa.string()), *SCORE_FIELDS, ("ms", pa.float64())])
+
+
+class Scored(NamedTuple):
+    """One image's outcome at this stage."""
+
+    key: str
+    url: str
+    pixel_hash: str
+    score: TextScore
+    light: bool
+    heavy: bool
+    reason: str  # kept, or the filter's reason
+
+
+def text_row(s: Scored) -> dict[str, Any]:
+    score = s.score._asdict()
+    return {"key": s.key, "url": s.url, "pixel_hash": s.pixel_hash,
+            **{f"text_{name}": score[name] for name, _ in SCORE_FIELDS},
+            "light": s.light, "heavy": s.heavy, "reason": s.reason}
+
+
+def score_from_row(row: dict[str, Any], prefix: str = "") -> TextScore:
+    """A TextScore from a Parquet row (OUT/text with prefix 'text_', or the cache); ms 0 when not stored."""
+    return TextScore(**{name: row[f"{prefix}{name}"] for name in TextScore._fields if f"{prefix}{name}" in row}
+                     | ({} if f"{prefix}ms" in row else {"ms": 0.0}))
+
+
+def cache_root(out: str, config: TextConfig) -> str:
+    """Where cached scores live: text.cache, or OUT/cache/ocr; one folder per engine id below it."""
+    return config.cache or join(out, "cache", "ocr")
+
+
+class ReadKept(beam.DoFn):
+    """(key, True) for every image dedup kept."""
+
+    def process(self, url: str) -> Iterator[tuple[str, bool]]:
+        with fsspec.open(url, "rb") as fh:
+            for r in pq.read_table(fh, columns=["key", "reason"]).to_pylist():
+                if r["reason"] == R.KEPT:
+                    yield r["key"], True
+
+
+class ReadImages(beam.DoFn):
+    def process(self, url: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        with fsspec.open(url, "rb") as fh:
+            for r in pq.read_table(fh, columns=["key", "url", "pixel_hash", "data"]).to_pylist():
+                yield r["key"], r
+
+
+class ReadCache(beam.DoFn):
+    def process(self, url: str) -> Iterator[tuple[str, TextScore]]:
+        with fsspec.open(url, "rb") as fh:
+            for r in pq.read_table(fh).to_pylist():
+                yield r["pixel_hash"], score_from_row(r)
+
+
+def _survivors(element: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
+    """The image rows of the keys dedup kept; a kept key without its image row is a dead letter."""
+    key, joined = element
+    if not joined["kept"]:
+        return
+    rows = joined["image"]
+    if not rows:
+        yield pvalue.TaggedOutput(FAILED, Failed(key, "", STAGE, "IntegrityError: dedup kept a key that "
+                                                            "OUT/images does not hold"))
+        return
+    row = rows[0]
+    yield row["pixel_hash"], row
+
+
+def _resolve(element: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
+    """A pixel hash with a cached score: every key gets it. Without: one picture goes to be scored."""
+    pixel_hash, joined = element
+    rows = sorted(joined["image"], key=lambda r: r["key"])
+    if not rows:
+        return
+    cached = sorted(joined["cached"])
+    if cached:
+        yield pvalue.TaggedOutput("cached", (rows, cached[0]))
+    else:
+        yield rows
+
+
+class ScoreText(beam.DoFn):
+    """OCR for one distinct picture (its rows share the pixels); the engine loads once per worker."""
+
+    def __init__(self, config: TextConfig):
+        self.config = config
+
+    def setup(self) -> None:
+        from curate.ocr import TextEngine
+
+        self.engine = TextEngine(self.config)
+
+    def process(self, rows: list[dict[str, Any]]) -> Iterator[Any]:
+        from curate.ocr import OcrFailure
+
+        first = rows[0]
+        try:
+            result = self.engine.score_bytes(first["data"])
+        except Exception as e:  # noqa: BLE001 - an unexpected error is a dead letter, never a failed run
+            for row in rows:
+                yield pvalue.TaggedOutput(FAILED, Failed(row["key"], row["url"], STAGE, f"{type(e).__name__}: {e}",
+                                                         traceback.format_exc(limit=5)))
+            return
+        if isinstance(result, OcrFailure):
+            Metrics.counter(STAGE, R.OCR_FAILED).inc(len(rows))
+            for row in rows:
+                yield pvalue.TaggedOutput(REJECTED, Rejected(row["key"], row["url"], STAGE, result.reason,
+                                                             result.detail))
+            return
+        Metrics.distribution(STAGE, "ms").update(int(result.ms))
+        yield pvalue.TaggedOutput("new", (first["pixel_hash"], result))
+        yield rows, result
+
+
+def _decide(config: TextConfig):
+    def decide(element: tuple[list[dict[str, Any]], TextScore]) -> Iterator[Scored]:
+        rows, score = element
+        light, heavy, reason = is_light(score, config), is_heavy(score, config), verdict(score, config)
+        for row in rows:
+            yield Scored(row["key"], row["url"], row["pixel_hash"], score, light, heavy, reason)
+    return decide
+
+
+def _cache_row(element: tuple[str, TextScore]) -> dict[str, Any]:
+    pixel_hash, score = element
+    return {"pixel_hash": pixel_hash, **score._asdict()}
+
+
+class _WriteManifest(beam.DoFn):
+    def __init__(self, out: str, inputs: list[str], digest: str, engine_id: str):
+        self.out, self.inputs, self.digest, self.engine_id = out, inputs, digest, engine_id
+
+    def process(self, shards: list[Any], n_input: int, counts: dict[str, int], failed: int,
+                work: dict[str, float]) -> Iterator[None]:
+        tables = manifest_tables(s for s in shards if s.table != "cache")
+        rejected = {k: v for k, v in sorted(counts.items()) if k != R.KEPT}
+        funnel = {"images": {"input": n_input, "kept": counts.get(R.KEPT, 0), "rejected": rejected, "failed": failed}}
+        write_json(join(self.out, "text", MANIFEST), {
+            "stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
+            "engine": self.engine_id, "inputs": self.inputs, "tables": tables, "funnel": funnel})
+        # The work done is a fact about this run, not about the data: it lives beside the manifest.
+        write_json(join(self.out, "text", "_WORK.json"), work)
+        yield None
+
+
+def _work(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    scored = [ms for kind, ms in pairs if kind == "scored"]
+    return {"scored": len(scored), "cached": sum(1 for kind, _ in pairs if kind == "cached"),
+            "ocr_seconds": round(sum(scored) / 1000, 3),
+            "ms_per_scored_image": round(sum(scored) / len(scored), 1) if scored else 0.0}
+
+
+def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisions: list[str],
+          cache_files: list[str], engine_id: str, inputs: list[str]) -> None:
+    shards, tc = config.extract.shards, config.text
+    kept = (p | "DedupFiles" >> beam.Create(decisions) | "SpreadDedup" >> beam.Reshuffle()
+            | "ReadKept" >> beam.ParDo(ReadKept()))
+    rows = (p | "ImageFiles" >> beam.Create(images) | "SpreadImages" >> beam.Reshuffle()
+            | "ReadImages" >> beam.ParDo(ReadImages()))
+    survivors = ({"kept": kept, "image": rows} | "JoinKept" >> beam.CoGroupByKey()
+                 | "Survivors" >> beam.FlatMap(_survivors).with_outputs(FAILED, main="rows"))
+    cached = p | "CacheFiles" >> beam.Create(cache_files) | "ReadCache" >> beam.ParDo(ReadCache())
+    resolved = ({"image": survivors.rows, "cached": cached} | "JoinCache" >> beam.CoGroupByKey()
+                | "Resolve" >> beam.FlatMap(_resolve).with_outputs("cached", main="todo"))
+    scored = (resolved.todo | "SpreadWork" >> beam.Reshuffle()
+              | "Score" >> beam.ParDo(ScoreText(tc)).with_outputs("new", REJECTED, FAILED, main="scored"))
+    outcomes = ((scored.scored, resolved.cached) | "AllScores" >> beam.Flatten()
+                | "Decide" >> beam.FlatMap(_decide(tc)))
+    written = outcomes | "WriteText" >> WriteParquetShards(out, "text", "text", TEXT_SCHEMA, text_row,
+                                                           lambda s: s.key, shards)
+    new_cache = scored.new | "WriteCache" >> WriteParquetShards(
+        cache_root(out, tc), engine_id, f"scores-{uuid.uuid4().hex[:12]}", CACHE_SCHEMA, _cache_row, lambda e: e[0],
+        shards)
+    filtered = outcomes | "Filtered" >> beam.FlatMap(
+        lambda s: [Rejected(s.key, s.url, STAGE, s.reason, f"chars {s.score.chars}, lines {s.score.lines}")]
+        if s.reason != R.KEPT else [])
+    rejects = (filtered, scored[REJECTED]) | "AllRejects" >> beam.Flatten()
+    failures = (survivors[FAILED], scored[FAILED]) | "AllFailures" >> beam.Flatten()
+    other = (rejects, failures) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
+    counts = (((outcomes | "Reasons" >> beam.Map(lambda s: s.reason)),
+               (scored[REJECTED] | "FailReasons" >> beam.Map(lambda r: r.reason)))
+              | "AllReasons" >> beam.Flatten() | "PerReason" >> beam.combiners.Count.PerElement()
+              | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
+    n_failed = failures | "CountFailed" >> beam.combiners.Count.Globally()
+    work = (((scored.scored | "ScoredMs" >> beam.Map(lambda e: ("scored", e[1].ms * len(e[0])))),
+             (resolved.cached | "CachedMs" >> beam.Map(lambda e: ("cached", 0.0))))
+            | "AllWork" >> beam.Flatten() | "WorkList" >> beam.combiners.ToList() | "Work" >> beam.Map(_work))
+    n_input = kept | "CountInput" >> beam.combiners.Count.Globally()
+    cache_shards = new_cache | "TagCache" >> beam.Map(lambda s: s._replace(table="cache"))
+    all_shards = (written, other, cache_shards) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    _ = all_shards | "Manifest" >> beam.ParDo(
+        _WriteManifest(out, inputs, config.digest(), engine_id), beam.pvalue.AsSingleton(n_input),
+        beam.pvalue.AsSingleton(counts),
+        beam.pvalue.AsSingleton(n_failed), beam.pvalue.AsSingleton(work))
+
+
+def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict[str, Any]:
+    """Score (or take from the cache) every image dedup kept, and apply the configured text filter."""
+    from curate.ocr import engine_id as make_engine_id
+
+    images = parquet_files(out, "images", f"no images under {join(out, 'images')}: run `curate filter` first")
+    decisions = parquet_files(out, "dedup", f"no dedup decisions under {join(out, 'dedup')}: run `curate filter` first")
+    engine_id = make_engine_id(config.text)
+    inputs = images + decisions
+    manifest = read_json(join(out, "text", MANIFEST))
+    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == inputs
+            and manifest.get("config_digest") == config.digest()):
+        return {**manifest, "skipped": True}
+    for stale in (join(out, "text"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*")):
+        remove(stale)
+    fs, path = fsspec.core.url_to_fs(join(cache_root(out, config.text), engine_id))
+    cache_files = [fs.unstrip_protocol(f) for f in sorted(fs.glob(f"{path}/*.parquet"))]
+    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+        build(p, out, config, images, decisions, cache_files, engine_id, inputs)
+    return finish_stage(out, STAGE, "text", config)

@@ -1,0 +1,93 @@
+"""The text stage on the sample crawl: scores for every dedup survivor, the filters against truth, the cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from curate import reasons as R
+from curate.config import load_config
+from pipelines import text
+from tests.conftest import parquet_rows
+
+pytestmark = pytest.mark.slow
+HEAVY_KINDS = ("document", "chart", "table")
+
+
+def _precision_recall(predicted: set[str], actual: set[str]) -> tuple[float, float]:
+    hits = len(predicted & actual)
+    return hits / max(1, len(predicted)), hits / max(1, len(actual))
+
+
+@pytest.fixture(scope="module")
+def truth(sample_crawl: Path) -> dict[str, dict]:
+    return {r["url"]: r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist()}
+
+
+def test_every_survivor_is_scored_and_stored(scored: Path) -> None:
+    kept = {d["key"] for d in parquet_rows(scored / "dedup") if d["reason"] == R.KEPT}
+    rows = parquet_rows(scored / "text")
+    assert [r["key"] for r in rows] != [] and {r["key"] for r in rows} == kept and len(rows) == len(kept)
+    images = {r["key"]: r["pixel_hash"] for r in parquet_rows(scored / "images")}
+    for r in rows:
+        assert r["pixel_hash"] == images[r["key"]] and r["reason"] == R.KEPT  # filter none keeps all
+        assert r["text_boxes"] >= r["text_lines"] >= 0 and 0.0 <= r["text_area_fraction"] <= 1.0
+        assert 0.0 <= r["text_page"] <= 1.0 and (r["text_boxes"] == 0) == (r["text_chars"] == 0)
+    stats = json.loads((scored / "stats.json").read_text())["text"]["images"]
+    assert stats == {"input": len(kept), "kept": len(kept), "rejected": {}, "failed": 0}
+    work = json.loads((scored / "text" / "_WORK.json").read_text())
+    assert work["scored"] + work["cached"] == len(kept)
+
+
+def test_light_and_heavy_against_truth(scored: Path, truth: dict[str, dict]) -> None:
+    rows = parquet_rows(scored / "text")
+    with_text = {r["url"] for r in rows if truth[r["url"]]["has_text"]}
+    heavy_kinds = {r["url"] for r in rows if truth[r["url"]]["text_kind"] in HEAVY_KINDS}
+    assert len(with_text) >= 50 and len(heavy_kinds) >= 30  # the sample has enough of each to measure
+    light_p, light_r = _precision_recall({r["url"] for r in rows if r["light"]}, with_text)
+    heavy_p, heavy_r = _precision_recall({r["url"] for r in rows if r["heavy"]}, heavy_kinds)
+    assert light_p >= 0.95 and light_r >= 0.9, (light_p, light_r)
+    assert heavy_p >= 0.9 and heavy_r >= 0.8, (heavy_p, heavy_r)
+    screenshots = [r for r in rows if truth[r["url"]]["text_kind"] == "screenshot"]
+    assert sum(r["heavy"] for r in screenshots) < len(screenshots) / 2  # UI text is not a document
+
+
+def test_filters_reuse_cached_scores(scored: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(scored, out)
+    before = {r["key"]: r for r in parquet_rows(out / "text")}
+    for name, reason, keep in (("light", R.NO_TEXT, lambda r: r["light"]), ("heavy", R.NOT_TEXT_DENSE,
+                                                                             lambda r: r["heavy"]),
+                               ("notext", R.HAS_TEXT, lambda r: not r["light"])):
+        manifest = text.run(str(out), load_config(None, {"text.filter": name}))
+        work = json.loads((out / "text" / "_WORK.json").read_text())
+        assert work["scored"] == 0 and work["cached"] == len(before)  # no OCR: every score came from the cache
+        rows = {r["key"]: r for r in parquet_rows(out / "text")}
+        assert {k: r["text_chars"] for k, r in rows.items()} == {k: r["text_chars"] for k, r in before.items()}
+        kept = {k for k, r in before.items() if keep(r)}
+        assert {k for k, r in rows.items() if r["reason"] == R.KEPT} == kept
+        rejects = [r for r in parquet_rows(out / "rejects") if r["stage"] == R.TEXT]
+        assert sorted(r["key"] for r in rejects) == sorted(set(before) - kept)
+        assert {r["reason"] for r in rejects} == {reason}
+        assert manifest["funnel"]["images"]["rejected"] == {reason: len(before) - len(kept)}
+    light = {k for k, r in before.items() if r["light"]}
+    notext = {k for k, r in before.items() if not r["light"]}
+    assert light | notext == set(before) and not light & notext  # notext is light's complement
+
+
+def test_rerun_is_skipped_and_a_changed_engine_rescores_only_what_it_must(scored: Path, tmp_path: Path) -> None:
+    assert text.run(str(scored), load_config()).get("skipped")
+    out = tmp_path / "out"
+    shutil.copytree(scored, out)
+    config = load_config(None, {"text.detect_side": 224, "text.cache": str(tmp_path / "shared-cache")})
+    first = text.run(str(out), config)
+    work = json.loads((out / "text" / "_WORK.json").read_text())
+    assert work["cached"] == 0 and work["scored"] == first["funnel"]["images"]["input"]
+    assert list((tmp_path / "shared-cache").glob("*/*.parquet"))  # another engine: its own cache folder
+    text.run(str(out), config, force=True)
+    again = json.loads((out / "text" / "_WORK.json").read_text())
+    assert again["scored"] == 0 and again["cached"] == work["scored"]
