@@ -339,6 +339,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _register_inspect(add)
     from curate.trainer.commands import register as _register_trainer
     _register_trainer(add)
+    from curate.experiment import register as _register_experiment
+    _register_experiment(add)
     return parser
 
 
