@@ -199,7 +199,35 @@ def _print_funnel(stage: str, manifest: dict, out: str) -> None:
         print(f"  {name:11s} in {part['input']:>8}  kept {part['kept']:>8}  failed {part['failed']:>6}"
               + (f"  rejected: {rejected}" if rejected else ""))
     for table, shards in manifest["tables"].items():
-        print(f"  {table:11s} {sum(s['rows'] for s in shards)} rows in {len(shards)} Parquet files")
+        if table == "shards":
+            tars = [s for s in shards if s["path"].endswith(".tar")]
+            print(f"  {table:11s} {sum(s['rows'] for s in tars)} samples in {len(tars)} shards (tar + Parquet)")
+        else:
+            print(f"  {table:11s} {sum(s['rows'] for s in shards)} rows in {len(shards)} Parquet files")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from curate.config import load_config
+    from curate.crawl import input_files, resolve_snapshots, snapshot_files
+    from pipelines.run import run_all
+
+    flags = {"extract.source": args.source, "extract.max_files": args.max_files,
+             "download.allow_private_hosts": args.allow_private_hosts,
+             "shards.samples_per_shard": args.samples_per_shard, **_text_flags(args)}
+    config = load_config(args.config, flags)
+    if args.snapshot:
+        files = snapshot_files(resolve_snapshots(args.snapshot), args.cc_base_url, config.extract.source,
+                               config.extract.max_files)
+    else:
+        files = input_files(args.input, args.cc_base_url)
+
+    def done(stage: str, manifest: dict, seconds: float) -> None:
+        print(f"[{seconds:7.1f} s] ", end="")
+        _print_funnel(stage, manifest, args.output)
+
+    run_all(files, args.output, config, args.beam_args, force=args.force, text=not args.no_text, on_stage=done)
+    print(f"report: {args.output.rstrip('/')}/report.html")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -287,6 +315,28 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="fetch again only the refs whose last status is retryable (timeouts, 5xx, resets)")
     _config_and_force(p, "OUT/fetched is complete for these refs")
 
+    p = add("run", _run,
+            "Run the whole pipeline: extract, download, decode, dedup, text filter, write the shards and the "
+            "report. A stage whose outputs are complete is skipped, so a killed run resumes where it stopped. "
+            "Flags curate does not know go to Apache Beam.")
+    p.set_defaults(beam_flags=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--snapshot", help="crawl IDs, presets (web-ssl) or month ranges, comma-separated")
+    what.add_argument("--input", nargs="+", help="WARC/WAT files, globs or *.paths.gz listings (local or remote)")
+    p.add_argument("--output", required=True, help="output URL (local path, s3://, gs://, memory:// ...)")
+    p.add_argument("--source", choices=("warc", "wat"), default=None,
+                   help="with --snapshot: WARC or WAT files [config extract.source, default warc]")
+    p.add_argument("--max-files", type=_positive_int, default=None,
+                   help="with --snapshot: at most N files per snapshot [config extract.max_files, default all]")
+    p.add_argument("--cc-base-url", default="https://data.commoncrawl.org/", help="where crawl-data/ lives")
+    p.add_argument("--allow-private-hosts", nargs="?", const="127.0.0.1", default=None, metavar="ADDRS",
+                   help="let downloads reach these non-public addresses (for the local sample crawl only)")
+    p.add_argument("--samples-per-shard", type=_positive_int, default=None,
+                   help="samples per final shard [config shards.samples_per_shard, default 10000]")
+    p.add_argument("--no-text", action="store_true", help="no OCR, no text filter")
+    _text_options(p)
+    _config_and_force(p, "a stage's outputs are complete (every stage reruns)")
+
     p = add("filter", _filter,
             "Decode and validate images (formats by magic bytes, pixel budget before decoding, EXIF orientation, "
             "size and aspect checks), hash them, and remove exact and near duplicates; writes OUT/images and "
@@ -355,6 +405,7 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietImports())
+    logging.getLogger("curate").setLevel(logging.INFO)  # progress lines of long stages
 
 
 def main(argv: Sequence[str] | None = None) -> int:

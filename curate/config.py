@@ -142,6 +142,7 @@ class TextConfig:
 @dataclass(frozen=True)
 class ShardConfig:
     samples_per_shard: int = 10_000
+    parquet_images: bool = False  # also store image bytes in each shard's Parquet file (the tar has them)
 
     def validate(self) -> None:
         _positive("shards.samples_per_shard", self.samples_per_shard)
@@ -167,9 +168,13 @@ class Config:
             for s in fields(self)
         }
 
-    def digest(self) -> str:
-        """Hash of the settings, recorded in stage manifests: a changed config invalidates them."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    def digest(self, *sections: str) -> str:
+        """Hash of the settings (of these sections only, when named): recorded in stage manifests, so that a
+        changed setting invalidates the stages it affects and no other."""
+        settings = self.to_dict()
+        if sections:
+            settings = {name: settings[name] for name in sections}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _plain(value: Any) -> Any:

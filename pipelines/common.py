@@ -3,6 +3,7 @@ end-of-run checks (manifest verified, counts add up, funnel merged into OUT/stat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from curate import reasons as R
 from curate.config import Config, write_config
 from curate.errors import IntegrityError, UserError
 from curate.io import (
@@ -25,6 +27,51 @@ from curate.io import (
     verify_shards,
 )
 from curate.records import Failed, Rejected
+
+# What each stage's output depends on: its config sections (extract's shard count sizes every table) and the
+# tables of the stages before it. A stage is up to date when its manifest records the same digest, so
+# changing the text filter reruns text and write only, and a rerun extract makes every later stage rerun.
+_SECTIONS = {R.EXTRACT: ("extract",), R.DOWNLOAD: ("extract", "download"), R.DECODE: ("extract", "image"),
+             R.DEDUP: ("extract", "dedup"), R.TEXT: ("extract", "text"), R.WRITE: ("extract", "shards")}
+_UPSTREAM = {R.EXTRACT: (), R.DOWNLOAD: ("refs",), R.DECODE: ("fetched",), R.DEDUP: ("images",),
+             R.TEXT: ("images", "dedup"), R.WRITE: ("images", "dedup", "text")}
+
+
+class Progress(beam.DoFn):
+    """Passes elements through and, at most every `every` seconds, logs this worker's count, rate and ETA
+    against the stage's total (each worker reports its own share on a distributed runner)."""
+
+    def __init__(self, stage: str, unit: str, total: int, every: float = 5.0):
+        self.stage, self.unit, self.total, self.every = stage, unit, total, every
+
+    def setup(self) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.started = self.last = self.clock()
+        self.done = 0
+
+    def process(self, element: Any) -> Iterator[Any]:
+        self.done += 1
+        now = self.clock()
+        if now - self.last >= self.every or self.done == self.total:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            left = max(self.total - self.done, 0)
+            eta = f", ETA {left / rate:.0f} s" if self.total and rate else ""
+            total = f"/{self.total}" if self.total else ""
+            logging.getLogger("curate.progress").info("%s: %d%s %s, %.1f/s%s", self.stage, self.done, total,
+                                                      self.unit, rate, eta)
+        yield element
+
+
+def stage_digest(out: str, config: Config, stage: str) -> str:
+    """The digest a stage's manifest records: its settings and the committed shards it reads."""
+    digest = hashlib.sha256(config.digest(*_SECTIONS[stage]).encode())
+    for folder in _UPSTREAM[stage]:
+        upstream = read_json(join(out, folder, MANIFEST)) or {}
+        digest.update(json.dumps([folder, upstream.get("tables")], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
 
 
 class _Discarded(logging.Handler):

@@ -22,7 +22,7 @@ from curate.config import Config
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, read_json, remove, write_json
 from curate.records import ImageRecord
 from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
-from pipelines.common import DriverList, WriteRejectsAndFailures, finish_stage, pipeline_options
+from pipelines.common import DriverList, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
 IMAGE_SCHEMA = pa.schema([
     ("key", pa.string()), ("url", pa.string()), ("data", pa.binary()), ("width", pa.int32()),
@@ -76,14 +76,14 @@ def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> Non
     other = (results[REJECTED], results[FAILED]) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
     counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum)
     all_shards = (images, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
-    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, sources, config.digest()),
+    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, sources, stage_digest(out, config, STAGE)),
                                               beam.pvalue.AsSingleton(counts))
 
 
 def run(sources: list[str], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict:
     manifest = read_json(join(out, "images", MANIFEST))
     if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == sources
-            and manifest.get("config_digest") == config.digest()):
+            and manifest.get("config_digest") == stage_digest(out, config, STAGE)):
         return {**manifest, "skipped": True}
     inputs = join(out, "_inputs", STAGE)
     for stale in (join(out, "images"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*"), inputs):

@@ -19,7 +19,7 @@ from curate.config import Config
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.records import Rejected
 from filters.dedup import Decision, Deduplicate, ExclusionIndex, Node, load_exclusions
-from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
+from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
 STAGE = R.DEDUP
 COLUMNS = ["key", "url", "sha256", "pixel_hash", "phash", "width", "height", "crawl_date"]
@@ -102,7 +102,7 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
               | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
     n_unsettled = unsettled | "CountUnsettled" >> beam.combiners.Count.Globally()
     all_shards = (written, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
-    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, inputs or files, config.digest()),
+    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, inputs or files, stage_digest(out, config, STAGE)),
                                               beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
 
 
@@ -116,7 +116,7 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     inputs = files + ([f"exclude:{len(exclude)} hashes:{digest}"] if exclude else [])
     manifest = read_json(join(out, "dedup", MANIFEST))
     if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == inputs
-            and manifest.get("config_digest") == config.digest()):
+            and manifest.get("config_digest") == stage_digest(out, config, STAGE)):
         return {**manifest, "skipped": True}
     for stale in (join(out, "dedup"), join(out, "rejects", f"{STAGE}-*")):
         remove(stale)

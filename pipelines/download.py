@@ -42,7 +42,7 @@ from curate.errors import InputError
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.records import ImageRef, Rejected
 from filters.robots import RobotsRules, fetch_robots, origin_of, robots_url
-from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
+from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 from pipelines.extract import ref_from_row
 
 STAGE = R.DOWNLOAD
@@ -230,7 +230,7 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
     counts = (ledger | "Reasons" >> beam.Map(lambda row: row.reason) | "PerReason" >> beam.combiners.Count.PerElement()
               | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
     shards = (ledger_shards, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
-    _ = shards | "Manifest" >> beam.ParDo(_WriteManifest(out, config.digest(), ref_files),
+    _ = shards | "Manifest" >> beam.ParDo(_WriteManifest(out, stage_digest(out, config, STAGE), ref_files),
                                           beam.pvalue.AsSingleton(counts))
 
 
@@ -273,7 +273,7 @@ def _start(out: str, config: Config) -> None:
 
 def is_done(out: str, config: Config, ref_files: list[str]) -> bool:
     manifest = read_json(join(out, "fetched", MANIFEST))
-    return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == config.digest()
+    return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == stage_digest(out, config, STAGE)
                 and manifest.get("inputs") == ref_files)
 
 

@@ -40,7 +40,7 @@ from curate.io import (
 from curate.records import Failed, ImageRef, Rejected
 from curate.urls import url_key
 from curate.warc import DamagedFile, NotAWarc, iter_records
-from pipelines.common import DriverList, WriteRejectsAndFailures, finish_stage, pipeline_options
+from pipelines.common import DriverList, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
 STAGE = R.EXTRACT
 MAX_ALTS = 5
@@ -233,13 +233,13 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
     kept = refs | "CountRefs" >> beam.combiners.Count.Globally()
     all_shards = (ref_shards, other_shards) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
     _ = all_shards | "Manifest" >> beam.ParDo(
-        _WriteManifest(out, inputs_summary(files), config.digest()),
+        _WriteManifest(out, inputs_summary(files), stage_digest(out, config, STAGE)),
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(kept))
 
 
 def is_done(out: str, files: list[CrawlFile], config: Config) -> bool:
     manifest = read_json(join(out, "refs", MANIFEST))
-    return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == config.digest()
+    return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == stage_digest(out, config, STAGE)
                 and manifest.get("inputs") == inputs_summary(files))
 
 

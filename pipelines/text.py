@@ -33,7 +33,7 @@ from curate.config import Config, TextConfig
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.records import Failed, Rejected, TextScore
 from filters.text import is_heavy, is_light, verdict
-from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options
+from pipelines.common import Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
 STAGE = R.TEXT
 REJECTED, FAILED = "rejected", "failed"
@@ -213,7 +213,9 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     cached = p | "CacheFiles" >> beam.Create(cache_files) | "ReadCache" >> beam.ParDo(ReadCache())
     resolved = ({"image": survivors.rows, "cached": cached} | "JoinCache" >> beam.CoGroupByKey()
                 | "Resolve" >> beam.FlatMap(_resolve).with_outputs("cached", main="todo"))
+    total = (read_json(join(out, "dedup", MANIFEST)) or {}).get("funnel", {}).get("images", {}).get("kept", 0)
     scored = (resolved.todo | "SpreadWork" >> beam.Reshuffle()
+              | "Progress" >> beam.ParDo(Progress(STAGE, "images to score", total))
               | "Score" >> beam.ParDo(ScoreText(tc)).with_outputs("new", REJECTED, FAILED, main="scored"))
     outcomes = ((scored.scored, resolved.cached) | "AllScores" >> beam.Flatten()
                 | "Decide" >> beam.FlatMap(_decide(tc)))
@@ -240,7 +242,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     cache_shards = new_cache | "TagCache" >> beam.Map(lambda s: s._replace(table="cache"))
     all_shards = (written, other, cache_shards) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
     _ = all_shards | "Manifest" >> beam.ParDo(
-        _WriteManifest(out, inputs, config.digest(), engine_id), beam.pvalue.AsSingleton(n_input),
+        _WriteManifest(out, inputs, stage_digest(out, config, STAGE), engine_id), beam.pvalue.AsSingleton(n_input),
         beam.pvalue.AsSingleton(counts),
         beam.pvalue.AsSingleton(n_failed), beam.pvalue.AsSingleton(work))
 
@@ -255,7 +257,7 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     inputs = images + decisions
     manifest = read_json(join(out, "text", MANIFEST))
     if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == inputs
-            and manifest.get("config_digest") == config.digest()):
+            and manifest.get("config_digest") == stage_digest(out, config, STAGE)):
         return {**manifest, "skipped": True}
     for stale in (join(out, "text"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*")):
         remove(stale)

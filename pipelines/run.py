@@ -1,0 +1,52 @@
+"""`curate run`: every stage in order, each skipped when its manifest is complete for its inputs and settings.
+
+extract (crawl files -> OUT/refs) -> download (OUT/fetched) -> decode (OUT/images) -> dedup (OUT/dedup) ->
+text (OUT/text) -> write (OUT/shards) -> OUT/report.html. Each stage commits its shards atomically and its
+manifest last, so a run killed at any point resumes at the first stage whose manifest is missing and ends
+with the same shards as an uninterrupted run (the stages are deterministic; download keeps the shards an
+earlier run committed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from curate.config import Config
+from curate.io import join
+
+log = logging.getLogger("curate.run")
+
+
+def run_all(files: list[str], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False,
+            text: bool = True, report: bool = True,
+            on_stage: Callable[[str, dict[str, Any], float], None] | None = None) -> dict[str, dict[str, Any]]:
+    """Run (or skip) every stage; returns each stage's manifest. `force` reruns every stage."""
+    from curate.readers import list_sources
+    from pipelines import decode, dedup, download, extract, shards
+    from pipelines import text as text_stage
+
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("extract", lambda: extract.run(files, out, config, beam_args, force=force)),
+        ("download", lambda: download.run(out, config, beam_args, force=force)),
+        ("decode", lambda: decode.run(list_sources([join(out, "fetched", "*.tar")]), out, config, beam_args,
+                                      force=force)),
+        ("dedup", lambda: dedup.run(out, config, beam_args, force=force)),
+    ]
+    if text:
+        steps.append(("text", lambda: text_stage.run(out, config, beam_args, force=force)))
+    steps.append(("write", lambda: shards.run(out, config, beam_args, force=force)))
+    manifests: dict[str, dict[str, Any]] = {}
+    for name, step in steps:
+        started = time.monotonic()
+        log.info("%s: starting", name)
+        manifests[name] = step()
+        if on_stage:
+            on_stage(name, manifests[name], time.monotonic() - started)
+    if report:
+        from curate.report import write_report
+
+        write_report(out)
+    return manifests

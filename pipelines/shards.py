@@ -1,0 +1,185 @@
+"""Write: the images that survived every filter -> OUT/shards (WebDataset tar + Parquet per shard, curate/shards.py).
+
+Graph: dedup's survivors, the text stage's kept rows (when the text stage ran) and the image rows join on key
+(CoGroupByKey) -> every final key gets its global rank in key order without one worker holding the key list:
+keys are counted per 3-hex-digit prefix (4096 buckets; the counts are a small side input), each bucket is
+sorted on its own and offset by the counts of the buckets before it -> ranks join the rows -> shard index =
+rank // samples_per_shard, so shards are numbered without gaps and each holds exactly samples_per_shard
+samples but the last -> each shard's tar and Parquet are written whole under a temporary name, renamed, and
+checked; the manifest lists every shard with its samples, bytes and SHA-256.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate
+from typing import Any
+
+import apache_beam as beam
+import fsspec
+import pyarrow.parquet as pq
+from apache_beam import pvalue
+
+from curate import __version__
+from curate import reasons as R
+from curate.config import Config
+from curate.io import (
+    MANIFEST,
+    ShardInfo,
+    atomic_write,
+    join,
+    manifest_tables,
+    parquet_files,
+    read_json,
+    remove,
+    write_json,
+)
+from curate.records import Failed
+from curate.shards import parquet_shard, shard_name, tar_bytes
+from pipelines.common import Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+
+STAGE = R.WRITE
+PREFIX = 3  # hex digits: 4096 rank buckets
+FAILED = "failed"
+
+
+class ReadRows(beam.DoFn):
+    """(key, row) of a Parquet file; with `kept_only`, only rows whose reason is kept."""
+
+    def __init__(self, columns: list[str] | None = None, kept_only: bool = False):
+        self.columns, self.kept_only = columns, kept_only
+
+    def process(self, url: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        with fsspec.open(url, "rb") as fh:
+            for row in pq.read_table(fh, columns=self.columns).to_pylist():
+                if not self.kept_only or row["reason"] == R.KEPT:
+                    yield row["key"], row
+
+
+def _final(scored: bool):
+    def final(element: tuple[str, dict[str, list[dict[str, Any]]]]) -> Iterator[Any]:
+        """A survivor's joined row; a key dedup or the text filter dropped yields nothing (counted there)."""
+        key, joined = element
+        survived = bool(joined["dedup"]) and (not scored or bool(joined["text"]))
+        if joined["dedup"] and scored and not joined["text_seen"]:
+            yield pvalue.TaggedOutput(FAILED, Failed(key, "", STAGE, "IntegrityError: no text score for a "
+                                                                   "dedup survivor"))
+        elif survived and not joined["image"]:
+            yield pvalue.TaggedOutput(FAILED, Failed(key, "", STAGE, "IntegrityError: no image row for a survivor"))
+        elif survived:
+            row = {**joined["image"][0], **joined["dedup"][0]}
+            if scored:
+                text = joined["text"][0]
+                row.update({k: v for k, v in text.items() if k.startswith("text_") or k in ("light", "heavy")})
+            yield key, row
+    return final
+
+
+def _offsets(counts: list[tuple[str, int]]) -> dict[str, int]:
+    """Each prefix bucket's first global rank: the keys of the buckets before it."""
+    ordered = sorted(counts)
+    starts = [0, *accumulate(n for _, n in ordered)]
+    return {prefix: start for (prefix, _), start in zip(ordered, starts[:-1], strict=True)}
+
+
+def _ranks(element: tuple[str, Iterable[str]], offsets: dict[str, int]) -> Iterator[tuple[str, int]]:
+    prefix, keys = element
+    for i, key in enumerate(sorted(keys)):
+        yield key, offsets[prefix] + i
+
+
+def _place(samples_per_shard: int):
+    def place(element: tuple[str, dict[str, list[Any]]]) -> Iterator[tuple[int, tuple[int, dict[str, Any]]]]:
+        _, joined = element
+        rank, row = joined["rank"][0], joined["row"][0]
+        yield rank // samples_per_shard, (rank, row)
+    return place
+
+
+class WriteShard(beam.DoFn):
+    def __init__(self, out: str, parquet_images: bool):
+        self.out, self.parquet_images = out, parquet_images
+
+    def process(self, element: tuple[int, Iterable[tuple[int, dict[str, Any]]]]) -> Iterator[ShardInfo]:
+        index, ranked = element
+        samples = [row for _, row in sorted(ranked, key=lambda rr: rr[0])]
+        name = shard_name(index)
+        for ext, data in (("tar", tar_bytes(samples)), ("parquet", parquet_shard(samples, self.parquet_images))):
+            rel = join("shards", f"{name}.{ext}")
+            size, digest = atomic_write(join(self.out, rel), data)
+            yield ShardInfo("shards", rel, len(samples), size, digest)
+
+
+class _WriteManifest(beam.DoFn):
+    def __init__(self, out: str, inputs: list[str], digest: str, samples_per_shard: int):
+        self.out, self.inputs, self.digest, self.samples_per_shard = out, inputs, digest, samples_per_shard
+
+    def process(self, shards: list[ShardInfo], n_input: int, n_failed: int) -> Iterator[None]:
+        tables = manifest_tables(shards)
+        written = sum(s.rows for s in shards if s.path.endswith(".tar"))
+        funnel = {"images": {"input": n_input, "kept": written, "rejected": {}, "failed": n_failed}}
+        write_json(join(self.out, "shards", MANIFEST), {
+            "stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
+            "inputs": self.inputs, "samples": written, "samples_per_shard": self.samples_per_shard,
+            "shards": len([s for s in shards if s.path.endswith(".tar")]), "tables": tables, "funnel": funnel})
+        yield None
+
+
+def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: list[str], text: list[str],
+          inputs: list[str]) -> None:
+    per_shard, scored = config.shards.samples_per_shard, bool(text)
+    upstream = read_json(join(out, "text" if text else "dedup", MANIFEST)) or {}
+    total = -(-upstream.get("funnel", {}).get("images", {}).get("kept", 0) // per_shard)  # for progress only
+    kept = (p | "DedupFiles" >> beam.Create(dedup) | "ReadDedup" >> beam.ParDo(
+        ReadRows(["key", "reason", "cluster", "cluster_size"], kept_only=True))
+        | "DupInfo" >> beam.Map(lambda kr: (kr[0], {"cluster": kr[1]["cluster"], "cluster_size": kr[1]["cluster_size"]})))
+    text_rows = p | "TextFiles" >> beam.Create(text) | "ReadText" >> beam.ParDo(ReadRows())
+    text_kept = text_rows | "TextKept" >> beam.Filter(lambda kr: kr[1]["reason"] == R.KEPT)
+    text_seen = text_rows | "TextSeen" >> beam.Map(lambda kr: (kr[0], True))
+    rows = (p | "ImageFiles" >> beam.Create(images) | "SpreadImages" >> beam.Reshuffle()
+            | "ReadImages" >> beam.ParDo(ReadRows()))
+    final = ({"dedup": kept, "text": text_kept, "text_seen": text_seen, "image": rows} | "Join" >> beam.CoGroupByKey()
+             | "Final" >> beam.FlatMap(_final(scored)).with_outputs(FAILED, main="rows"))
+    keys = final.rows | "Keys" >> beam.Keys()
+    counts = (keys | "Prefix" >> beam.Map(lambda k: (k[:PREFIX], 1)) | "PerPrefix" >> beam.CombinePerKey(sum)
+              | "AllPrefixes" >> beam.combiners.ToList() | "Offsets" >> beam.Map(_offsets))
+    ranks = (keys | "ByPrefix" >> beam.Map(lambda k: (k[:PREFIX], k)) | "Buckets" >> beam.GroupByKey()
+             | "Rank" >> beam.FlatMap(_ranks, beam.pvalue.AsSingleton(counts)))
+    placed = ({"rank": ranks, "row": final.rows} | "JoinRanks" >> beam.CoGroupByKey()
+              | "Place" >> beam.FlatMap(_place(per_shard)))
+    written = (placed | "ByShard" >> beam.GroupByKey()
+               | "Progress" >> beam.ParDo(Progress(STAGE, "shards", total))
+               | "Write" >> beam.ParDo(WriteShard(out, config.shards.parquet_images)))
+    no_rejects = p | "NoRejects" >> beam.Create([])
+    other = (no_rejects, final[FAILED]) | "WriteFailures" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards)
+    n_input = ((final.rows, final[FAILED]) | "Candidates" >> beam.Flatten()
+               | "CountInput" >> beam.combiners.Count.Globally())
+    n_failed = final[FAILED] | "CountFailed" >> beam.combiners.Count.Globally()
+    all_shards = (written, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    _ = all_shards | "Manifest" >> beam.ParDo(
+        _WriteManifest(out, inputs, stage_digest(out, config, STAGE), per_shard),
+        beam.pvalue.AsSingleton(n_input), beam.pvalue.AsSingleton(n_failed))
+
+
+def _optional_files(out: str, folder: str) -> list[str]:
+    fs, path = fsspec.core.url_to_fs(join(out, folder))
+    return [fs.unstrip_protocol(f) for f in sorted(fs.glob(f"{path}/*.parquet"))]
+
+
+def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict[str, Any]:
+    """Write the final shards from OUT/images, OUT/dedup and (when the text stage ran) OUT/text."""
+    images = parquet_files(out, "images", f"no images under {join(out, 'images')}: run `curate filter` first")
+    dedup = parquet_files(out, "dedup", f"no dedup decisions under {join(out, 'dedup')}: run `curate filter` first")
+    text = _optional_files(out, "text") if read_json(join(out, "text", MANIFEST)) else []
+    inputs = images + dedup + text
+    digest = stage_digest(out, config, STAGE)
+    manifest = read_json(join(out, "shards", MANIFEST))
+    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == inputs
+            and manifest.get("config_digest") == digest):
+        return {**manifest, "skipped": True}
+    for stale in (join(out, "shards"), join(out, "failed", f"{STAGE}-*")):
+        remove(stale)
+    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+        build(p, out, config, images, dedup, text, inputs)
+    return finish_stage(out, STAGE, "shards", config)
+
