@@ -519,7 +519,7 @@ def _command(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {f: getattr(args, f) for _, f, _, _ in _TRAIN_FLAGS if getattr(args, f) is not None}
     if args.device:
         overrides["device"] = args.device
-    overrides.update(dict(args.train))
+    overrides.update(dict(args.train or ()))
     base = args.data.rstrip("/")
     out = args.out or f"{base[:-len('/shards')] if base.endswith('/shards') else base}/experiments/text-filter"
     plan = Plan(data=args.data, out=out, filters=args.filters, seeds=tuple(range(args.seed, args.seed + args.seeds)),
@@ -541,7 +541,7 @@ def register(add: Add) -> None:
             "data kept, accuracies and deltas; writes results.json, results.png and table.txt.")
     p.add_argument("experiment", choices=("text-filter",), help="which experiment")
     p.add_argument("--data", required=True, help="a curated, text-scored, unfiltered output (OUT or OUT/shards)")
-    p.add_argument("--filters", type=_filters, default=("none", "light", "heavy"),
+    p.add_argument("--filters", type=_filters, default="none,light,heavy",
                    help=f"comma-separated, from {', '.join(FILTERS)} (none is the baseline of the deltas)")
     p.add_argument("--seeds", type=_count, default=3, help="training seeds per filter (probe seed = training seed)")
     p.add_argument("--seed", type=int, default=0, help="first seed")
@@ -549,7 +549,7 @@ def register(add: Add) -> None:
     for flag, field, low, help_text in _TRAIN_FLAGS:
         p.add_argument(flag, dest=field, type=_int_from(low), default=None, help=f"{help_text} [default: the preset's]")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="[default: the preset's]")
-    p.add_argument("--train", type=_setting, action="append", default=[], metavar="FIELD=VALUE",
+    p.add_argument("--train", type=_setting, action="append", default=None, metavar="FIELD=VALUE",
                    help="any other TrainConfig field (curate/trainer/config.py), e.g. --train arch=vit-nano "
                         "--train warmup_steps=0; repeatable")
     p.add_argument("--per-class", type=_count, default=40, help="textkind probe images per class")
