@@ -149,3 +149,24 @@ def test_an_engine_error_is_a_reason_coded_failure() -> None:
 
     result = score(Refusing(), Image.new("RGB", (64, 64)))
     assert isinstance(result, OcrFailure) and result.reason == R.OCR_FAILED and "reshape" in result.detail
+
+
+def test_score_many_batches_the_first_pass_and_scores_like_score_bytes(fast, monkeypatch) -> None:
+    same = [im.document(5, (400, 300)), im.chart(1, (400, 300)), im.natural(1, (400, 300))]  # one padded size
+    data = [im.encode(r.image, "png") for r in same] + [im.encode(im.sign(2).image, "jpeg"), b"not an image"]
+    one_by_one = [fast.score_bytes(d) for d in data]
+    batches: list[int] = []
+    forward = fast._maps
+    monkeypatch.setattr(fast, "_maps", lambda batch: batches.append(len(batch)) or forward(batch))
+    many = fast.score_many(data, batch=2)
+    assert sorted(batches)[-1] == 2  # the three pictures of one size ran as a batch of 2 and one of 1
+    for one, batched in zip(one_by_one, many, strict=True):
+        if isinstance(one, OcrFailure):
+            assert batched == one
+            continue
+        assert isinstance(batched, TextScore) and batched.ms > 0
+        assert (batched.boxes, batched.lines, batched.words, batched.read, batched.page) == (
+            one.boxes, one.lines, one.words, one.read, one.page)
+        assert batched.chars == pytest.approx(one.chars, rel=0.05, abs=1)
+        assert batched.area_fraction == pytest.approx(one.area_fraction, abs=0.02)
+        assert batched.mean_confidence == pytest.approx(one.mean_confidence, abs=0.02)

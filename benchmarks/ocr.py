@@ -1,0 +1,333 @@
+"""OCR benchmark: the fast text engine next to naive easyocr, in one run, on the same images.
+
+Images: every decoded image of the sample crawl (OUT/images, the decode stage's output: its `data` column).
+In one process, with one torch thread (so images/s is images/s/core), each image goes through
+- naive: Pillow decode + `curate.ocr.prepare` + `easyocr.Reader.readtext(array)` at its DEFAULT settings
+  (canvas_size 2560, every box recognized), scored like `curate.ocr.score` (page fraction included);
+- fast: `TextEngine(TextConfig()).score_bytes(data)` (bounded bf16/fp32 detection, escalation when unsure,
+  characters from box geometry, no recognition);
+- fast read=4 (unless --no-read): the same with the 4 largest boxes recognized (the cost of filling `text`).
+The sides are interleaved per image, in an order that rotates from image to image, so that other load on
+the machine (other people's tests) falls on every side alike and the ratio stays honest even when the
+absolute figures do not. Decode time counts on every side.
+
+Reported per side: images/s/core, the ratio to naive, light and heavy verdict agreement with naive
+(filters/text.py rules, curate.config.TextConfig thresholds), light and heavy precision/recall against
+truth.parquet (light: has_text; heavy: text_kind in document/chart/table), the second-pass (escalation) rate,
+and peak RSS: the measuring process (naive and fast together), and a child process that runs only the fast
+engine (its own peak, and its images/s alone, not interleaved). Goal (issue 6): fast >= 20x naive images/s
+with >= 95% light and heavy agreement.
+
+    python benchmarks/ocr.py --images build/demo/images --truth build/sample/truth.parquet [--quick 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+HEAVY_KINDS = ("document", "chart", "table")
+
+
+# --- inputs ------------------------------------------------------------------------------------------------
+
+def decoded_sample(crawl: Path, out: Path) -> Path:
+    """OUT/images of the sample crawl in `crawl`: served on 127.0.0.1, extracted, downloaded and decoded (as
+    `make demo` does), unless an earlier run left a complete OUT/images."""
+    images = out / "images"
+    if (images / "_MANIFEST.json").is_file():
+        return images
+    from curate.config import load_config
+    from curate.crawl import snapshot_files
+    from curate.demo import DEMO_FLAGS
+    from curate.readers import list_sources
+    from curate.sample.plan import SNAPSHOTS
+    from curate.serve import SampleServer
+    from pipelines import decode, download, extract
+
+    config = load_config(None, DEMO_FLAGS)
+    with SampleServer(crawl) as server:
+        extract.run(snapshot_files([s[0] for s in SNAPSHOTS], server.url("crawl"), "warc"), str(out), config, force=True)
+        download.run(str(out), config, force=True)
+    decode.run(list_sources([str(out / "fetched" / "*.tar")]), str(out), load_config(), force=True)
+    return images
+
+
+def load(images: Path, truth_path: Path, quick: int = 0) -> tuple[list[tuple[str, bytes]], dict[str, dict]]:
+    """(key, bytes) of every decoded image, in key order (a stratified subset of `quick` by text kind), and the
+    truth row of each key."""
+    import pyarrow.parquet as pq
+
+    truth = {r["key"]: r for r in pq.read_table(truth_path, columns=["key", "has_text", "text_kind"]).to_pylist()}
+    items = sorted((r["key"], r["data"]) for f in sorted(images.glob("*.parquet"))
+                   for r in pq.read_table(f, columns=["key", "data"]).to_pylist())
+    missing = [k for k, _ in items if k not in truth]
+    if missing:
+        raise SystemExit(f"{len(missing)} images have no truth row (is {truth_path} the crawl {images} came from?)")
+    if quick:
+        items = stratified(items, {k: truth[k]["text_kind"] for k, _ in items}, quick)
+    return items, truth
+
+
+def stratified(items: list[tuple[str, bytes]], kinds: dict[str, str], n: int) -> list[tuple[str, bytes]]:
+    """About n items, each kind in proportion (at least one of each), evenly spaced within a kind."""
+    by_kind: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+    for item in items:
+        by_kind[kinds[item[0]]].append(item)
+    chosen = []
+    for group in by_kind.values():
+        take = max(1, round(n * len(group) / len(items)))
+        step = len(group) / min(take, len(group))
+        chosen += [group[int(i * step)] for i in range(min(take, len(group)))]
+    return sorted(chosen)
+
+
+# --- the sides ---------------------------------------------------------------------------------------------
+
+def _one_thread() -> None:
+    import warnings
+
+    import cv2
+    import torch
+
+    # easyocr's recognizer asks its DataLoader for pinned memory, which warns on every call without a GPU
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def _engines(read4: bool, sides: tuple[int, ...] = ()) -> tuple[Any, dict[str, Any]]:
+    from curate.config import TextConfig
+    from curate.ocr import Detection, TextEngine, load_reader
+
+    class Counting(TextEngine):
+        """The engine, remembering how many detection passes each picture took."""
+
+        passes: list[int]
+
+        def detect(self, array: Any) -> Detection:
+            found = super().detect(array)
+            self.passes.append(found.passes)
+            return found
+
+    reader = load_reader(threads=1)
+    engines = {"fast": Counting(TextConfig(), reader)}
+    if read4:
+        engines["fast read=4"] = Counting(TextConfig(read=4), reader)
+    for side in sides:
+        engines[f"fast detect_side={side}"] = Counting(TextConfig(detect_side=side), reader)
+    for engine in engines.values():
+        engine.passes = []
+    return reader, engines
+
+
+def naive(reader: Any, data: bytes) -> Any:
+    """Plain easyocr: Pillow decode, `prepare` (RGB, odd sizes padded), readtext at its default settings."""
+    from PIL import Image
+
+    from curate.ocr import _failure, page_fraction, prepare, score_results
+
+    started = time.perf_counter()
+    try:
+        with Image.open(io.BytesIO(data)) as src:
+            array = prepare(src)
+        results = reader.readtext(array)
+    except Exception as e:  # noqa: BLE001 - a failure is a verdict of no text, as in the stage
+        return _failure(e)
+    height, width = array.shape[:2]
+    found = score_results(results, width, height, (time.perf_counter() - started) * 1000)
+    return found._replace(read=found.boxes, page=page_fraction(array))
+
+
+def _verdicts(result: Any) -> tuple[bool, bool]:
+    from curate.config import TextConfig
+    from curate.records import TextScore
+    from filters.text import is_heavy, is_light
+
+    if not isinstance(result, TextScore):
+        return False, False
+    config = TextConfig()
+    return is_light(result, config), is_heavy(result, config)
+
+
+def measure(items: list[tuple[str, bytes]], read4: bool = True, progress: bool = True, sides: tuple[int, ...] = ()
+            ) -> dict:
+    """Every side on every image, interleaved: seconds, verdicts and scores per side, passes per fast side."""
+    _one_thread()
+    reader, engines = _engines(read4, sides)
+    sides: dict[str, Any] = {"naive": lambda data: naive(reader, data)}
+    sides.update({name: engine.score_bytes for name, engine in engines.items()})
+    names = list(sides)
+    for fn in sides.values():  # warm-up (first-call allocations, kernel selection), not timed
+        fn(items[0][1])
+    for engine in engines.values():
+        engine.passes.clear()
+    seconds = dict.fromkeys(names, 0.0)
+    verdicts: dict[str, list[tuple[bool, bool]]] = {name: [] for name in names}
+    failures = dict.fromkeys(names, 0)
+    started = time.perf_counter()
+    for i, (_, data) in enumerate(items):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            result = sides[name](data)
+            seconds[name] += time.perf_counter() - t0
+            verdicts[name].append(_verdicts(result))
+            failures[name] += not hasattr(result, "chars")
+        if progress and (i + 1) % 10 == 0:
+            print(f"  ocr bench {i + 1}/{len(items)} images, {time.perf_counter() - started:.0f} s", file=sys.stderr,
+                  flush=True)
+    return {"names": names, "seconds": seconds, "verdicts": verdicts, "failures": failures,
+            "passes": {name: list(engine.passes) for name, engine in engines.items()},
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def fast_alone(items: list[tuple[str, bytes]]) -> dict:
+    """The fast engine by itself (for its own peak memory): reader loaded, then every image once."""
+    from curate.config import TextConfig
+    from curate.ocr import TextEngine, load_reader
+
+    _one_thread()
+    engine = TextEngine(TextConfig(), load_reader(threads=1))
+    loaded = _hwm_mib("VmRSS")
+    engine.score_bytes(items[0][1])
+    started = time.perf_counter()
+    for _, data in items:
+        engine.score_bytes(data)
+    seconds = time.perf_counter() - started
+    return {"images_per_s": len(items) / seconds, "peak_rss_mib": _hwm_mib(), "loaded_rss_mib": loaded}
+
+
+def _hwm_mib(field: str = "VmHWM") -> float:
+    status = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith(field + ":")) / 1024
+
+
+# --- the report --------------------------------------------------------------------------------------------
+
+def _pr(predicted: list[bool], actual: list[bool]) -> tuple[float, float]:
+    tp = sum(p and a for p, a in zip(predicted, actual, strict=True))
+    return (round(tp / max(1, sum(predicted)), 3), round(tp / max(1, sum(actual)), 3))
+
+
+def rows(items: list[tuple[str, bytes]], truth: dict[str, dict], measured: dict, alone: dict | None) -> list[dict]:
+    n = len(items)
+    has_text = [bool(truth[k]["has_text"]) for k, _ in items]
+    heavy_kind = [truth[k]["text_kind"] in HEAVY_KINDS for k, _ in items]
+    base = measured["verdicts"]["naive"]
+    naive_rate = n / measured["seconds"]["naive"]
+    out = []
+    for name in measured["names"]:
+        v = measured["verdicts"][name]
+        light_agree = sum(a[0] == b[0] for a, b in zip(v, base, strict=True))
+        heavy_agree = sum(a[1] == b[1] for a, b in zip(v, base, strict=True))
+        light_p, light_r = _pr([x[0] for x in v], has_text)
+        heavy_p, heavy_r = _pr([x[1] for x in v], heavy_kind)
+        passes = measured["passes"].get(name)
+        rate = n / measured["seconds"][name]
+        out.append({
+            "benchmark": "ocr", "engine": name, "images": n, "images_per_s_core": round(rate, 3),
+            "ms_per_image": round(1000 / rate, 1), "ratio_vs_naive": round(rate / naive_rate, 1),
+            "light_agree": f"{light_agree}/{n} ({100 * light_agree / n:.1f}%)",
+            "heavy_agree": f"{heavy_agree}/{n} ({100 * heavy_agree / n:.1f}%)",
+            "light_p_r": f"{light_p:.3f} / {light_r:.3f}", "heavy_p_r": f"{heavy_p:.3f} / {heavy_r:.3f}",
+            "light_kept": sum(x[0] for x in v), "heavy_kept": sum(x[1] for x in v), "failures": measured["failures"][name],
+            "escalated": "-" if passes is None else f"{sum(p > 1 for p in passes)}/{len(passes)} "
+                                                    f"({100 * sum(p > 1 for p in passes) / max(1, len(passes)):.1f}%)",
+            "peak_rss_mib": round(measured["peak_rss_mib"]) if name == "naive" else
+            (round(alone["peak_rss_mib"]) if alone and name == "fast" else "-"),
+        })
+    return out
+
+
+def _child(args: list[str]) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    done = subprocess.run([sys.executable, __file__, *args, "--json"], capture_output=True, text=True, env=env,
+                          check=False)
+    if done.returncode:
+        raise RuntimeError(f"ocr benchmark child {args} failed:\n{done.stderr[-3000:]}")
+    result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench(images: Path, truth: Path, quick: int = 0, read4: bool = True) -> list[dict]:
+    """The rows (one per side), each measurement in a fresh child process with one thread: its settings and
+    memory stay out of the caller's (make bench runs other benchmarks in its own process)."""
+    common = ["--images", str(images), "--truth", str(truth), "--quick", str(quick)]
+    result: list[dict] = _child(common + ([] if read4 else ["--no-read"]))["rows"]
+    return result
+
+
+def bench_crawl(crawl: Path, out: Path, quick: int = 0) -> list[dict]:
+    """`make bench`: the sample crawl in `crawl` decoded into `out` (once), then `bench`."""
+    return bench(decoded_sample(crawl, out), crawl / "truth.parquet", quick)
+
+
+def _print_table(table: list[dict]) -> None:
+    keys = list(table[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in table:
+        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", default="build/demo/images", help="OUT/images of a decoded sample crawl")
+    parser.add_argument("--truth", default="build/sample/truth.parquet", help="that crawl's truth.parquet")
+    parser.add_argument("--crawl", help="a sample crawl directory: decode it into --out first (ignores --images, "
+                                        "--truth)")
+    parser.add_argument("--out", default="build/bench/ocr", help="with --crawl: where its stages write")
+    parser.add_argument("--quick", type=int, default=0, help="a stratified subset of about N images (0: all)")
+    parser.add_argument("--no-read", action="store_true", help="skip the fast read=4 side")
+    parser.add_argument("--also-side", type=int, action="append", default=[], metavar="PX",
+                        help="one more fast column with this detect_side (repeatable): what a smaller bound costs")
+    parser.add_argument("--no-alone", action="store_true", help="skip the fast engine's own memory run")
+    parser.add_argument("--fast-alone", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = parser.parse_args()
+    images, truth = Path(args.images), Path(args.truth)
+    if args.crawl:
+        images, truth = decoded_sample(Path(args.crawl), Path(args.out)), Path(args.crawl) / "truth.parquet"
+    items, truth_rows = load(images, truth, args.quick)
+    if args.fast_alone:
+        print(json.dumps(fast_alone(items)))
+        return 0
+    alone = None
+    if not args.no_alone:
+        alone = _child(["--images", str(images), "--truth", str(truth), "--quick", str(args.quick), "--fast-alone"])
+    started = time.time()
+    measured = measure(items, read4=not args.no_read, progress=not args.json, sides=tuple(args.also_side))
+    table = rows(items, truth_rows, measured, alone)
+    base = measured["verdicts"]["naive"]
+    differ = {name: [f"{key} {truth_rows[key]['text_kind']}: naive {base[i]} {name} {v[i]}"
+                     for i, (key, _) in enumerate(items) if v[i] != base[i]]
+              for name, v in measured["verdicts"].items() if name != "naive"}
+    result = {"images": len(items), "seconds": round(time.time() - started), "threads": 1, "rows": table,
+              "disagreements (light, heavy)": differ,
+              "fast_alone": {k: round(v, 2) for k, v in alone.items()} if alone else None,
+              "interleaved": "per image, rotating order; other load on the machine hits every side alike"}
+    if not args.json:
+        _print_table(table)
+        if alone:
+            print(f"\nfast engine alone (child process, not interleaved): {alone['images_per_s']:.1f} images/s/core, "
+                  f"peak RSS {alone['peak_rss_mib']:.0f} MiB ({alone['loaded_rss_mib']:.0f} MiB resident once the reader "
+                  f"is loaded); naive + fast process peak RSS {measured['peak_rss_mib']:.0f} MiB")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # here, not on import: make bench's other benchmarks keep theirs
+    sys.exit(main())
