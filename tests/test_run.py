@@ -1,0 +1,76 @@
+"""`curate run` end to end on the served sample crawl: SIGKILL mid-run, rerun, same shards as a clean run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from curate.config import load_config
+from curate.sample.plan import SNAPSHOTS
+from pipelines.run import run_all
+
+pytestmark = pytest.mark.slow
+SETTINGS = {"download": {"allow_private_hosts": ["127.0.0.1"], "deadline": 4, "timeout": 2, "samples_per_shard": 60},
+            "shards": {"samples_per_shard": 50}}
+
+
+def _curate_run(served_crawl, out: Path, config: Path, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "curate", "run", "--snapshot", ",".join(s[0] for s in SNAPSHOTS),
+            "--cc-base-url", served_crawl.url("crawl"), "--output", str(out), "--config", str(config),
+            "--ocr-cache", str(cache)]
+
+
+def _files(folder: Path, out: Path) -> dict[str, bytes]:
+    """The folder's files; manifests list their inputs by URL, so the OUT path itself is set aside."""
+    return {p.name: p.read_bytes().replace(str(out).encode(), b"OUT") for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_killed_run_resumes_to_the_same_shards(served_crawl, scored: Path, tmp_path: Path) -> None:
+    from curate.crawl import snapshot_files
+
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(SETTINGS))
+    cache = tmp_path / "ocr-cache"  # scores of these pictures, from the session's text stage: no OCR needed twice
+    shutil.copytree(scored / "cache" / "ocr", cache)
+    config = load_config(str(config_file), {"text.cache": str(cache)})
+    clean = tmp_path / "clean"
+    files = snapshot_files([s[0] for s in SNAPSHOTS], served_crawl.url("crawl"), "warc")
+    manifests = run_all(files, str(clean), config)
+    assert manifests["write"]["samples"] == manifests["text"]["funnel"]["images"]["kept"] > 100
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_curate_run(served_crawl, killed, config_file, cache), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list((killed / "fetched").glob("*.tar")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # kill inside the download stage, once it has committed a shard
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "fetched" / "_MANIFEST.json").exists() and not (killed / "shards").exists()
+
+    resumed = subprocess.run(_curate_run(served_crawl, killed, config_file, cache), capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "extract: up to date, skipped" in resumed.stdout and "write: done" in resumed.stdout
+    assert _files(killed / "shards", killed) == _files(clean / "shards", clean)
+    stats = json.loads((killed / "stats.json").read_text())
+    assert stats == json.loads((clean / "stats.json").read_text())
+    for stage, part in stats.items():  # conservation, stage by stage
+        for name, funnel in part.items():
+            assert funnel["input"] == funnel["kept"] + sum(funnel["rejected"].values()) + funnel["failed"], (stage, name)
+    assert (killed / "report.html").stat().st_size > 10_000
+
+    again = subprocess.run(_curate_run(served_crawl, killed, config_file, cache), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0 and again.stdout.count("up to date, skipped") == 6  # idempotent: nothing reruns
+    assert _files(killed / "shards", killed) == _files(clean / "shards", clean)
