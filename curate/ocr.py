@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,10 @@ def load_reader(threads: int = 0, directory: Path | None = None, gpu: bool | Non
     import easyocr
 
     use_gpu = torch.cuda.is_available() if gpu is None else gpu
-    return easyocr.Reader(["en"], gpu=use_gpu, model_storage_directory=str(directory), download_enabled=False,
-                          verbose=False)
+    with warnings.catch_warnings():  # easyocr quantizes its recognizer with an API torch has deprecated
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+        return easyocr.Reader(["en"], gpu=use_gpu, model_storage_directory=str(directory), download_enabled=False,
+                              verbose=False)
 
 
 def prepare(image: Image.Image) -> np.ndarray:
