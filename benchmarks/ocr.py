@@ -162,11 +162,11 @@ def _verdicts(result: Any) -> tuple[bool, bool]:
     return is_light(result, config), is_heavy(result, config)
 
 
-def measure(items: list[tuple[str, bytes]], read4: bool = True, progress: bool = True, sides: tuple[int, ...] = ()
-            ) -> dict:
+def measure(items: list[tuple[str, bytes]], read4: bool = True, progress: bool = True,
+            detect_sides: tuple[int, ...] = ()) -> dict:
     """Every side on every image, interleaved: seconds, verdicts and scores per side, passes per fast side."""
     _one_thread()
-    reader, engines = _engines(read4, sides)
+    reader, engines = _engines(read4, detect_sides)
     sides: dict[str, Any] = {"naive": lambda data: naive(reader, data)}
     sides.update({name: engine.score_bytes for name, engine in engines.items()})
     names = list(sides)
@@ -308,7 +308,8 @@ def main() -> int:
     if not args.no_alone:
         alone = _child(["--images", str(images), "--truth", str(truth), "--quick", str(args.quick), "--fast-alone"])
     started = time.time()
-    measured = measure(items, read4=not args.no_read, progress=not args.json, sides=tuple(args.also_side))
+    measured = measure(items, read4=not args.no_read, progress=not args.json,
+                       detect_sides=tuple(args.also_side))
     table = rows(items, truth_rows, measured, alone)
     base = measured["verdicts"]["naive"]
     differ = {name: [f"{key} {truth_rows[key]['text_kind']}: naive {base[i]} {name} {v[i]}"
