@@ -233,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from curate.demo import run_demo
 
-    return run_demo(Path(args.crawl), Path(args.out), seed=args.seed, scale=args.scale)
+    return run_demo(Path(args.crawl), Path(args.out), seed=args.seed, scale=args.scale, text_filter=args.text_filter)
 
 
 def _config_and_force(p: argparse.ArgumentParser, done_when: str) -> None:
@@ -378,11 +378,13 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="full: detection bound, pixels on the longer side [config text.canvas, default 1280]")
     p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
 
-    p = add("demo", _demo, "Build the sample crawl, serve it, and run every stage that exists on it.")
+    p = add("demo", _demo, "Build the sample crawl, serve it, and `curate run` the whole pipeline on it.")
     p.add_argument("--crawl", default="build/sample", help="where to build the sample crawl")
     p.add_argument("--out", default="build/demo", help="output directory of the pipeline run")
     p.add_argument("--seed", type=int, default=0, help="sample crawl seed")
     p.add_argument("--scale", type=_positive_int, default=1, help="sample crawl scale")
+    p.add_argument("--text-filter", choices=("none", "light", "heavy", "notext"), default="light",
+                   help="the text filter of the demo run")
     from curate.report import register as _register_report
     _register_report(add)
     from curate.inspect import register as _register_inspect

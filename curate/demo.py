@@ -1,7 +1,8 @@
-"""`make demo`: build the sample crawl, serve it on 127.0.0.1, run every stage that exists, summarize.
+"""`make demo`: build the sample crawl, serve it on 127.0.0.1, `curate run` the whole pipeline on it.
 
-The stages read the crawl over HTTP from the local server exactly as they would read CommonCrawl, and
-each stage's funnel is printed next to what truth.parquet says a perfect pipeline would do.
+The stages read the crawl over HTTP from the local server exactly as they would read CommonCrawl; each
+stage's funnel is printed next to what truth.parquet says a perfect pipeline would do, and the run ends
+with the shards, the stats and report.html.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from curate.crawl import snapshot_files
 from curate.sample.build import build_sample_crawl
 from curate.sample.plan import DEFAULT_PORT, HOSTS, SNAPSHOTS
 from curate.serve import SampleServer, ServeError, free_port_block
+from pipelines.run import run_all
 
 
 def _port_for(crawl: Path) -> int:
@@ -32,76 +34,51 @@ def _port_for(crawl: Path) -> int:
         return free_port_block(len(HOSTS), start=20000, end=32000)
 
 
-def _extract(server: SampleServer, out: Path, truth: list[dict]) -> None:
-    from pipelines.extract import run
-
-    files = snapshot_files([s[0] for s in SNAPSHOTS], server.url("crawl"), "warc")
-    started = time.time()
-    manifest = run(files, str(out), load_config(None, DEMO_FLAGS), force=True)
-    refs = manifest["funnel"]["references"]
-    expected = sum(1 for r in truth if r["in_warc"] and r["stage"] != R.EXTRACT)
-    print(f"extract ({time.time() - started:.1f} s, {len(files)} WARC files over HTTP): "
-          f"{refs['input']} references -> {refs['kept']} distinct image URLs (truth: {expected})")
-    for reason, n in sorted(refs["rejected"].items()):
-        print(f"  rejected {reason:18s} {n}")
-    files_part = manifest["funnel"]["files"]
-    print(f"  files read {files_part['kept']}, failed {files_part['failed']} {files_part['failures']}")
-
-
 # The sample's trickling host would hold a download for the whole default deadline (30 s); the demo is brisk.
 DEMO_FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadline": 5, "download.timeout": 3,
-              "download.samples_per_shard": 100}
+              "download.samples_per_shard": 100, "shards.samples_per_shard": 64}
+
+# What truth.parquet says a perfect pipeline keeps after each stage (WARC extraction).
+_AFTER = {"extract": (R.EXTRACT,), "download": (R.EXTRACT, R.DOWNLOAD), "decode": (R.EXTRACT, R.DOWNLOAD, R.DECODE)}
 
 
-def _download(out: Path, truth: list[dict]) -> None:
-    from pipelines.download import run
-
-    started = time.time()
-    manifest = run(str(out), load_config(None, DEMO_FLAGS), force=True)
-    refs = manifest["funnel"]["references"]
-    expected = sum(1 for r in truth if r["in_warc"] and r["stage"] not in (R.EXTRACT, R.DOWNLOAD))
-    print(f"download ({time.time() - started:.1f} s, img2dataset through curate's guards): {refs['input']} refs -> "
-          f"{refs['kept']} images (truth: {expected})")
-    for reason, n in sorted(refs["rejected"].items()):
-        print(f"  rejected {reason:18s} {n}")
-
-
-def _decode(out: Path, truth: list[dict]) -> None:
-    from curate.readers import list_sources
-    from pipelines.decode import run
-
-    started = time.time()
-    manifest = run(list_sources([str(out / "fetched" / "*.tar")]), str(out), load_config(), force=True)
-    images = manifest["funnel"]["images"]
-    expected = sum(1 for r in truth if r["in_warc"] and r["stage"] not in (R.EXTRACT, R.DOWNLOAD, R.DECODE))
-    print(f"decode ({time.time() - started:.1f} s): {images['input']} images -> {images['kept']} valid "
-          f"(truth: {expected})")
-    for reason, n in sorted(images["rejected"].items()):
-        print(f"  rejected {reason:18s} {n}")
-    from pipelines import dedup
-
-    started = time.time()
-    images = dedup.run(str(out), load_config(), force=True)["funnel"]["images"]
-    unique = sum(1 for r in truth if r["in_warc"] and r["fate"] == R.KEPT)
-    print(f"dedup ({time.time() - started:.1f} s): {images['input']} images -> {images['kept']} unique "
-          f"(truth: {unique}); " + ", ".join(f"{k} {v}" for k, v in images["rejected"].items()))
+def _report(stage: str, manifest: dict, seconds: float, truth: list[dict]) -> None:
+    funnel = manifest["funnel"]
+    part = funnel.get("references") or funnel.get("images") or next(iter(funnel.values()))
+    state = "skipped (up to date)" if manifest.get("skipped") else f"{seconds:.1f} s"
+    line = f"{stage:9s} {state:>20s}: {part['input']:>5} in -> {part['kept']:>5} kept"
+    if stage in _AFTER:
+        line += f" (truth: {sum(1 for r in truth if r['in_warc'] and r['stage'] not in _AFTER[stage])})"
+    elif stage == "dedup":
+        line += f" (truth: {sum(1 for r in truth if r['in_warc'] and r['fate'] == R.KEPT)})"
+    elif stage == "text":
+        kept = [r for r in truth if r["in_warc"] and r["fate"] == R.KEPT]
+        line += (f" (truth: {sum(r['has_text'] for r in kept)} with text, "
+                 f"{sum(r['text_kind'] in ('document', 'chart', 'table') for r in kept)} documents/charts/tables)")
+    elif stage == "write":
+        line += f" in {manifest['shards']} shards"
+    print(line)
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(part["rejected"].items()) if v)
+    if rejected:
+        print(f"{'':31s}rejected: {rejected}")
 
 
-def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1) -> int:
+def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1, text_filter: str = "light") -> int:
     started = time.time()
     port = _port_for(crawl)
     summary = build_sample_crawl(crawl, seed=seed, scale=scale, port=port)
     print(f"sample crawl: {summary['pages']} pages, {summary['image_urls']} image URLs, "
           f"{summary['warc_files']} WARC files in {crawl} ({time.time() - started:.1f} s)")
     truth = pq.read_table(crawl / "truth.parquet").to_pylist()
+    config = load_config(None, {**DEMO_FLAGS, "text.filter": text_filter})
     with SampleServer(crawl) as server:
         print(f"serving on {server.url('crawl')} .. port {port + len(HOSTS) - 1} (127.0.0.1 only)")
-        _extract(server, out, truth)
-        _download(out, truth)
-    _decode(out, truth)
-    print("stages not built yet: text filter, shards (see README, Status)")
-    print(f"outputs: {out}/refs (image references), {out}/fetched (images, img2dataset layout), {out}/images "
-          f"(valid images with their hashes), {out}/dedup (duplicate decisions), {out}/ledger "
-          f"(a status per ref), {out}/rejects, {out}/failed, {out}/stats.json, {out}/config.yaml; "
-          f"truth {crawl}/truth.parquet")
+        files = snapshot_files([s[0] for s in SNAPSHOTS], server.url("crawl"), "warc")
+        print(f"curate run: {len(files)} WARC files over HTTP -> {out} (text filter: {text_filter})")
+        run_all(files, str(out), config, force=True,
+                on_stage=lambda stage, manifest, seconds: _report(stage, manifest, seconds, truth))
+    shards = json.loads((out / "shards" / "_MANIFEST.json").read_text())
+    print(f"dataset: {shards['samples']} images in {out}/shards (WebDataset tar + Parquet); "
+          f"rejects in {out}/rejects, dead letters in {out}/failed, funnel in {out}/stats.json")
+    print(f"report: {out}/report.html   (truth: {crawl}/truth.parquet; total {time.time() - started:.0f} s)")
     return 0
