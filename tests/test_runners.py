@@ -1,11 +1,19 @@
 """Every stage on other Beam runners gives the bytes the in-process DirectRunner gives.
 
-The baseline is the session's in-process run (`downloaded`: extract + download; decode and dedup on top).
-Each runner below then runs extract, download, decode and dedup on the same sample crawl into its own
-OUT, and every output table, manifest, ledger, fetched shard, stats.json and config.yaml must be equal byte
-for byte. Two things are normalized, and only those: the OUT path itself (manifests list their input files
-by URL, and each run has its own OUT), and the timing fields of img2dataset's per-shard `_stats.json`
-(when the fetch ran, not what it fetched).
+The baseline is the session's in-process run (`scored`: extract, download, decode, dedup and text), copied,
+with the write stage on top. Each runner below then runs extract, download, decode, dedup, text and write on
+the same sample crawl into its own OUT, and every output table, manifest, ledger, fetched shard, text table,
+final shard (tar and Parquet), stats.json and config.yaml must be equal byte for byte. Two things are
+normalized, and only those: the OUT path itself (manifests list their input files by URL, and each run has
+its own OUT; the baseline's earlier manifests name the session's OUT it was copied from), and the timing fields of img2dataset's per-shard `_stats.json` (when the fetch ran, not what
+it fetched). Two things are left out, because they are facts about a run and not about the data:
+OUT/text/_WORK.json (how many pictures this run scored or took from the cache, and the OCR time) and the
+OCR cache folder (OUT/cache/ocr: each run names its new cache file uniquely).
+
+The text stage reads OUT/cache/ocr (the default `text.cache`), seeded with a copy of the session's cache so
+that OCR does not run again on every runner. On the PortableRunner the copy lacks the scores of a few
+pictures: the OCR engine loads in `ScoreText.setup()` in an SDK worker process and scores them there, the
+text table must still equal the in-process one, and the new cache entries must hold the in-process scores.
 
 - multi_processing: the DirectRunner with two SDK worker processes;
 - portable: the PortableRunner with an embedded job service; `use_loopback_process_worker` makes the
@@ -22,19 +30,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 import curate.download
+import curate.ocr
 from curate.config import load_config
 from curate.crawl import snapshot_files
 from curate.readers import list_sources
-from pipelines import decode, dedup, download, extract
-from tests.conftest import DOWNLOAD_FLAGS
+from pipelines import decode, dedup, download, extract, shards, text
+from tests.conftest import DOWNLOAD_FLAGS, parquet_rows
 
 pytestmark = pytest.mark.slow
 
@@ -45,20 +56,42 @@ RUNNERS = {
     "bundle_repeat": ["--direct_runner_bundle_repeat=2"],
 }
 IN_PROCESS = {"bundle_repeat"}
-FOLDERS = ("refs", "ledger", "fetched", "images", "dedup", "rejects", "failed")
+FOLDERS = ("refs", "ledger", "fetched", "images", "dedup", "text", "shards", "rejects", "failed")
 TOP_LEVEL = ("stats.json", "config.yaml")
 FETCH_TIMES = {"start_time", "end_time", "duration"}
+RUN_FACTS = {"text/_WORK.json"}  # how much this run scored or took from the cache, and its OCR time
+WRITE_FLAGS = {"shards.samples_per_shard": 40}  # several final shards, so shard numbering is compared too
+UNCACHED = {"portable": 8}  # runner -> pictures whose cached score is removed, to be scored by its workers
+
+
+def _seed_cache(scored: Path, out: Path, leave_out: int) -> list[dict]:
+    """OUT/cache/ocr: the session's cached scores, less `leave_out` of them (half with text); those rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (engine,) = [p.name for p in (scored / "cache" / "ocr").iterdir()]
+    rows = sorted(parquet_rows(scored / "cache" / "ocr" / engine), key=lambda r: r["pixel_hash"])
+    with_text, without = [r for r in rows if r["chars"]], [r for r in rows if not r["chars"]]
+    dropped = with_text[:leave_out // 2] + without[:leave_out - leave_out // 2]
+    kept = [r for r in rows if r not in dropped]
+    folder = out / "cache" / "ocr" / engine
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(kept, schema=text.CACHE_SCHEMA), folder / "seeded.parquet")
+    return dropped
 
 
 def _stages(crawl: Path, out: Path, beam_args: list[str]) -> dict[str, float]:
-    """The four stages as the CLI chains them; seconds per stage."""
+    """The six stages as `curate run` chains them; seconds per stage."""
     fetch_config, config = load_config(None, DOWNLOAD_FLAGS), load_config()
+    write_config = load_config(None, WRITE_FLAGS)
     files = snapshot_files(["CC-MAIN-2021-04", "CC-MAIN-2023-06"], str(crawl), "warc")
     steps = {
         "extract": lambda: extract.run(files, str(out), fetch_config, beam_args),
         "download": lambda: download.run(str(out), fetch_config, beam_args),
         "decode": lambda: decode.run(list_sources([str(out / "fetched" / "*.tar")]), str(out), config, beam_args),
         "dedup": lambda: dedup.run(str(out), config, beam_args),
+        "text": lambda: text.run(str(out), config, beam_args),
+        "write": lambda: shards.run(str(out), write_config, beam_args),
     }
     seconds = {}
     for name, step in steps.items():
@@ -69,62 +102,100 @@ def _stages(crawl: Path, out: Path, beam_args: list[str]) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def baseline(downloaded) -> Path:
-    """The in-process DirectRunner's OUT (a no-op where the decode and dedup tests already ran them)."""
-    out, _ = downloaded
-    config = load_config()
-    decode.run(list_sources([str(out / "fetched" / "*.tar")]), str(out), config)
-    dedup.run(str(out), config)
+def baseline(scored: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The in-process DirectRunner's OUT: a copy of the session's, written into shards."""
+    out = tmp_path_factory.mktemp("runner-baseline") / "out"
+    shutil.copytree(scored, out)
+    shards.run(str(out), load_config(None, WRITE_FLAGS))
     return out
 
 
+class Ran(NamedTuple):
+    name: str
+    out: Path
+    fetched_here: bool  # the download opener was installed in this (the driver's) process
+    engines_here: int  # OCR engines loaded in this process
+    uncached: list[dict]  # the cache rows left out of the seeded cache
+
+
 @pytest.fixture(scope="module", params=list(RUNNERS))
-def ran(request: pytest.FixtureRequest, sample_crawl: Path, served_crawl, baseline: Path,
-        tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, bool]:
-    """(runner, OUT, whether the download ran in this process) for one runner."""
+def ran(request: pytest.FixtureRequest, sample_crawl: Path, served_crawl, scored: Path, baseline: Path,
+        tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """One runner's run of every stage."""
     name = request.param
     out = tmp_path_factory.mktemp(f"runner-{name}")
+    uncached = _seed_cache(scored, out, UNCACHED.get(name, 0))
     urllib.request.install_opener(None)
     curate.download._installed = None
+    engines: list[object] = []
+    load = curate.ocr.TextEngine.__init__
+
+    def counted(self, *args, **kwargs) -> None:
+        engines.append(self)
+        load(self, *args, **kwargs)
+
     with pytest.MonkeyPatch.context() as mp:
         # Beam starts loopback process workers as plain `python`: make that this interpreter.
         mp.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+        mp.setattr(curate.ocr.TextEngine, "__init__", counted)
         seconds = _stages(sample_crawl, out, RUNNERS[name])
     print(f"\n{name}: {seconds}")
-    return name, out, curate.download._installed is not None
+    return Ran(name, out, curate.download._installed is not None, len(engines), uncached)
 
 
-def _normalized(path: Path, out: Path) -> bytes:
+def _normalized(path: Path, outs: tuple[Path, ...]) -> bytes:
     data = path.read_bytes()
     if path.name.endswith("_stats.json"):
         stats = {k: v for k, v in json.loads(data).items() if k not in FETCH_TIMES}
         return json.dumps(stats, sort_keys=True).encode()
     if path.suffix in (".json", ".yaml"):
-        return data.replace(str(out).encode(), b"OUT")
+        for out in outs:
+            data = data.replace(str(out).encode(), b"OUT")
     return data
 
 
-def _outputs(out: Path) -> dict[str, bytes]:
-    found = {name: _normalized(out / name, out) for name in TOP_LEVEL}
+def _outputs(out: Path, *origins: Path) -> dict[str, bytes]:
+    """Every compared file, by name; `origins`: where the OUT was copied from (its manifests name that path)."""
+    outs = (out, *origins)
+    found = {name: _normalized(out / name, outs) for name in TOP_LEVEL}
     for folder in FOLDERS:
         for path in sorted((out / folder).iterdir()):
-            found[f"{folder}/{path.name}"] = _normalized(path, out)
+            if f"{folder}/{path.name}" not in RUN_FACTS:
+                found[f"{folder}/{path.name}"] = _normalized(path, outs)
     return found
 
 
-def test_every_output_equals_the_in_process_run(ran: tuple[str, Path, bool], baseline: Path) -> None:
-    _, out, _ = ran
-    want, got = _outputs(baseline), _outputs(out)
+def test_every_output_equals_the_in_process_run(ran: Ran, baseline: Path, scored: Path) -> None:
+    want, got = _outputs(baseline, scored), _outputs(ran.out)
     assert sorted(got) == sorted(want)
     assert [name for name in want if got[name] != want[name]] == []
-    assert any(name.startswith("fetched/") and name.endswith(".tar") for name in want)
+    for folder, ext in (("fetched", ".tar"), ("text", ".parquet"), ("shards", ".tar"), ("shards", ".parquet")):
+        assert any(name.startswith(f"{folder}/") and name.endswith(ext) for name in want), (folder, ext)
+    assert len([name for name in want if name.startswith("shards/") and name.endswith(".tar")]) > 1
 
 
-def test_workers_run_outside_the_driver(ran: tuple[str, Path, bool]) -> None:
-    """Where the workers are other processes, the driver never installed the download opener: the workers
-    did it themselves, which is what a remote worker has to do."""
-    name, _, fetched_here = ran
-    assert fetched_here == (name in IN_PROCESS)
+def test_workers_run_outside_the_driver(ran: Ran) -> None:
+    """Where the workers are other processes, the driver never installed the download opener nor loaded the
+    OCR engine: the workers did it themselves, which is what a remote worker has to do."""
+    assert ran.fetched_here == (ran.name in IN_PROCESS)
+    assert (ran.engines_here > 0) == (ran.name in IN_PROCESS)
+
+
+def test_pictures_missing_from_the_cache_are_scored_by_the_workers(ran: Ran, baseline: Path) -> None:
+    """The pictures left out of the seeded cache were scored by the OCR engine in a worker (the text table
+    is already compared above): the work record counts them, and the new cache entries hold the in-process
+    run's scores (all but the time taken)."""
+    import pyarrow.parquet as pq
+
+    work = json.loads((ran.out / "text" / "_WORK.json").read_text())
+    assert work["scored"] == len(ran.uncached)
+    if not ran.uncached:
+        return
+    (engine,) = [p.name for p in (ran.out / "cache" / "ocr").iterdir()]
+    new = [r for p in sorted((ran.out / "cache" / "ocr" / engine).glob("scores-*.parquet"))
+           for r in pq.read_table(p).to_pylist()]
+    untimed = [{k: v for k, v in r.items() if k != "ms"} for r in (*new, *ran.uncached)]
+    assert sorted(untimed[:len(new)], key=str) == sorted(untimed[len(new):], key=str)
 
 
 
