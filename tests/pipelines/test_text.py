@@ -79,15 +79,15 @@ def test_filters_reuse_cached_scores(scored: Path, tmp_path: Path) -> None:
     assert light | notext == set(before) and not light & notext  # notext is light's complement
 
 
-def test_rerun_is_skipped_and_a_changed_engine_rescores_only_what_it_must(scored: Path, tmp_path: Path) -> None:
+def test_rerun_is_skipped_and_a_shared_cache_serves_another_output(scored: Path, tmp_path: Path) -> None:
     assert text.run(str(scored), load_config()).get("skipped")
     out = tmp_path / "out"
     shutil.copytree(scored, out)
-    config = load_config(None, {"text.detect_side": 224, "text.cache": str(tmp_path / "shared-cache")})
-    first = text.run(str(out), config)
+    shutil.rmtree(out / "cache")
+    shared = tmp_path / "shared-cache"
+    shutil.copytree(scored / "cache" / "ocr", shared)
+    manifest = text.run(str(out), load_config(None, {"text.cache": str(shared)}), force=True)
     work = json.loads((out / "text" / "_WORK.json").read_text())
-    assert work["cached"] == 0 and work["scored"] == first["funnel"]["images"]["input"]
-    assert list((tmp_path / "shared-cache").glob("*/*.parquet"))  # another engine: its own cache folder
-    text.run(str(out), config, force=True)
-    again = json.loads((out / "text" / "_WORK.json").read_text())
-    assert again["scored"] == 0 and again["cached"] == work["scored"]
+    assert work["scored"] == 0 and work["cached"] == manifest["funnel"]["images"]["input"]
+    assert not (out / "cache").exists()  # nothing written to the default place
+    assert parquet_rows(out / "text") == parquet_rows(scored / "text")
