@@ -2,7 +2,7 @@
 
 Images: every decoded image of the sample crawl (OUT/images, the decode stage's output: its `data` column).
 In one process, with one torch thread (so images/s is images/s/core), each image goes through
-- naive: Pillow decode + `curate.ocr.prepare` + `easyocr.Reader.readtext(array)` at its DEFAULT settings
+- naive: Pillow decode + `curate.ocr.score` (prepare + `easyocr.Reader.readtext`) at its DEFAULT settings
   (canvas_size 2560, every box recognized), scored like `curate.ocr.score` (page fraction included);
 - fast: `TextEngine(TextConfig()).score_bytes(data)` (bounded bf16/fp32 detection, escalation when unsure,
   characters from box geometry, no recognition);
@@ -134,21 +134,14 @@ def _engines(read4: bool, sides: tuple[int, ...] = ()) -> tuple[Any, dict[str, A
 
 
 def naive(reader: Any, data: bytes) -> Any:
-    """Plain easyocr: Pillow decode, `prepare` (RGB, odd sizes padded), readtext at its default settings."""
+    """Plain easyocr: Pillow decode and readtext at its default settings (canvas 2560), through the full mode's
+    `curate.ocr.score` (odd sizes padded, failures reason-coded); the decoding counts in its time."""
     from PIL import Image
 
-    from curate.ocr import _failure, page_fraction, prepare, score_results
+    from curate.ocr import score
 
-    started = time.perf_counter()
-    try:
-        with Image.open(io.BytesIO(data)) as src:
-            array = prepare(src)
-        results = reader.readtext(array)
-    except Exception as e:  # noqa: BLE001 - a failure is a verdict of no text, as in the stage
-        return _failure(e)
-    height, width = array.shape[:2]
-    found = score_results(results, width, height, (time.perf_counter() - started) * 1000)
-    return found._replace(read=found.boxes, page=page_fraction(array))
+    with Image.open(io.BytesIO(data)) as src:
+        return score(reader, src, canvas=2560)
 
 
 def _verdicts(result: Any) -> tuple[bool, bool]:

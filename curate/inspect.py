@@ -157,16 +157,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([line(list(columns)), line(["-" * w for w in widths])] + [line(row) for row in cells])
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
-    return value
-
-
 def _inspect_command(args: argparse.Namespace) -> int:
     rows = samples(args.path, args.n)
     print(format_table(rows))
@@ -179,4 +169,6 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
             "Show the first samples of a shard (.tar or .parquet): key, format, size, width x height, text score "
             "when present, URL.")
     p.add_argument("path", metavar="PATH", help="a .tar or .parquet shard (local path or any fsspec URL)")
-    p.add_argument("-n", type=_positive, default=10, help="number of samples to show")
+    from curate.cli import _positive_int
+
+    p.add_argument("-n", type=_positive_int, default=10, help="number of samples to show")

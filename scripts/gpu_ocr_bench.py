@@ -10,7 +10,7 @@ screenshot, natural, photo in turn; PNG for the drawn kinds, JPEG for photos) an
   one padded size);
 - detector only, batched: B pictures resized and padded to detect_side x detect_side, stacked, CRAFT in one
   call (bf16 autocast): the device's ceiling, without decode or box-finding;
-- naive: Pillow decode + `curate.ocr.prepare` + `easyocr.Reader.readtext(array)` at its default settings
+- naive: Pillow decode + `curate.ocr.score` (prepare + `easyocr.Reader.readtext`) at its default settings
   (canvas_size 2560, every box recognized), on as many images as the remaining budget allows;
 with peak device memory per phase, and light/heavy verdict agreement (filters/text.py, default thresholds)
 between the fast engine and naive on the images naive finished, plus precision/recall against the kinds
@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from curate.config import TextConfig  # noqa: E402
-from curate.ocr import OcrFailure, TextEngine, _failure, _resized, load_reader, page_fraction, prepare, score_results  # noqa: E402
+from curate.ocr import OcrFailure, TextEngine, _resized, load_reader, prepare  # noqa: E402
 from curate.records import TextScore  # noqa: E402
 from curate.sample import images as im  # noqa: E402
 from filters.text import is_heavy, is_light  # noqa: E402
@@ -75,18 +75,14 @@ def verdict(result: Any, config: TextConfig) -> tuple[bool, bool]:
 
 
 def naive(reader: Any, data: bytes) -> Any:
+    """Plain easyocr: Pillow decode and readtext at its default settings (canvas 2560), through the full mode's
+    `curate.ocr.score` (odd sizes padded, failures reason-coded); the decoding counts in its time."""
     from PIL import Image
 
-    started = time.perf_counter()
-    try:
-        with Image.open(io.BytesIO(data)) as src:
-            array = prepare(src)
-        results = reader.readtext(array)
-    except Exception as e:  # noqa: BLE001 - a failure is a verdict of no text, as in the stage
-        return _failure(e)
-    height, width = array.shape[:2]
-    found = score_results(results, width, height, (time.perf_counter() - started) * 1000)
-    return found._replace(read=found.boxes, page=page_fraction(array))
+    from curate.ocr import score
+
+    with Image.open(io.BytesIO(data)) as src:
+        return score(reader, src, canvas=2560)
 
 
 class Phase:
