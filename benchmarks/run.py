@@ -14,6 +14,8 @@ Benchmarks so far:
 - extract: pages per second per core of our WARC reading + extraction next to a bare warcio loop over the
   same files in the same run (the floor); peak memory of one process reading the largest file (goal:
   >= 300 pages/s/core; memory flat from scale 1 to 8 although files grow 8x).
+- pipeline: `curate run` (every stage, text on, fresh OCR cache) at sample-crawl scales 1, 4, 16, each in a
+  fresh subprocess: seconds per stage, images/s, peak RSS (goal: time linear in the scale, memory flat).
 - ocr: the fast text engine next to naive easyocr readtext on the sample crawl's decoded images, interleaved
   per image, one thread: images/s/core ratio (goal >= 20) and light/heavy verdict agreement (goal >= 95%).
 """
@@ -37,6 +39,7 @@ import dedup as dedup_bench  # noqa: E402  (benchmarks/dedup.py, beside this fil
 import download as download_bench  # noqa: E402  (benchmarks/download.py, beside this file)
 import extract as extract_bench  # noqa: E402  (benchmarks/extract.py, beside this file)
 import ocr as ocr_bench  # noqa: E402  (benchmarks/ocr.py, beside this file)
+import pipeline as pipeline_bench  # noqa: E402  (benchmarks/pipeline.py, beside this file)
 
 from curate.sample.build import build_sample_crawl  # noqa: E402
 from curate.sample.plan import HOSTS  # noqa: E402
@@ -86,6 +89,7 @@ def main() -> int:
     parser.add_argument("--ocr-quick", type=int, default=0,
                         help="OCR benchmark on a stratified subset of about N images (0: all ~227, 10-15 min)")
     parser.add_argument("--dedup-nodes", type=int, default=4000, help="N of the dedup benchmark (runs N and 8N)")
+    parser.add_argument("--pipeline-scales", default="1,4,16", help="scales of the whole-pipeline benchmark ('' skips)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,11 +104,13 @@ def main() -> int:
     decode_rows = decode_bench.bench()
     dedup_rows = dedup_bench.bench(args.dedup_nodes)
     ocr_rows = ocr_bench.bench_crawl(out / "sample-x1", out / "ocr", args.ocr_quick) if 1 in scales else []
-    for table in (rows, extract_rows, download_rows, decode_rows, dedup_rows, ocr_rows):
+    pipeline_rows = pipeline_bench.bench(out / "pipeline", [int(s) for s in args.pipeline_scales.split(",") if s])
+    for table in (rows, extract_rows, download_rows, decode_rows, dedup_rows, ocr_rows, pipeline_rows):
         _print_table(table)
     _print_table(__import__("train").bench())  # benchmarks/train.py: cpu-tiny training images/s (table only)
     (out / "results.json").write_text(json.dumps({"machine": machine, "peak_rss_mib": round(peak_mib),
-                                                  "rows": rows + extract_rows + download_rows + decode_rows + dedup_rows + ocr_rows}, indent=2) + "\n")
+                                                  "rows": rows + extract_rows + download_rows + decode_rows + dedup_rows + ocr_rows
+                                                  + pipeline_rows}, indent=2) + "\n")
     return 0
 
 
