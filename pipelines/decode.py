@@ -22,7 +22,7 @@ from curate.config import Config
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, read_json, remove, write_json
 from curate.records import ImageRecord
 from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
-from pipelines.common import DriverList, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from pipelines.common import DriverList, Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
 IMAGE_SCHEMA = pa.schema([
     ("key", pa.string()), ("url", pa.string()), ("data", pa.binary()), ("width", pa.int32()),
@@ -70,6 +70,7 @@ class _WriteManifest(beam.DoFn):
 def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> None:
     shards = config.extract.shards
     results = (p | "Sources" >> DriverList(sources, out, STAGE) | "Spread" >> beam.Reshuffle()
+               | "Progress" >> beam.ParDo(Progress(STAGE, "sources", len(sources)))
                | "Decode" >> beam.ParDo(DecodeSource(config.image)).with_outputs(REJECTED, FAILED, COUNTS, main="images"))
     images = results.images | "WriteImages" >> WriteParquetShards(out, "images", "images", IMAGE_SCHEMA, image_row,
                                                                   lambda r: r.key, shards)

@@ -42,7 +42,7 @@ from curate.errors import InputError
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.records import ImageRef, Rejected
 from filters.robots import RobotsRules, fetch_robots, origin_of, robots_url
-from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from pipelines.common import Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 from pipelines.extract import ref_from_row
 
 STAGE = R.DOWNLOAD
@@ -206,6 +206,7 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
     fetched = (checked.allowed
                | "AssignShard" >> beam.Map(_remote_shard, beam.pvalue.AsSingleton(total), per_shard)
                | "ByShard" >> beam.GroupByKey()
+               | "Progress" >> beam.ParDo(Progress(STAGE, "shards", 0))
                | "Download" >> beam.ParDo(DownloadShards(out, dl, first_shard)))
     inline_total = inline | "CountInline" >> beam.combiners.Count.Globally()
     inline_rows = (inline

@@ -40,7 +40,7 @@ from curate.io import (
 from curate.records import Failed, ImageRef, Rejected
 from curate.urls import url_key
 from curate.warc import DamagedFile, NotAWarc, iter_records
-from pipelines.common import DriverList, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from pipelines.common import DriverList, Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
 STAGE = R.EXTRACT
 MAX_ALTS = 5
@@ -217,6 +217,7 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
         p
         | "Files" >> DriverList(files, out, STAGE, dataclasses.asdict, lambda row: CrawlFile(**row))
         | "Spread" >> beam.Reshuffle()
+        | "Progress" >> beam.ParDo(Progress(STAGE, "crawl files", len(files)))
         | "Extract" >> beam.ParDo(ExtractFile(config.download.user_agent_token)).with_outputs(
             REJECTED, FAILED, COUNTS, main="refs")
     )

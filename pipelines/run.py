@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from curate.config import Config
+from curate.crawl import CrawlFile
 from curate.io import join
 
 log = logging.getLogger("curate.run")
 
 
-def run_all(files: list[str], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False,
+def run_all(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False,
             text: bool = True, report: bool = True,
             on_stage: Callable[[str, dict[str, Any], float], None] | None = None) -> dict[str, dict[str, Any]]:
     """Run (or skip) every stage; returns each stage's manifest. `force` reruns every stage."""
