@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from curate import __version__
 from curate.errors import UserError
@@ -81,19 +81,42 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crawl_flags(args: argparse.Namespace) -> dict[str, object]:
+    return {"extract.source": args.source, "extract.max_files": args.max_files}
+
+
+def _crawl_files(args: argparse.Namespace, config: Any) -> list[Any]:
+    """The crawl files `--snapshot` (IDs, presets, month ranges) or `--input` (files, globs, listings) name."""
+    from curate.crawl import input_files, resolve_snapshots, snapshot_files
+
+    if args.snapshot:
+        return snapshot_files(resolve_snapshots(args.snapshot), args.cc_base_url, config.extract.source,
+                              config.extract.max_files)
+    return input_files(args.input, args.cc_base_url)
+
+
+def _crawl_options(p: argparse.ArgumentParser) -> None:
+    """What to read and where to write: the flags extract and run share."""
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--snapshot", help="crawl IDs, presets (web-ssl) or month ranges (2021-01..2021-06), "
+                                         "comma-separated")
+    what.add_argument("--input", nargs="+", help="WARC/WAT files, globs or *.paths.gz listings (local or remote)")
+    p.add_argument("--output", required=True, help="output URL (local path, s3://, gs://, memory:// ...)")
+    p.add_argument("--source", choices=("warc", "wat"), default=None,
+                   help="with --snapshot: read WARC files (HTML parsed here) or WAT files (links only) "
+                        "[config extract.source, default warc]")
+    p.add_argument("--max-files", type=_positive_int, default=None,
+                   help="with --snapshot: read at most N files per snapshot [config extract.max_files, default all]")
+    p.add_argument("--cc-base-url", default="https://data.commoncrawl.org/",
+                   help="where crawl-data/ lives (any fsspec URL)")
+
+
 def _extract(args: argparse.Namespace) -> int:
     from curate.config import load_config
-    from curate.crawl import input_files, resolve_snapshots, snapshot_files
     from pipelines.extract import run
 
-    config = load_config(args.config, {"extract.source": args.source, "extract.max_files": args.max_files,
-                                       "extract.shards": args.shards})
-    if args.snapshot:
-        files = snapshot_files(resolve_snapshots(args.snapshot), args.cc_base_url, config.extract.source,
-                               config.extract.max_files)
-    else:
-        files = input_files(args.input, args.cc_base_url)
-    manifest = run(files, args.output, config, args.beam_args, force=args.force)
+    config = load_config(args.config, {**_crawl_flags(args), "extract.shards": args.shards})
+    manifest = run(_crawl_files(args, config), args.output, config, args.beam_args, force=args.force)
     _print_funnel("extract", manifest, args.output)
     return 0
 
@@ -208,18 +231,12 @@ def _print_funnel(stage: str, manifest: dict, out: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from curate.config import load_config
-    from curate.crawl import input_files, resolve_snapshots, snapshot_files
     from pipelines.run import run_all
 
-    flags = {"extract.source": args.source, "extract.max_files": args.max_files,
-             "download.allow_private_hosts": args.allow_private_hosts,
+    flags = {**_crawl_flags(args), "download.allow_private_hosts": args.allow_private_hosts,
              "shards.samples_per_shard": args.samples_per_shard, **_text_flags(args)}
     config = load_config(args.config, flags)
-    if args.snapshot:
-        files = snapshot_files(resolve_snapshots(args.snapshot), args.cc_base_url, config.extract.source,
-                               config.extract.max_files)
-    else:
-        files = input_files(args.input, args.cc_base_url)
+    files = _crawl_files(args, config)
 
     def done(stage: str, manifest: dict, seconds: float) -> None:
         print(f"[{seconds:7.1f} s] ", end="")
@@ -271,18 +288,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "Extract image references (URL, alt, provenance) from CommonCrawl WARC or WAT files. "
             "Flags curate does not know go to Apache Beam (--runner, --direct_num_workers ...).")
     p.set_defaults(beam_flags=True)
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--snapshot", help="crawl IDs, presets (web-ssl) or month ranges (2021-01..2021-06), "
-                                         "comma-separated")
-    what.add_argument("--input", nargs="+", help="WARC/WAT files, globs or *.paths.gz listings (local or remote)")
-    p.add_argument("--output", required=True, help="output URL (local path, s3://, gs://, memory:// ...)")
-    p.add_argument("--source", choices=("warc", "wat"), default=None,
-                   help="with --snapshot: read WARC files (HTML parsed here) or WAT files (links only) "
-                        "[config extract.source, default warc]")
-    p.add_argument("--max-files", type=_positive_int, default=None,
-                   help="with --snapshot: read at most N files per snapshot [config extract.max_files, default all]")
-    p.add_argument("--cc-base-url", default="https://data.commoncrawl.org/",
-                   help="where crawl-data/ lives (any fsspec URL)")
+    _crawl_options(p)
     p.add_argument("--shards", type=_positive_int, default=None,
                    help="Parquet files per output table [config extract.shards, default 8]")
     _config_and_force(p, "OUT/refs is complete for these inputs")
@@ -320,15 +326,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "report. A stage whose outputs are complete is skipped, so a killed run resumes where it stopped. "
             "Flags curate does not know go to Apache Beam.")
     p.set_defaults(beam_flags=True)
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--snapshot", help="crawl IDs, presets (web-ssl) or month ranges, comma-separated")
-    what.add_argument("--input", nargs="+", help="WARC/WAT files, globs or *.paths.gz listings (local or remote)")
-    p.add_argument("--output", required=True, help="output URL (local path, s3://, gs://, memory:// ...)")
-    p.add_argument("--source", choices=("warc", "wat"), default=None,
-                   help="with --snapshot: WARC or WAT files [config extract.source, default warc]")
-    p.add_argument("--max-files", type=_positive_int, default=None,
-                   help="with --snapshot: at most N files per snapshot [config extract.max_files, default all]")
-    p.add_argument("--cc-base-url", default="https://data.commoncrawl.org/", help="where crawl-data/ lives")
+    _crawl_options(p)
     p.add_argument("--allow-private-hosts", nargs="?", const="127.0.0.1", default=None, metavar="ADDRS",
                    help="let downloads reach these non-public addresses (for the local sample crawl only)")
     p.add_argument("--samples-per-shard", type=_positive_int, default=None,
