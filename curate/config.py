@@ -125,13 +125,14 @@ class TextConfig:
     precision: str = "auto"  # fast: detector arithmetic, auto = bf16 where the hardware has it natively, else fp32
     canvas: int = 1280  # full: easyocr detection bound, pixels on the longer side
     threads: int = 0  # torch CPU threads per worker (0: torch's default)
+    batch: int = 1  # pictures per OCR call; the first detection pass runs on the call's same-size pictures at once
     cache: str | None = None  # where scores are cached by pixel hash (default OUT/cache/ocr); any fsspec URL
 
     def validate(self) -> None:
         _choice("text.filter", self.filter, TEXT_FILTERS)
         _choice("text.mode", self.mode, ("fast", "full"))
         _choice("text.precision", self.precision, ("auto", "fp32", "bf16"))
-        for name in ("light_min_chars", "heavy_min_lines", "heavy_min_chars", "canvas", "detect_side"):
+        for name in ("light_min_chars", "heavy_min_lines", "heavy_min_chars", "canvas", "detect_side", "batch"):
             _positive(f"text.{name}", getattr(self, name))
         _non_negative("text.threads", self.threads)
         _non_negative("text.read", self.read)

@@ -131,7 +131,9 @@ def _resolve(element: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
 
 
 class ScoreText(beam.DoFn):
-    """OCR for one distinct picture (its rows share the pixels); the engine loads once per worker."""
+    """OCR for a batch of distinct pictures (each with the rows that share its pixels); the engine loads once per
+    worker. The engine runs its first detection pass on the batch's same-size pictures together
+    (`TextEngine.score_many`): one picture's score does not depend on the others in its batch."""
 
     def __init__(self, config: TextConfig):
         self.config = config
@@ -141,16 +143,29 @@ class ScoreText(beam.DoFn):
 
         self.engine = TextEngine(self.config)
 
-    def process(self, rows: list[dict[str, Any]]) -> Iterator[Any]:
+    def process(self, batch: list[list[dict[str, Any]]]) -> Iterator[Any]:
+        try:
+            results: list[Any] = self.engine.score_many([rows[0]["data"] for rows in batch], batch=len(batch))
+        except Exception:  # noqa: BLE001 - the batch as a whole failed (memory?): each picture on its own
+            results = [self._one(rows[0]["data"]) for rows in batch]
+        for rows, result in zip(batch, results, strict=True):
+            yield from self._outcome(rows, result)
+
+    def _one(self, data: bytes) -> Any:
+        try:
+            return self.engine.score_bytes(data)
+        except Exception as e:  # noqa: BLE001 - an unexpected error is a dead letter, never a failed run
+            return e
+
+    @staticmethod
+    def _outcome(rows: list[dict[str, Any]], result: Any) -> Iterator[Any]:
         from curate.ocr import OcrFailure
 
-        first = rows[0]
-        try:
-            result = self.engine.score_bytes(first["data"])
-        except Exception as e:  # noqa: BLE001 - an unexpected error is a dead letter, never a failed run
+        if isinstance(result, Exception):
             for row in rows:
-                yield pvalue.TaggedOutput(FAILED, Failed(row["key"], row["url"], STAGE, f"{type(e).__name__}: {e}",
-                                                         traceback.format_exc(limit=5)))
+                yield pvalue.TaggedOutput(FAILED, Failed(row["key"], row["url"], STAGE,
+                                                         f"{type(result).__name__}: {result}",
+                                                         "".join(traceback.format_exception(result, limit=5))))
             return
         if isinstance(result, OcrFailure):
             Metrics.counter(STAGE, R.OCR_FAILED).inc(len(rows))
@@ -159,7 +174,7 @@ class ScoreText(beam.DoFn):
                                                              result.detail))
             return
         Metrics.distribution(STAGE, "ms").update(int(result.ms))
-        yield pvalue.TaggedOutput("new", (first["pixel_hash"], result))
+        yield pvalue.TaggedOutput("new", (rows[0]["pixel_hash"], result))
         yield rows, result
 
 
@@ -216,6 +231,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     total = (read_json(join(out, "dedup", MANIFEST)) or {}).get("funnel", {}).get("images", {}).get("kept", 0)
     scored = (resolved.todo | "SpreadWork" >> beam.Reshuffle()
               | "Progress" >> beam.ParDo(Progress(STAGE, "images to score", total))
+              | "Batch" >> beam.BatchElements(min_batch_size=tc.batch, max_batch_size=tc.batch)
               | "Score" >> beam.ParDo(ScoreText(tc)).with_outputs("new", REJECTED, FAILED, main="scored"))
     outcomes = ((scored.scored, resolved.cached) | "AllScores" >> beam.Flatten()
                 | "Decide" >> beam.FlatMap(_decide(tc)))

@@ -91,3 +91,45 @@ def test_rerun_is_skipped_and_a_shared_cache_serves_another_output(scored: Path,
     assert work["scored"] == 0 and work["cached"] == manifest["funnel"]["images"]["input"]
     assert not (out / "cache").exists()  # nothing written to the default place
     assert parquet_rows(out / "text") == parquet_rows(scored / "text")
+
+
+def test_batched_scoring_scores_what_one_by_one_scores(scored: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """text.batch 8: the pictures missing from the cache are scored in calls of up to 8, with the scores and
+    verdicts of the one-by-one run, and every other row is untouched."""
+    import pyarrow as pa
+
+    from curate.ocr import TextEngine
+
+    out = tmp_path / "out"
+    shutil.copytree(scored, out)
+    (engine,) = [p.name for p in (out / "cache" / "ocr").iterdir()]
+    cache = out / "cache" / "ocr" / engine
+    rows = sorted(parquet_rows(cache), key=lambda r: r["pixel_hash"])
+    dropped = {r["pixel_hash"] for r in rows[::8]}  # every 8th picture is scored again
+    shutil.rmtree(cache)
+    cache.mkdir()
+    pq.write_table(pa.Table.from_pylist([r for r in rows if r["pixel_hash"] not in dropped], schema=text.CACHE_SCHEMA),
+                   cache / "seeded.parquet")
+    calls: list[int] = []
+    many = TextEngine.score_many
+    monkeypatch.setattr(TextEngine, "score_many", lambda self, items, batch=32: calls.append(len(items))
+                        or many(self, items, batch))
+    manifest = text.run(str(out), load_config(None, {"text.batch": 8}), force=True)
+
+    work = json.loads((out / "text" / "_WORK.json").read_text())
+    assert work["scored"] == len(dropped) and sum(calls) == len(dropped)
+    assert max(calls) == 8 and len(calls) >= len(dropped) / 8
+    before = {r["key"]: r for r in parquet_rows(scored / "text")}
+    after = {r["key"]: r for r in parquet_rows(out / "text")}
+    assert after.keys() == before.keys() and manifest["funnel"] == json.loads(
+        (scored / "text" / "_MANIFEST.json").read_text())["funnel"]
+    rescored = [k for k, r in before.items() if r["pixel_hash"] in dropped]
+    assert len(rescored) >= len(dropped)
+    for key, row in before.items():
+        if row["pixel_hash"] not in dropped:
+            assert after[key] == row
+            continue
+        assert {c: after[key][c] for c in ("light", "heavy", "reason", "text_lines", "text_words", "text_boxes")} == {
+            c: row[c] for c in ("light", "heavy", "reason", "text_lines", "text_words", "text_boxes")}
+        assert after[key]["text_chars"] == pytest.approx(row["text_chars"], rel=0.05, abs=1)
