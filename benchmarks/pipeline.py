@@ -2,20 +2,36 @@
 
 For each scale, in a fresh subprocess (so that peak memory is that scale's own): build the sample crawl
 (curate.sample.build.build_sample_crawl), serve it on 127.0.0.1 (curate.serve.SampleServer, as
-curate/demo.py does), and run every stage with the demo's download settings (curate.demo.DEMO_FLAGS) and
-the text stage on, with an empty OCR cache, on the in-process DirectRunner. Recorded per scale: wall
-seconds per stage and in total (the crawl build excluded), images written, images/s (written images over
-the pipeline's total), and peak RSS of the process tree: the subprocess's own (RUSAGE_SELF: the driver and
-the in-process DirectRunner, which is where the work runs) and the largest of its children
-(RUSAGE_CHILDREN). The local server runs in the same process (threads), so its memory counts too. The
-machine's 1-minute load average at the start and end of the run is recorded beside (a shared machine slows
-every figure alike, and the comparison between scales only holds at similar load), and so is the CPU time
-(user + system, this process and its children) of the pipeline, which other load changes much less.
+curate/demo.py does), and run every stage with the demo's download settings (curate.demo.DEMO_FLAGS), the
+text stage on, an empty OCR cache, and `extract.shards` = --shards-per-scale x the scale (a real job sizes
+its Parquet shards by bytes, docs/DEPLOY.md section 4, so a worker's share of a shard does not grow with the
+job; the benchmark keeps the shard size constant the same way).
+
+Runners (--runner):
+- multi_processing (the default, what `make bench` runs): the DirectRunner with two SDK workers, each a
+  separate `python` process (`--direct_running_mode=multi_processing --direct_num_workers=2`), the shape of
+  a distributed run: the driver process holds the runner (which, like a cluster's shuffle, holds the data
+  between steps) and the workers run the DoFns. The text engine runs with `text.threads` 1, as
+  docs/DEPLOY.md says for one SDK process per core.
+- portable: the PortableRunner with an embedded job service and one LOOPBACK process worker (the embedded
+  job service does not read direct_num_workers).
+- direct: the in-process DirectRunner; the whole pipeline runs in the benchmark's own process.
+
+Memory is measured per process: every process below the benchmark's is polled from /proc every 0.2 s
+(VmHWM, the kernel's own high-water mark of its resident memory, and its CPU time), filed under the stage
+that was running when it was first seen and as an SDK worker (its command line runs `sdk_worker_main` or
+`SdkHarness`), the shell that starts one (left out), or another process. Recorded per scale: wall seconds
+per stage and in total (the crawl build excluded), images written, images/s (written images over the
+pipeline's total), the driver's peak RSS (RUSAGE_SELF: runner, in-process work, and the sample server's
+threads), each stage's SDK workers' peaks, CPU time (user + system of the driver and every process below
+it), the 1-minute load average at start and end (a shared machine slows every figure alike: compare scales
+at similar load), and the glibc malloc tunables in the environment (MALLOC_*; see BENCHMARKS.md: they
+decide whether a worker's peak follows the data).
 
 Goal: time grows no faster than linearly in the scale (seconds per image at scale s / at the smallest
-scale <= 1.2) and memory stays flat.
+scale <= 1.2) and memory per worker stays flat.
 
-    python benchmarks/pipeline.py --out build/bench/pipeline --scales 1,4,16
+    python benchmarks/pipeline.py --out build/bench/pipeline --scales 1,4,16 [--runner direct] [--set k=v]
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,16 +52,130 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 STAGES = ("extract", "download", "decode", "dedup", "text", "write")
+WORKERS = 2
+# A real job sizes its Parquet shards by bytes (docs/DEPLOY.md, section 4), so that a worker's share of a
+# shard stays the same however big the job: the benchmark does the same, extract.shards grows with the scale.
+SHARDS_PER_SCALE = 8
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_")  # glibc tunables, recorded
+RUNNERS = {
+    "direct": [],
+    "multi_processing": ["--direct_running_mode=multi_processing", f"--direct_num_workers={WORKERS}"],
+    # The embedded job service runs one SDK worker (it does not read direct_num_workers).
+    "portable": ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK",
+                 "--experiments=use_loopback_process_worker"],
+}
+
+
+def _children_of() -> dict[int, list[int]]:
+    """ppid -> pids, for every process /proc shows now."""
+    tree: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:  # it ended
+                continue
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])  # the command may hold spaces and ')'
+            tree.setdefault(ppid, []).append(int(name))
+    return tree
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process(pid: int) -> tuple[int, float, str] | None:
+    """(VmHWM in KiB, user + system CPU seconds, command line) of a process, or None once it has ended."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: utime is field 14, stime 15
+    cpu = (int(fields[11]) + int(fields[12])) / TICK
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]), cpu, cmdline
+    return None  # a zombie has no memory lines
+
+
+def _role(cmdline: str) -> str:
+    """An SDK worker (the LOOPBACK process worker runs `SdkHarness`, multi_processing `sdk_worker_main`), the
+    shell that multi_processing starts each worker through (left out), or another process."""
+    if cmdline.split(" ", 1)[0].rsplit("/", 1)[-1] in ("sh", "bash", "dash"):
+        return "shell"
+    return "worker" if "SdkHarness" in cmdline or "sdk_worker_main" in cmdline else "other"
+
+
+class TreeMemory:
+    """Peak RSS of every process below this one, polled from /proc, filed by stage and role."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.stage = interval, STAGES[0]
+        self.seen: dict[int, dict[str, Any]] = {}  # pid -> {"stage", "role", "kib", "cpu"}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        tree, todo = _children_of(), [os.getpid()]
+        while todo:
+            for pid in tree.get(todo.pop(), []):
+                todo.append(pid)
+                found = _process(pid)
+                if found is None:
+                    continue
+                kib, cpu, cmdline = found
+                entry = self.seen.setdefault(pid, {"stage": self.stage, "kib": 0, "cpu": 0.0, "role": _role(cmdline),
+                                                   "cmd": " ".join(cmdline.split()[:3])[:60]})
+                entry["kib"], entry["cpu"] = max(entry["kib"], kib), max(entry["cpu"], cpu)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of every process seen below this one (to its last poll)."""
+        return sum(entry["cpu"] for entry in self.seen.values())
+
+    def by_stage(self) -> dict[str, dict[str, Any]]:
+        """stage -> {"workers": count, "worker_peak_mib": largest, "other_peak_mib": largest other process,
+        "others": their commands}."""
+        out: dict[str, dict[str, Any]] = {}
+        for entry in self.seen.values():
+            if entry["role"] == "shell":
+                continue
+            row = out.setdefault(entry["stage"], {"workers": 0, "worker_peak_mib": 0, "worker_peaks_mib": [],
+                                                  "other_peak_mib": 0, "others": []})
+            mib = round(entry["kib"] / 1024)
+            if entry["role"] == "worker":
+                row["workers"] += 1
+                row["worker_peaks_mib"] = sorted([*row["worker_peaks_mib"], mib], reverse=True)
+                row["worker_peak_mib"] = max(row["worker_peak_mib"], mib)
+            else:
+                row["other_peak_mib"] = max(row["other_peak_mib"], mib)
+                row["others"] = sorted({*row["others"], entry["cmd"]})
+        return {stage: out[stage] for stage in STAGES if stage in out}
 
 
 def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its finished children."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    """User + system CPU seconds of this process."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
-def one_scale(scale: int, work: Path) -> dict[str, Any]:
-    """Build, serve and run the whole pipeline at one scale, in this process; the figures as a dict."""
+def one_scale(scale: int, work: Path, runner: str = "multi_processing", overrides: dict[str, str] | None = None,
+              shards_per_scale: int = SHARDS_PER_SCALE) -> dict[str, Any]:
+    """Build, serve and run the whole pipeline at one scale on `runner`, driven from this process; the
+    figures as a dict."""
     from curate.config import load_config
     from curate.crawl import snapshot_files
     from curate.demo import DEMO_FLAGS
@@ -53,44 +184,64 @@ def one_scale(scale: int, work: Path) -> dict[str, Any]:
     from curate.serve import SampleServer, free_port_block
     from pipelines.run import run_all
 
-    crawl, out = work / f"crawl-x{scale}", work / f"out-x{scale}"
+    crawl, out = work / f"crawl-x{scale}", work / f"out-{runner}-x{scale}"
     for path in (crawl, out):
         shutil.rmtree(path, ignore_errors=True)
     started = time.perf_counter()
     summary = build_sample_crawl(crawl, seed=0, scale=scale,
                                  port=free_port_block(len(HOSTS), start=20000, end=32000, seed=os.getpid()))
     build_seconds = time.perf_counter() - started
-    config = load_config(None, {**DEMO_FLAGS, "text.filter": "light"})
+    flags: dict[str, Any] = {**DEMO_FLAGS, "text.filter": "light"}
+    if shards_per_scale:
+        flags["extract.shards"] = shards_per_scale * scale
+    if runner != "direct":
+        flags["text.threads"] = 1  # one SDK process per core (docs/DEPLOY.md)
+        # Beam starts loopback process workers as plain `python`: make that this interpreter.
+        os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    flags.update(overrides or {})
+    config = load_config(None, flags)
     seconds: dict[str, float] = {}
+
+    def done(stage: str, _manifest: Any, took: float) -> None:
+        seconds[stage] = round(took, 1)
+        memory.sample()  # the last look at this stage's processes
+        memory.stage = STAGES[min(STAGES.index(stage) + 1, len(STAGES) - 1)]
+
     load_before, cpu_before = os.getloadavg()[0], _cpu_seconds()
-    with SampleServer(crawl) as server:
+    with SampleServer(crawl) as server, TreeMemory() as memory:
         files = snapshot_files([s[0] for s in SNAPSHOTS], server.url("crawl"), "warc")
         started = time.perf_counter()
-        manifests = run_all(files, str(out), config, force=True,
-                            on_stage=lambda stage, _m, s: seconds.__setitem__(stage, round(s, 1)))
+        manifests = run_all(files, str(out), config, RUNNERS[runner], force=True, on_stage=done)
         total = time.perf_counter() - started
-    cpu = _cpu_seconds() - cpu_before
+    cpu = _cpu_seconds() - cpu_before + memory.cpu_seconds()
     funnel = {stage: next(iter(m["funnel"].values())) for stage, m in manifests.items()}
     work_done = json.loads((out / "text" / "_WORK.json").read_text())
     written = manifests["write"]["samples"]
     self_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"benchmark": "pipeline", "scale": scale, "image_urls": summary["image_urls"],
+    stages = memory.by_stage()
+    return {"benchmark": "pipeline", "runner": runner, "scale": scale, "shards": config.extract.shards,
+            "malloc_env": {k: os.environ[k] for k in MALLOC_ENV if k in os.environ}, "image_urls": summary["image_urls"],
             "build_s": round(build_seconds, 1), **{f"{s}_s": seconds.get(s, 0.0) for s in STAGES},
             "total_s": round(total, 1), "decoded": funnel["decode"]["kept"], "ocr_scored": work_done["scored"],
             "written": written, "images_per_s": round(written / total, 2),
             "ms_per_url": round(1000 * total / summary["image_urls"], 1), "cpu_s": round(cpu, 1),
             "cpu_ms_per_url": round(1000 * cpu / summary["image_urls"], 1),
             "peak_rss_mib": round(self_mib), "children_peak_rss_mib": round(children_mib),
+            "worker_peak_rss_mib": max((row["worker_peak_mib"] for row in stages.values()), default=0),
+            "workers": sum(row["workers"] for row in stages.values()), "per_stage_memory": stages,
             "load_1min_start_end": [round(load_before, 1), round(os.getloadavg()[0], 1)]}
 
 
-def bench(work: Path, scales: list[int], timeout: float | None = None) -> list[dict[str, Any]]:
+def bench(work: Path, scales: list[int], timeout: float | None = None, runner: str = "multi_processing",
+          overrides: dict[str, str] | None = None, shards_per_scale: int = SHARDS_PER_SCALE) -> list[dict[str, Any]]:
     """Each scale in a fresh subprocess; the ratio of time per URL to the first scale's."""
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for scale in scales:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(scale), "--out", str(work)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(scale), "--out", str(work),
+               "--runner", runner, f"--shards-per-scale={shards_per_scale}",
+               *[f"--set={k}={v}" for k, v in (overrides or {}).items()]]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
         except subprocess.TimeoutExpired:
@@ -110,14 +261,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="build/bench/pipeline", help="scratch and results directory")
     parser.add_argument("--scales", default="1,4,16", help="sample crawl scales, comma-separated")
+    parser.add_argument("--runner", choices=sorted(RUNNERS), default="multi_processing",
+                        help="portable: SDK workers in their own processes (per-worker memory); direct: in-process")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per scale (default: none)")
+    parser.add_argument("--shards-per-scale", type=int, default=SHARDS_PER_SCALE,
+                        help="extract.shards = this x the scale (constant shard size); 0: the config's")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config setting (section.key=value, as in a --config YAML file) for every scale")
     parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)  # internal: run one scale here
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
     if args.one:
-        print(json.dumps(one_scale(args.one, Path(args.out))))
+        print(json.dumps(one_scale(args.one, Path(args.out), args.runner, overrides, args.shards_per_scale)))
         return 0
-    rows = bench(Path(args.out), [int(s) for s in args.scales.split(",")], args.timeout)
-    (Path(args.out) / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    rows = bench(Path(args.out), [int(s) for s in args.scales.split(",")], args.timeout, args.runner, overrides,
+                 args.shards_per_scale)
+    (Path(args.out) / f"results-{args.runner}.json").write_text(json.dumps(rows, indent=2) + "\n")
     for row in rows:
         print(row)
     return 0
