@@ -15,7 +15,8 @@ Benchmarks so far:
   same files in the same run (the floor); peak memory of one process reading the largest file (goal:
   >= 300 pages/s/core; memory flat from scale 1 to 8 although files grow 8x).
 - pipeline: `curate run` (every stage, text on, fresh OCR cache) at sample-crawl scales 1, 4, 16, each in a
-  fresh subprocess: seconds per stage, images/s, peak RSS (goal: time linear in the scale, memory flat).
+  fresh subprocess, on the DirectRunner with two SDK worker processes: seconds per stage, images/s, the
+  driver's and each stage's per-worker peak RSS (goal: time linear in the scale, memory per worker flat).
 - ocr: the fast text engine next to naive easyocr readtext on the sample crawl's decoded images, interleaved
   per image, one thread: images/s/core ratio (goal >= 20) and light/heavy verdict agreement (goal >= 95%).
 """
