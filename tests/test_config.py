@@ -39,6 +39,7 @@ def test_yaml_overrides_defaults_and_flags_override_yaml(tmp_path) -> None:
         ({"extract.source": "warc", "dedup.near": "maybe"}, "must be true or false"),
         ({"download.deadline": 1, "download.timeout": 5}, "deadline must be >= download.timeout"),
         ({"image.max_aspect_ratio": 0.5}, "max_aspect_ratio must be >= 1"),
+        ({"text.batch": 0}, "text.batch must be > 0"),
     ],
 )
 def test_bad_values_give_one_line_errors(flags, message) -> None:
