@@ -56,9 +56,10 @@ def atomic_write(url: str, data: bytes) -> tuple[int, str]:
     return len(data), digest
 
 
-def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
+def parquet_bytes(rows: list[dict], schema: pa.Schema, row_group_rows: int | None = None) -> bytes:
+    """A Parquet file of `rows`; `row_group_rows` bounds a row group (a unit a reader can fetch alone)."""
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf, compression="zstd")
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf, compression="zstd", row_group_size=row_group_rows)
     return buf.getvalue()
 
 
@@ -89,14 +90,16 @@ def _digest(value: Any) -> str:
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, out: str, folder: str, table: str, schema: pa.Schema, num_shards: int):
+    def __init__(self, out: str, folder: str, table: str, schema: pa.Schema, num_shards: int,
+                 row_group_rows: int | None = None):
         self.out, self.folder, self.table, self.schema, self.num_shards = out, folder, table, schema, num_shards
+        self.row_group_rows = row_group_rows
 
     def process(self, element: tuple[int, Iterable[tuple[str, dict]]]) -> Iterable[ShardInfo]:
         index, keyed = element
         rows = _in_key_order(keyed)
         rel = join(self.folder, shard_name(self.table, index, self.num_shards))
-        size, digest = atomic_write(join(self.out, rel), parquet_bytes(rows, self.schema))
+        size, digest = atomic_write(join(self.out, rel), parquet_bytes(rows, self.schema, self.row_group_rows))
         yield ShardInfo(self.folder, rel, len(rows), size, digest)
 
 
@@ -104,10 +107,11 @@ class WriteParquetShards(beam.PTransform):
     """Write records as `OUT/<folder>/<table>-NNNNN-of-MMMMM.parquet`; outputs one ShardInfo per shard."""
 
     def __init__(self, out: str, folder: str, table: str, schema: pa.Schema,
-                 to_row: Callable[[Any], dict], key: Callable[[Any], str], num_shards: int):
+                 to_row: Callable[[Any], dict], key: Callable[[Any], str], num_shards: int,
+                 row_group_rows: int | None = None):
         super().__init__()
         self.out, self.folder, self.table, self.schema = out, folder, table, schema
-        self.to_row, self.key, self.num_shards = to_row, key, num_shards
+        self.to_row, self.key, self.num_shards, self.row_group_rows = to_row, key, num_shards, row_group_rows
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         key, to_row, n = self.key, self.to_row, self.num_shards
@@ -115,7 +119,7 @@ class WriteParquetShards(beam.PTransform):
             pcoll
             | "Keyed" >> beam.Map(lambda r: (shard_of(key(r), n), (key(r), to_row(r))))
             | "ByShard" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShard(self.out, self.folder, self.table, self.schema, n))
+            | "Write" >> beam.ParDo(_WriteShard(self.out, self.folder, self.table, self.schema, n, self.row_group_rows))
         )
 
 

@@ -24,6 +24,9 @@ from curate.records import ImageRecord
 from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
 from pipelines.common import DriverList, Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
+# Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): the text stage reads pictures one
+# row group at a time, so this bounds what an OCR worker holds and sets how finely the work spreads.
+IMAGE_ROW_GROUP = 256
 IMAGE_SCHEMA = pa.schema([
     ("key", pa.string()), ("url", pa.string()), ("data", pa.binary()), ("width", pa.int32()),
     ("height", pa.int32()), ("format", pa.string()), ("animated", pa.bool_()), ("sha256", pa.string()),
@@ -73,7 +76,7 @@ def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> Non
                | "Progress" >> beam.ParDo(Progress(STAGE, "sources", len(sources)))
                | "Decode" >> beam.ParDo(DecodeSource(config.image)).with_outputs(REJECTED, FAILED, COUNTS, main="images"))
     images = results.images | "WriteImages" >> WriteParquetShards(out, "images", "images", IMAGE_SCHEMA, image_row,
-                                                                  lambda r: r.key, shards)
+                                                                  lambda r: r.key, shards, IMAGE_ROW_GROUP)
     other = (results[REJECTED], results[FAILED]) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
     counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum)
     all_shards = (images, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()

@@ -4,9 +4,11 @@ heavy verdicts, and the configured filter's decision), rejects for the filtered-
 Graph: the dedup survivors' keys join the image rows (CoGroupByKey on key) -> grouped by pixel hash together
 with the score cache (CoGroupByKey on pixel hash): a picture already scored by the same engine (an earlier
 run, another output sharing the cache, or a second copy of the same pixels) is not scored again -> the rest
-spread over workers (Reshuffle) and scored by `ScoreText` (the OCR engine loads once per worker, in setup) ->
-every key gets its group's score -> filters/text.py's verdict -> OUT/text shards, rejects, dead letters,
-new cache entries, the manifest and the funnel.
+grouped by the OUT/images row group that holds their bytes and scored by `ScoreText`, which reads that row
+group (the OCR engine loads once per worker, in setup) -> every key gets its group's score ->
+filters/text.py's verdict -> OUT/text shards, rejects, dead letters, new cache entries, the manifest and the
+funnel. The image bytes never go through a shuffle: the joins carry where a picture is (file, row group,
+row), and a worker holds one row group of pictures at a time (pipelines/decode.py's IMAGE_ROW_GROUP).
 
 The cache lives at `text.cache` (default OUT/cache/ocr), one folder per engine id (weights, settings and
 algorithm version): scores from another engine are never mixed in. Thresholds are not part of the engine
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import traceback
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -89,11 +91,17 @@ class ReadKept(beam.DoFn):
                     yield r["key"], True
 
 
-class ReadImages(beam.DoFn):
+class ReadImageRefs(beam.DoFn):
+    """(key, row) for every image row, with where its bytes are (file, row group, row in the group) instead of
+    the bytes: the joins and the spreading of work move ~100 bytes a picture, not the picture."""
+
     def process(self, url: str) -> Iterator[tuple[str, dict[str, Any]]]:
         with fsspec.open(url, "rb") as fh:
-            for r in pq.read_table(fh, columns=["key", "url", "pixel_hash", "data"]).to_pylist():
-                yield r["key"], r
+            parquet = pq.ParquetFile(fh)
+            for group in range(parquet.num_row_groups):
+                rows = parquet.read_row_group(group, columns=["key", "url", "pixel_hash"]).to_pylist()
+                for index, r in enumerate(rows):
+                    yield r["key"], {**r, "file": url, "group": group, "row": index}
 
 
 class ReadCache(beam.DoFn):
@@ -131,9 +139,10 @@ def _resolve(element: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
 
 
 class ScoreText(beam.DoFn):
-    """OCR for a batch of distinct pictures (each with the rows that share its pixels); the engine loads once per
-    worker. The engine runs its first detection pass on the batch's same-size pictures together
-    (`TextEngine.score_many`): one picture's score does not depend on the others in its batch."""
+    """OCR for the pictures to score in one row group of one OUT/images file: the group's bytes are read here,
+    once, and the pictures (each with the rows that share its pixels) are scored `text.batch` at a time. The
+    engine loads once per worker; it runs its first detection pass on a call's same-size pictures together
+    (`TextEngine.score_many`), and one picture's score does not depend on the others in its call."""
 
     def __init__(self, config: TextConfig):
         self.config = config
@@ -143,13 +152,25 @@ class ScoreText(beam.DoFn):
 
         self.engine = TextEngine(self.config)
 
-    def process(self, batch: list[list[dict[str, Any]]]) -> Iterator[Any]:
+    def process(self, element: tuple[tuple[str, int], Iterable[list[dict[str, Any]]]]) -> Iterator[Any]:
+        (url, group), todo = element
+        pictures = sorted(todo, key=lambda rows: rows[0]["row"])
         try:
-            results: list[Any] = self.engine.score_many([rows[0]["data"] for rows in batch], batch=len(batch))
-        except Exception:  # noqa: BLE001 - the batch as a whole failed (memory?): each picture on its own
-            results = [self._one(rows[0]["data"]) for rows in batch]
-        for rows, result in zip(batch, results, strict=True):
-            yield from self._outcome(rows, result)
+            with fsspec.open(url, "rb") as fh:
+                data = pq.ParquetFile(fh).read_row_group(group, columns=["data"]).column("data")
+        except Exception as e:  # noqa: BLE001 - an unreadable file fails its pictures, not the run
+            for rows in pictures:
+                yield from self._outcome(rows, e)
+            return
+        for start in range(0, len(pictures), self.config.batch):
+            batch = pictures[start:start + self.config.batch]
+            items = [data[rows[0]["row"]].as_py() for rows in batch]
+            try:
+                results: list[Any] = self.engine.score_many(items, batch=len(items))
+            except Exception:  # noqa: BLE001 - the batch as a whole failed (memory?): each picture on its own
+                results = [self._one(item) for item in items]
+            for rows, result in zip(batch, results, strict=True):
+                yield from self._outcome(rows, result)
 
     def _one(self, data: bytes) -> Any:
         try:
@@ -222,16 +243,16 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     kept = (p | "DedupFiles" >> beam.Create(decisions) | "SpreadDedup" >> beam.Reshuffle()
             | "ReadKept" >> beam.ParDo(ReadKept()))
     rows = (p | "ImageFiles" >> beam.Create(images) | "SpreadImages" >> beam.Reshuffle()
-            | "ReadImages" >> beam.ParDo(ReadImages()))
+            | "ReadImageRefs" >> beam.ParDo(ReadImageRefs()))
     survivors = ({"kept": kept, "image": rows} | "JoinKept" >> beam.CoGroupByKey()
                  | "Survivors" >> beam.FlatMap(_survivors).with_outputs(FAILED, main="rows"))
     cached = p | "CacheFiles" >> beam.Create(cache_files) | "ReadCache" >> beam.ParDo(ReadCache())
     resolved = ({"image": survivors.rows, "cached": cached} | "JoinCache" >> beam.CoGroupByKey()
                 | "Resolve" >> beam.FlatMap(_resolve).with_outputs("cached", main="todo"))
     total = (read_json(join(out, "dedup", MANIFEST)) or {}).get("funnel", {}).get("images", {}).get("kept", 0)
-    scored = (resolved.todo | "SpreadWork" >> beam.Reshuffle()
-              | "Progress" >> beam.ParDo(Progress(STAGE, "images to score", total))
-              | "Batch" >> beam.BatchElements(min_batch_size=tc.batch, max_batch_size=tc.batch)
+    scored = (resolved.todo | "Progress" >> beam.ParDo(Progress(STAGE, "images to score", total))
+              | "ByRowGroup" >> beam.Map(lambda rows: ((rows[0]["file"], rows[0]["group"]), rows))
+              | "SpreadWork" >> beam.GroupByKey()
               | "Score" >> beam.ParDo(ScoreText(tc)).with_outputs("new", REJECTED, FAILED, main="scored"))
     outcomes = ((scored.scored, resolved.cached) | "AllScores" >> beam.Flatten()
                 | "Decide" >> beam.FlatMap(_decide(tc)))
