@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from curate import reasons as R
@@ -186,3 +189,30 @@ def check_funnel(stage: str, name: str, funnel: dict[str, Any]) -> None:
     total = funnel.get("kept", 0) + rejected + funnel.get("failed", 0)
     if funnel.get("input") != total:
         raise IntegrityError(f"{stage} {name}: {funnel.get('input')} in, but kept + rejected + failed = {total}")
+
+
+REF_FIELDS = ("file", "group", "row")
+
+
+class ReadImageRefs(beam.DoFn):
+    """(key, row) for every row of an OUT/images file, without the picture bytes but with where they are:
+    `file`, `group` (Parquet row group) and `row` (index in it). Stages join and spread these, ~100 bytes a
+    picture, and read the bytes (`read_image_data`) one row group at a time where they use them, so image
+    bytes go through as few shuffles as possible."""
+
+    def __init__(self, columns: list[str] | None = None):
+        self.columns = columns  # None: every column but the bytes
+
+    def process(self, url: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        with fsspec.open(url, "rb") as fh:
+            parquet = pq.ParquetFile(fh)
+            columns = self.columns or [name for name in parquet.schema_arrow.names if name != "data"]
+            for group in range(parquet.num_row_groups):
+                for index, row in enumerate(parquet.read_row_group(group, columns=columns).to_pylist()):
+                    yield row["key"], {**row, "file": url, "group": group, "row": index}
+
+
+def read_image_data(url: str, group: int) -> pa.ChunkedArray:
+    """The picture bytes (`data` column) of one row group of an OUT/images file."""
+    with fsspec.open(url, "rb") as fh:
+        return pq.ParquetFile(fh).read_row_group(group, columns=["data"]).column("data")

@@ -1,12 +1,14 @@
 """Write: the images that survived every filter -> OUT/shards (WebDataset tar + Parquet per shard, curate/shards.py).
 
 Graph: dedup's survivors, the text stage's kept rows (when the text stage ran) and the image rows join on key
-(CoGroupByKey) -> every final key gets its global rank in key order without one worker holding the key list:
-keys are counted per 3-hex-digit prefix (4096 buckets; the counts are a small side input), each bucket is
-sorted on its own and offset by the counts of the buckets before it -> ranks join the rows -> shard index =
-rank // samples_per_shard, so shards are numbered without gaps and each holds exactly samples_per_shard
-samples but the last -> each shard's tar and Parquet are written whole under a temporary name, renamed, and
-checked; the manifest lists every shard with its samples, bytes and SHA-256.
+(CoGroupByKey; an image row carries where its bytes are, not the bytes) -> every final key gets its global
+rank in key order without one worker holding the key list: keys are counted per 3-hex-digit prefix (4096
+buckets; the counts are a small side input), each bucket is sorted on its own and offset by the counts of
+the buckets before it -> ranks join the rows -> shard index = rank // samples_per_shard, so shards are
+numbered without gaps and each holds exactly samples_per_shard samples but the last -> the placed samples
+are grouped by the OUT/images row group that holds their bytes, which is read once to attach them (the
+bytes' only shuffle is the next one) -> each shard's tar and Parquet are written whole under a temporary
+name, renamed, and checked; the manifest lists every shard with its samples, bytes and SHA-256.
 """
 
 from __future__ import annotations
@@ -36,7 +38,16 @@ from curate.io import (
 )
 from curate.records import Failed
 from curate.shards import parquet_shard, shard_name, tar_bytes
-from pipelines.common import Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from pipelines.common import (
+    REF_FIELDS,
+    Progress,
+    ReadImageRefs,
+    WriteRejectsAndFailures,
+    finish_stage,
+    pipeline_options,
+    read_image_data,
+    stage_digest,
+)
 
 STAGE = R.WRITE
 PREFIX = 3  # hex digits: 4096 rank buckets
@@ -96,6 +107,18 @@ def _place(samples_per_shard: int):
     return place
 
 
+class AttachBytes(beam.DoFn):
+    """The placed samples of one OUT/images row group, with their picture bytes read from it (once)."""
+
+    def process(self, element: tuple[tuple[str, int], Iterable[tuple[int, tuple[int, dict[str, Any]]]]]
+                ) -> Iterator[tuple[int, tuple[int, dict[str, Any]]]]:
+        (url, group), placed = element
+        data = read_image_data(url, group)
+        for index, (rank, row) in placed:
+            sample = {k: v for k, v in row.items() if k not in REF_FIELDS}
+            yield index, (rank, {**sample, "data": data[row["row"]].as_py()})
+
+
 class WriteShard(beam.DoFn):
     def __init__(self, out: str, parquet_images: bool):
         self.out, self.parquet_images = out, parquet_images
@@ -137,7 +160,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
     text_kept = text_rows | "TextKept" >> beam.Filter(lambda kr: kr[1]["reason"] == R.KEPT)
     text_seen = text_rows | "TextSeen" >> beam.Map(lambda kr: (kr[0], True))
     rows = (p | "ImageFiles" >> beam.Create(images) | "SpreadImages" >> beam.Reshuffle()
-            | "ReadImages" >> beam.ParDo(ReadRows()))
+            | "ReadImageRefs" >> beam.ParDo(ReadImageRefs()))
     final = ({"dedup": kept, "text": text_kept, "text_seen": text_seen, "image": rows} | "Join" >> beam.CoGroupByKey()
              | "Final" >> beam.FlatMap(_final(scored)).with_outputs(FAILED, main="rows"))
     keys = final.rows | "Keys" >> beam.Keys()
@@ -146,7 +169,9 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
     ranks = (keys | "ByPrefix" >> beam.Map(lambda k: (k[:PREFIX], k)) | "Buckets" >> beam.GroupByKey()
              | "Rank" >> beam.FlatMap(_ranks, beam.pvalue.AsSingleton(counts)))
     placed = ({"rank": ranks, "row": final.rows} | "JoinRanks" >> beam.CoGroupByKey()
-              | "Place" >> beam.FlatMap(_place(per_shard)))
+              | "Place" >> beam.FlatMap(_place(per_shard))
+              | "ByRowGroup" >> beam.Map(lambda e: ((e[1][1]["file"], e[1][1]["group"]), e))
+              | "RowGroups" >> beam.GroupByKey() | "AttachBytes" >> beam.ParDo(AttachBytes()))
     written = (placed | "ByShard" >> beam.GroupByKey()
                | "Progress" >> beam.ParDo(Progress(STAGE, "shards", total))
                | "Write" >> beam.ParDo(WriteShard(out, config.shards.parquet_images)))

@@ -35,7 +35,15 @@ from curate.config import Config, TextConfig
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.records import Failed, Rejected, TextScore
 from filters.text import is_heavy, is_light, verdict
-from pipelines.common import Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from pipelines.common import (
+    Progress,
+    ReadImageRefs,
+    WriteRejectsAndFailures,
+    finish_stage,
+    pipeline_options,
+    read_image_data,
+    stage_digest,
+)
 
 STAGE = R.TEXT
 REJECTED, FAILED = "rejected", "failed"
@@ -91,19 +99,6 @@ class ReadKept(beam.DoFn):
                     yield r["key"], True
 
 
-class ReadImageRefs(beam.DoFn):
-    """(key, row) for every image row, with where its bytes are (file, row group, row in the group) instead of
-    the bytes: the joins and the spreading of work move ~100 bytes a picture, not the picture."""
-
-    def process(self, url: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        with fsspec.open(url, "rb") as fh:
-            parquet = pq.ParquetFile(fh)
-            for group in range(parquet.num_row_groups):
-                rows = parquet.read_row_group(group, columns=["key", "url", "pixel_hash"]).to_pylist()
-                for index, r in enumerate(rows):
-                    yield r["key"], {**r, "file": url, "group": group, "row": index}
-
-
 class ReadCache(beam.DoFn):
     def process(self, url: str) -> Iterator[tuple[str, TextScore]]:
         with fsspec.open(url, "rb") as fh:
@@ -156,8 +151,7 @@ class ScoreText(beam.DoFn):
         (url, group), todo = element
         pictures = sorted(todo, key=lambda rows: rows[0]["row"])
         try:
-            with fsspec.open(url, "rb") as fh:
-                data = pq.ParquetFile(fh).read_row_group(group, columns=["data"]).column("data")
+            data = read_image_data(url, group)
         except Exception as e:  # noqa: BLE001 - an unreadable file fails its pictures, not the run
             for rows in pictures:
                 yield from self._outcome(rows, e)
@@ -243,7 +237,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     kept = (p | "DedupFiles" >> beam.Create(decisions) | "SpreadDedup" >> beam.Reshuffle()
             | "ReadKept" >> beam.ParDo(ReadKept()))
     rows = (p | "ImageFiles" >> beam.Create(images) | "SpreadImages" >> beam.Reshuffle()
-            | "ReadImageRefs" >> beam.ParDo(ReadImageRefs()))
+            | "ReadImageRefs" >> beam.ParDo(ReadImageRefs(["key", "url", "pixel_hash"])))
     survivors = ({"kept": kept, "image": rows} | "JoinKept" >> beam.CoGroupByKey()
                  | "Survivors" >> beam.FlatMap(_survivors).with_outputs(FAILED, main="rows"))
     cached = p | "CacheFiles" >> beam.Create(cache_files) | "ReadCache" >> beam.ParDo(ReadCache())
