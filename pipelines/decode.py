@@ -24,8 +24,8 @@ from curate.records import ImageRecord
 from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
 from pipelines.common import DriverList, Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
-# Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): the text stage reads pictures one
-# row group at a time, so this bounds what an OCR worker holds and sets how finely the work spreads.
+# Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): the text and write stages read
+# picture bytes one row group at a time, so this bounds what their workers hold and how finely OCR spreads.
 IMAGE_ROW_GROUP = 256
 IMAGE_SCHEMA = pa.schema([
     ("key", pa.string()), ("url", pa.string()), ("data", pa.binary()), ("width", pa.int32()),
