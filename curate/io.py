@@ -1,9 +1,11 @@
 """Stage outputs on any fsspec URL: Parquet shards written atomically, manifests, and the funnel.
 
-Every stage writes its tables through `WriteParquetShards`: records are spread over a fixed number of
-shards by key, each shard is sorted by key and written whole to a temporary name, renamed to its final
-name, then checked (size and SHA-256) — a shard is never visible half-written, a bundle the runner
-retries rewrites identical bytes, and the same inputs give the same files on every runner. The stage's
+Stages write their tables through `WriteParquetShards`: records are spread over a fixed number of shards
+by key, each shard is sorted by key and written whole to a temporary name, renamed to its final name,
+then checked (size and SHA-256) — a shard is never visible half-written, a bundle the runner retries
+rewrites identical bytes, and the same inputs give the same files on every runner. (The one exception is
+OUT/images, whose rows carry image bytes: decode streams each file through `AtomicFile` as it decodes,
+with the same guarantees and no shuffle; pipelines/decode.py.) The stage's
 `_MANIFEST.json` lists what was committed; the driver verifies it after the run (Beam's own file sinks
 can swallow a failed rename) and merges the stage's counts into `OUT/stats.json`.
 """
@@ -40,26 +42,69 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+class AtomicFile:
+    """A file written under a temporary name beside `url` and renamed to it by `commit()`, so no reader ever
+    sees it half-written. Size and SHA-256 are counted as the bytes pass: committing a large file streamed in
+    pieces (a Parquet file written row group by row group) does not read it back. As a context manager, a
+    file not committed when the block ends is removed."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.fs, self.path = fsspec.core.url_to_fs(url)
+        parent, _, name = self.path.rpartition("/")
+        if parent:
+            self.fs.makedirs(parent, exist_ok=True)
+        self.tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{name}" if parent else f".tmp-{uuid.uuid4().hex}-{name}"
+        self._fh = self.fs.open(self.tmp, "wb")
+        self._sha, self._size, self._committed = hashlib.sha256(), 0, False
+
+    def write(self, data: bytes) -> int:
+        self._sha.update(data)
+        self._size += len(data)
+        return self._fh.write(data)
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
+    def commit(self) -> tuple[int, str]:
+        """Close, rename to the final name, check the size that landed. Returns (size, sha256)."""
+        self._fh.close()
+        self.fs.mv(self.tmp, self.path)
+        self._committed = True
+        if self.fs.size(self.path) != self._size:
+            raise IntegrityError(f"{self.url}: wrote {self._size} bytes, found {self.fs.size(self.path)}")
+        return self._size, self._sha.hexdigest()
+
+    def discard(self) -> None:
+        self._fh.close()
+        if self.fs.exists(self.tmp):
+            self.fs.rm(self.tmp)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._committed:
+            self.discard()
+
+
 def atomic_write(url: str, data: bytes) -> tuple[int, str]:
     """Write bytes under a temporary name, rename to `url`, and check what landed. Returns (size, sha256)."""
-    fs, path = fsspec.core.url_to_fs(url)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}" if parent else f".tmp-{uuid.uuid4().hex}"
-    with fs.open(tmp, "wb") as fh:
+    with AtomicFile(url) as fh:
         fh.write(data)
-    fs.mv(tmp, path)
-    digest = hashlib.sha256(data).hexdigest()
-    if fs.size(path) != len(data):
-        raise IntegrityError(f"{url}: wrote {len(data)} bytes, found {fs.size(path)}")
-    return len(data), digest
+        return fh.commit()
 
 
-def parquet_bytes(rows: list[dict], schema: pa.Schema, row_group_rows: int | None = None) -> bytes:
-    """A Parquet file of `rows`; `row_group_rows` bounds a row group (a unit a reader can fetch alone)."""
+def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf, compression="zstd", row_group_size=row_group_rows)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf, compression="zstd")
     return buf.getvalue()
 
 
@@ -90,16 +135,14 @@ def _digest(value: Any) -> str:
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, out: str, folder: str, table: str, schema: pa.Schema, num_shards: int,
-                 row_group_rows: int | None = None):
+    def __init__(self, out: str, folder: str, table: str, schema: pa.Schema, num_shards: int):
         self.out, self.folder, self.table, self.schema, self.num_shards = out, folder, table, schema, num_shards
-        self.row_group_rows = row_group_rows
 
     def process(self, element: tuple[int, Iterable[tuple[str, dict]]]) -> Iterable[ShardInfo]:
         index, keyed = element
         rows = _in_key_order(keyed)
         rel = join(self.folder, shard_name(self.table, index, self.num_shards))
-        size, digest = atomic_write(join(self.out, rel), parquet_bytes(rows, self.schema, self.row_group_rows))
+        size, digest = atomic_write(join(self.out, rel), parquet_bytes(rows, self.schema))
         yield ShardInfo(self.folder, rel, len(rows), size, digest)
 
 
@@ -107,11 +150,10 @@ class WriteParquetShards(beam.PTransform):
     """Write records as `OUT/<folder>/<table>-NNNNN-of-MMMMM.parquet`; outputs one ShardInfo per shard."""
 
     def __init__(self, out: str, folder: str, table: str, schema: pa.Schema,
-                 to_row: Callable[[Any], dict], key: Callable[[Any], str], num_shards: int,
-                 row_group_rows: int | None = None):
+                 to_row: Callable[[Any], dict], key: Callable[[Any], str], num_shards: int):
         super().__init__()
         self.out, self.folder, self.table, self.schema = out, folder, table, schema
-        self.to_row, self.key, self.num_shards, self.row_group_rows = to_row, key, num_shards, row_group_rows
+        self.to_row, self.key, self.num_shards = to_row, key, num_shards
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         key, to_row, n = self.key, self.to_row, self.num_shards
@@ -119,7 +161,7 @@ class WriteParquetShards(beam.PTransform):
             pcoll
             | "Keyed" >> beam.Map(lambda r: (shard_of(key(r), n), (key(r), to_row(r))))
             | "ByShard" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShard(self.out, self.folder, self.table, self.schema, n, self.row_group_rows))
+            | "Write" >> beam.ParDo(_WriteShard(self.out, self.folder, self.table, self.schema, n))
         )
 
 

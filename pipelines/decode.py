@@ -1,10 +1,15 @@
 """Decode and validate: images from any source -> OUT/images (one row per valid image, with its hashes).
 
-Graph: source URLs (tar shards, image files) -> Reshuffle -> DecodeSource (reads each source, decodes
-every image with curate.imaging: refusals tagged with their reason, unexpected errors dead-lettered, the
-rest become rows with width, height, format, SHA-256 of the bytes, hash of the normalized pixels and the
-64-bit perceptual hash) -> Parquet shards under OUT/images, rejects, dead letters, the manifest and the
-funnel. The original bytes travel on unchanged in the `data` column.
+Graph: source URLs (tar shards, image files), cut on the driver into at most `extract.shards` contiguous
+parts -> Reshuffle (parts, not bytes) -> DecodePart: reads each source of its part, decodes every image
+with curate.imaging (refusals tagged with their reason, unexpected errors dead-lettered, the rest become
+rows with width, height, format, SHA-256 of the bytes, hash of the normalized pixels and the 64-bit
+perceptual hash) and streams the rows into the part's own Parquet file, IMAGE_ROW_GROUP rows at a time ->
+rejects, dead letters, the manifest and the funnel. The original bytes travel on unchanged in the `data`
+column, but never through a shuffle: a worker holds one source and one row group, whatever the job's size
+(a shuffle of the bytes costs a distributed runner per GB, and Beam's local runners hand each worker its
+whole share of a grouped step at once). Rows keep their sources' order, so every runner writes the same
+files.
 """
 
 from __future__ import annotations
@@ -15,17 +20,19 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate import __version__
 from curate import reasons as R
 from curate.config import Config
-from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, read_json, remove, write_json
+from curate.io import MANIFEST, AtomicFile, ShardInfo, join, manifest_tables, read_json, remove, shard_name, write_json
 from curate.records import ImageRecord
 from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
 from pipelines.common import DriverList, Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
-# Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): the text and write stages read
-# picture bytes one row group at a time, so this bounds what their workers hold and how finely OCR spreads.
+# Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): decode buffers one row group, the
+# text and write stages read picture bytes one row group at a time, so this bounds what their workers hold
+# and how finely OCR spreads.
 IMAGE_ROW_GROUP = 256
 IMAGE_SCHEMA = pa.schema([
     ("key", pa.string()), ("url", pa.string()), ("data", pa.binary()), ("width", pa.int32()),
@@ -52,6 +59,73 @@ def _sum(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
+def split_parts(sources: Sequence[str], num_parts: int) -> list[tuple[int, list[str]]]:
+    """The sources in min(num_parts, len(sources)) contiguous parts whose sizes differ by at most one."""
+    n = min(num_parts, len(sources))
+    return [(i, list(sources[i * len(sources) // n:(i + 1) * len(sources) // n])) for i in range(n)]
+
+
+class ImageFileWriter:
+    """OUT/images rows streamed into one Parquet file, `group_rows` at a time; the file appears at commit."""
+
+    def __init__(self, url: str, group_rows: int = IMAGE_ROW_GROUP):
+        self.url, self.group_rows, self.rows, self.count = url, group_rows, [], 0
+        self.file: AtomicFile | None = None
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) == self.group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.writer is None:
+            self.file = AtomicFile(self.url)
+            self.writer = pq.ParquetWriter(self.file, IMAGE_SCHEMA, compression="zstd")
+        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=IMAGE_SCHEMA))
+        self.count += len(self.rows)
+        self.rows = []
+
+    def commit(self) -> tuple[int, int, str] | None:
+        """(rows, bytes, sha256) of the committed file; None, and no file, when no row came."""
+        if self.rows:
+            self._flush()
+        if self.writer is None or self.file is None:
+            return None
+        self.writer.close()
+        return self.count, *self.file.commit()
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.discard()
+
+
+class DecodePart(beam.DoFn):
+    """One part: every image of its sources decoded (DecodeSource's outputs), the valid ones written to the
+    part's own OUT/images file; yields that file's ShardInfo and passes rejects, failures and counts on."""
+
+    def __init__(self, out: str, config: Config, num_parts: int):
+        self.out, self.num_parts, self.decode = out, num_parts, DecodeSource(config.image)
+
+    def process(self, part: tuple[int, list[str]]) -> Iterator[Any]:
+        index, sources = part
+        rel = join("images", shard_name("images", index, self.num_parts))
+        sink = ImageFileWriter(join(self.out, rel))
+        try:
+            for source in sources:
+                for result in self.decode.process(source):
+                    if isinstance(result, ImageRecord):
+                        sink.add(image_row(result))
+                    else:
+                        yield result
+            written = sink.commit()
+        except BaseException:
+            sink.discard()
+            raise
+        if written:
+            yield ShardInfo("images", rel, *written)
+
+
 class _WriteManifest(beam.DoFn):
     def __init__(self, out: str, inputs: list[str], digest: str):
         self.out, self.inputs, self.digest = out, inputs, digest
@@ -71,15 +145,15 @@ class _WriteManifest(beam.DoFn):
 
 
 def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> None:
-    shards = config.extract.shards
-    results = (p | "Sources" >> DriverList(sources, out, STAGE) | "Spread" >> beam.Reshuffle()
-               | "Progress" >> beam.ParDo(Progress(STAGE, "sources", len(sources)))
-               | "Decode" >> beam.ParDo(DecodeSource(config.image)).with_outputs(REJECTED, FAILED, COUNTS, main="images"))
-    images = results.images | "WriteImages" >> WriteParquetShards(out, "images", "images", IMAGE_SCHEMA, image_row,
-                                                                  lambda r: r.key, shards, IMAGE_ROW_GROUP)
-    other = (results[REJECTED], results[FAILED]) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
+    parts = split_parts(sources, config.extract.shards)
+    results = (p | "Parts" >> DriverList(parts, out, STAGE, from_json=tuple) | "Spread" >> beam.Reshuffle()
+               | "Progress" >> beam.ParDo(Progress(STAGE, "parts", len(parts)))
+               | "Decode" >> beam.ParDo(DecodePart(out, config, len(parts))).with_outputs(
+                   REJECTED, FAILED, COUNTS, main="images"))
+    other = ((results[REJECTED], results[FAILED])
+             | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards))
     counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum)
-    all_shards = (images, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    all_shards = (results.images, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
     _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, sources, stage_digest(out, config, STAGE)),
                                               beam.pvalue.AsSingleton(counts))
 

@@ -1,0 +1,46 @@
+"""AtomicFile: what a stage writes is invisible until committed, and its size and SHA-256 are what landed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.io import AtomicFile, atomic_write
+
+
+def test_a_file_streamed_in_pieces_commits_with_its_size_and_digest(tmp_path: Path) -> None:
+    url = str(tmp_path / "sub" / "t.parquet")
+    schema = pa.schema([("n", pa.int64()), ("b", pa.binary())])
+    with AtomicFile(url) as fh:
+        writer = pq.ParquetWriter(fh, schema, compression="zstd")
+        for start in (0, 10, 20):
+            writer.write_table(pa.table({"n": range(start, start + 10), "b": [bytes(7)] * 10}, schema=schema))
+        writer.close()
+        assert not Path(url).exists()  # invisible until committed
+        size, digest = fh.commit()
+    data = Path(url).read_bytes()
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert pq.ParquetFile(url).metadata.num_row_groups == 3
+    assert pq.read_table(url).column("n").to_pylist() == list(range(30))
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["t.parquet"]
+
+
+def test_a_file_not_committed_leaves_nothing(tmp_path: Path) -> None:
+    with AtomicFile(str(tmp_path / "a.bin")) as fh:
+        fh.write(b"half")
+    with pytest.raises(RuntimeError), AtomicFile(str(tmp_path / "b.bin")) as fh:
+        fh.write(b"half")
+        raise RuntimeError("worker lost")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_replaces_whole(tmp_path: Path) -> None:
+    url = str(tmp_path / "x.json")
+    atomic_write(url, b"first version, longer")
+    assert atomic_write(url, b"second") == (6, hashlib.sha256(b"second").hexdigest())
+    assert Path(url).read_bytes() == b"second"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
