@@ -14,6 +14,9 @@ so every picture is first brought to RGB, bounded in size, and padded to a size 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import json
 import time
@@ -36,6 +39,7 @@ WEIGHTS = {
 MAX_TEXT = 500
 MIN_SIDE = 32  # the detector's feature maps need a few pixels on each side
 MAX_SIDE = 4096  # longer sides are scaled down first (a 20000x20 strip would exhaust the detector)
+TRIM_EVERY = 64  # pictures scored between two returns of the C heap's free memory to the system
 
 
 @dataclass(frozen=True)
@@ -223,10 +227,22 @@ class TextEngine:
         self.bf16 = config.precision == "bf16" or (config.precision == "auto" and _native_bf16(self.device))
         if self.device.type == "cpu":
             self.detector = self.detector.to(memory_format=torch.channels_last)
+        self._since_trim = 0
+
+    def _scored(self, pictures: int) -> None:
+        """Every TRIM_EVERY pictures, hand the C heap's free pages back to the system. CRAFT's activations
+        differ in size from one picture to the next, and glibc keeps what they free in its heaps: a CPU
+        worker's resident memory grew ~0.3 MiB a picture without this, all of it free memory (BENCHMARKS.md,
+        "OCR worker memory"). A trim takes ~20 ms."""
+        self._since_trim += pictures
+        if self._since_trim >= TRIM_EVERY:
+            self._since_trim = 0
+            release_free_memory()
 
     def score_bytes(self, data: bytes) -> TextScore | OcrFailure:
         """Decode (curate.imaging: EXIF orientation, alpha on white, 16-bit scaled) and score."""
         started = time.perf_counter()
+        self._scored(1)
         picture = self._decode(data)
         if isinstance(picture, OcrFailure):
             return picture
@@ -257,6 +273,7 @@ class TextEngine:
         if self.config.mode == "full":
             return [self.score_bytes(data) for data in items]
         started = time.perf_counter()
+        self._scored(len(items))
         out: list[Any] = [None] * len(items)
         groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, np.ndarray, float]]] = {}
         for i, data in enumerate(items):
@@ -397,6 +414,20 @@ def _resized(array: np.ndarray, side: int) -> tuple[np.ndarray, float]:
 
     resized, ratio, _ = resize_aspect_ratio(array, side, interpolation=cv2.INTER_AREA, mag_ratio=1.0)
     return resized, ratio
+
+
+@functools.cache
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def release_free_memory() -> None:
+    """glibc's malloc_trim(0): free pages of every heap go back to the system. A no-op without glibc."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _native_bf16(device: Any) -> bool:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from curate import ocr
 from curate import reasons as R
 from curate.config import TextConfig
 from curate.errors import WeightsError
@@ -170,3 +171,26 @@ def test_score_many_batches_the_first_pass_and_scores_like_score_bytes(fast, mon
         assert batched.chars == pytest.approx(one.chars, rel=0.05, abs=1)
         assert batched.area_fraction == pytest.approx(one.area_fraction, abs=0.02)
         assert batched.mean_confidence == pytest.approx(one.mean_confidence, abs=0.02)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or ocr._libc() is None, reason="needs Linux and glibc")
+def test_release_free_memory_hands_freed_heap_pages_back() -> None:
+    """What the engine does every TRIM_EVERY pictures: glibc keeps freed heap blocks below its top chunk
+    resident until malloc_trim returns their pages."""
+    import ctypes
+
+    def rss_mib() -> int:
+        return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
+
+    libc = ocr._libc()
+    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    blocks = [libc.malloc(100_000) for _ in range(2000)]  # below the mmap threshold: heap blocks
+    for block in blocks:
+        ctypes.memset(block, 1, 100_000)
+    for block in blocks[:-1]:  # the last one pins the heap's top, so free() alone cannot shrink it
+        libc.free(block)
+    before = rss_mib()
+    ocr.release_free_memory()
+    after = rss_mib()
+    libc.free(blocks[-1])
+    assert before - after > 150, (before, after)  # ~190 MiB were free
