@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from curate.errors import InputError, IntegrityError
 
 MANIFEST = "_MANIFEST.json"
+VERIFY_BLOCK = 8 << 20  # bytes read at a time when the driver re-hashes a committed shard
 
 
 class ShardInfo(NamedTuple):
@@ -195,15 +196,19 @@ def write_json(url: str, value: Any) -> None:
 
 
 def verify_shards(out: str, shards: list[dict]) -> None:
-    """Every committed shard exists with its recorded size and SHA-256, or IntegrityError."""
+    """Every committed shard exists with its recorded size and SHA-256, or IntegrityError. Files are hashed
+    in blocks, so the driver holds one block, not a shard (an OUT/images file can be a gigabyte)."""
     for shard in shards:
         url = join(out, shard["path"])
+        digest, size = hashlib.sha256(), 0
         try:
             with fsspec.open(url, "rb") as fh:
-                data = fh.read()
+                for block in iter(lambda: fh.read(VERIFY_BLOCK), b""):
+                    digest.update(block)
+                    size += len(block)
         except FileNotFoundError:
             raise IntegrityError(f"committed shard is missing: {url}") from None
-        if len(data) != shard["bytes"] or hashlib.sha256(data).hexdigest() != shard["sha256"]:
+        if size != shard["bytes"] or digest.hexdigest() != shard["sha256"]:
             raise IntegrityError(f"committed shard does not match its manifest: {url}")
 
 

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.io import AtomicFile, atomic_write
+from curate.errors import IntegrityError
+from curate.io import VERIFY_BLOCK, AtomicFile, atomic_write, verify_shards
 
 
 def test_a_file_streamed_in_pieces_commits_with_its_size_and_digest(tmp_path: Path) -> None:
@@ -44,3 +45,21 @@ def test_atomic_write_replaces_whole(tmp_path: Path) -> None:
     assert atomic_write(url, b"second") == (6, hashlib.sha256(b"second").hexdigest())
     assert Path(url).read_bytes() == b"second"
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_verify_shards_finds_missing_short_and_altered_shards(tmp_path: Path) -> None:
+    out = str(tmp_path)
+    size, digest = atomic_write(str(tmp_path / "t" / "a.bin"), bytes(range(256)) * 40_000)  # several blocks
+    assert size > VERIFY_BLOCK
+    entry = {"path": "t/a.bin", "bytes": size, "sha256": digest}
+    verify_shards(out, [entry])
+    with pytest.raises(IntegrityError, match="missing"):
+        verify_shards(out, [entry, {**entry, "path": "t/gone.bin"}])
+    data = bytearray((tmp_path / "t" / "a.bin").read_bytes())
+    data[VERIFY_BLOCK + 1000] ^= 1  # same size, one bit off, in the second block
+    (tmp_path / "t" / "a.bin").write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="does not match"):
+        verify_shards(out, [entry])
+    (tmp_path / "t" / "a.bin").write_bytes(bytes(data[:-1]))
+    with pytest.raises(IntegrityError, match="does not match"):
+        verify_shards(out, [entry])
