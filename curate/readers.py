@@ -66,31 +66,36 @@ def _normalized(url: str) -> str:
 
 
 def read_tar(url: str) -> Iterator[FetchedImage]:
-    """Samples of a webdataset/img2dataset tar, member groups paired by key (the name before the first dot
-    of the basename, as webdataset splits them)."""
-    groups: dict[str, dict[str, bytes]] = {}
-    order: list[str] = []
+    """Samples of a webdataset/img2dataset tar, streamed: a run of consecutive members that share a key (the
+    basename before its first dot) is one sample, as webdataset groups them, so one sample is in memory at a
+    time, not the tar."""
     with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+        stem, members = "", {}
         for member in tar:
             if not member.isfile():
                 continue
-            stem, _, ext = member.name.rpartition("/")[2].partition(".")
+            name, _, ext = member.name.rpartition("/")[2].partition(".")
             handle = tar.extractfile(member)
             if handle is None:
                 continue
-            if stem not in groups:
-                groups[stem] = {}
-                order.append(stem)
-            groups[stem][ext.lower()] = handle.read()
-    for stem in order:
-        members = groups[stem]
-        images = [ext for ext in members if ext not in _SIDECARS]
-        if not images:
-            continue
-        data = members[images[0]]
-        meta = json.loads(members["json"]) if "json" in members else {"url": f"{url}#{stem}"}
-        caption = members.get("txt", b"").decode("utf-8", "replace")
-        yield FetchedImage(_ref_from_meta(meta, caption), data, sniff(data[:32]) or "", int(meta.get("http_status") or 0))
+            if name != stem and members:
+                yield from _sample(url, stem, members)
+                members = {}
+            stem = name
+            members[ext.lower()] = handle.read()
+        if members:
+            yield from _sample(url, stem, members)
+
+
+def _sample(url: str, stem: str, members: dict[str, bytes]) -> Iterator[FetchedImage]:
+    """The FetchedImage of one tar sample's members (by extension); nothing when none is an image."""
+    images = [ext for ext in members if ext not in _SIDECARS]
+    if not images:
+        return
+    data = members[images[0]]
+    meta = json.loads(members["json"]) if "json" in members else {"url": f"{url}#{stem}"}
+    caption = members.get("txt", b"").decode("utf-8", "replace")
+    yield FetchedImage(_ref_from_meta(meta, caption), data, sniff(data[:32]) or "", int(meta.get("http_status") or 0))
 
 
 def read_file(url: str) -> FetchedImage:

@@ -1,5 +1,6 @@
 import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,33 @@ def test_missing_and_empty_inputs_are_user_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images"):
         list_sources([str(tmp_path / "empty")])
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # webdataset leaves its file to the GC
+def test_a_tar_is_read_as_webdataset_reads_it_one_sample_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "many.tar"
+    with wds.TarWriter(str(path)) as writer:
+        for i in range(40):
+            sample = {"__key__": f"{i:06d}", "txt": f"caption {i}"}
+            if i % 7 != 3:  # a few samples without an image
+                sample["jpg"] = _jpeg((i, 0, 0))
+            if i % 5 == 0:
+                sample["json"] = json.dumps({"url": f"http://h/{i}.jpg"}).encode()
+            writer.write(sample)
+    ours = list(read_source(str(path)))
+    theirs = [s for s in wds.WebDataset(str(path), shardshuffle=False) if "jpg" in s]  # an independent reader
+    assert len(ours) == 34
+    assert [r.data for r in ours] == [s["jpg"] for s in theirs]
+    assert [r.ref.alt for r in ours] == [s["txt"].decode() for s in theirs]
+    assert [r.ref.url for r in ours[:2]] == ["http://h/0.jpg", f"{path}#000001"]
+    # Streamed: a tar cut short gives the samples before the cut, then the error (the decode stage
+    # dead-letters the source), instead of holding the whole tar first.
+    with tarfile.open(path) as tar:
+        member = tar.getmember("000020.jpg")
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(path.read_bytes()[: member.offset_data + member.size // 2])  # in the middle of a picture
+    got = []
+    with pytest.raises(tarfile.ReadError):
+        for record in read_source(str(cut)):
+            got.append(record)
+    assert 10 < len(got) < 34 and [r.data for r in got] == [r.data for r in ours[: len(got)]]
