@@ -6,7 +6,7 @@ with curate.imaging (refusals tagged with their reason, unexpected errors dead-l
 rows with width, height, format, SHA-256 of the bytes, hash of the normalized pixels and the 64-bit
 perceptual hash) and streams the rows into the part's own Parquet file, IMAGE_ROW_GROUP rows at a time ->
 rejects, dead letters, the manifest and the funnel. The original bytes travel on unchanged in the `data`
-column, but never through a shuffle: a worker holds one source and one row group, whatever the job's size
+column, but never through a shuffle: a worker holds one picture of a source and one row group, whatever the job's size
 (a shuffle of the bytes costs a distributed runner per GB, and Beam's local runners hand each worker its
 whole share of a grouped step at once). Rows keep their sources' order, so every runner writes the same
 files.
