@@ -6,8 +6,9 @@ then checked (size and SHA-256) — a shard is never visible half-written, a bun
 rewrites identical bytes, and the same inputs give the same files on every runner. (The one exception is
 OUT/images, whose rows carry image bytes: decode streams each file through `AtomicFile` as it decodes,
 with the same guarantees and no shuffle; pipelines/decode.py.) The stage's
-`_MANIFEST.json` lists what was committed; the driver verifies it after the run (Beam's own file sinks
-can swallow a failed rename) and merges the stage's counts into `OUT/stats.json`.
+`_MANIFEST.json` lists what was committed, each shard re-read and hashed by a worker before it is listed;
+the driver checks every listed shard's presence and size after the run (Beam's own file sinks can swallow a
+failed rename) and merges the stage's counts into `OUT/stats.json`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from curate.errors import InputError, IntegrityError
 
 MANIFEST = "_MANIFEST.json"
-VERIFY_BLOCK = 8 << 20  # bytes read at a time when the driver re-hashes a committed shard
+VERIFY_BLOCK = 8 << 20  # bytes read at a time when a worker re-hashes a committed shard
 
 
 class ShardInfo(NamedTuple):
@@ -195,21 +196,38 @@ def write_json(url: str, value: Any) -> None:
     atomic_write(url, (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
 
 
-def verify_shards(out: str, shards: list[dict]) -> None:
-    """Every committed shard exists with its recorded size and SHA-256, or IntegrityError. Files are hashed
-    in blocks, so the driver holds one block, not a shard (an OUT/images file can be a gigabyte)."""
+def verify_shard(out: str, path: str, size: int, sha256: str) -> None:
+    """A committed shard (`path` under OUT) has the size and SHA-256 its writer recorded, or IntegrityError.
+    Read in blocks, so a worker holds one block, not the shard (an OUT/images file can be a gigabyte)."""
+    url = join(out, path)
+    digest, found = hashlib.sha256(), 0
+    try:
+        with fsspec.open(url, "rb") as fh:
+            for block in iter(lambda: fh.read(VERIFY_BLOCK), b""):
+                digest.update(block)
+                found += len(block)
+    except FileNotFoundError:
+        raise IntegrityError(f"committed shard is missing: {url}") from None
+    if found != size or digest.hexdigest() != sha256:
+        raise IntegrityError(f"committed shard does not match its manifest: {url}")
+
+
+def verify_listed(out: str, shards: list[dict]) -> None:
+    """The driver's check after a stage: every shard of the manifest is there with its recorded size, from one
+    listing per folder (the workers checked the contents, `verify_shard`), or IntegrityError."""
+    folders: dict[str, list[dict]] = {}
     for shard in shards:
-        url = join(out, shard["path"])
-        digest, size = hashlib.sha256(), 0
-        try:
-            with fsspec.open(url, "rb") as fh:
-                for block in iter(lambda: fh.read(VERIFY_BLOCK), b""):
-                    digest.update(block)
-                    size += len(block)
-        except FileNotFoundError:
-            raise IntegrityError(f"committed shard is missing: {url}") from None
-        if size != shard["bytes"] or digest.hexdigest() != shard["sha256"]:
-            raise IntegrityError(f"committed shard does not match its manifest: {url}")
+        folders.setdefault(shard["path"].rpartition("/")[0], []).append(shard)
+    for folder, members in folders.items():
+        fs, path = fsspec.core.url_to_fs(join(out, folder))
+        sizes = {p.rpartition("/")[2]: info["size"] for p, info in fs.find(path, maxdepth=1, detail=True).items()}
+        for shard in members:
+            name = shard["path"].rpartition("/")[2]
+            if name not in sizes:
+                raise IntegrityError(f"committed shard is missing: {join(out, shard['path'])}")
+            if sizes[name] != shard["bytes"]:
+                raise IntegrityError(f"committed shard does not match its manifest: {join(out, shard['path'])} "
+                                     f"has {sizes[name]} bytes, the manifest {shard['bytes']}")
 
 
 def update_stats(out: str, stage: str, counts: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""What every stage's Beam wiring shares: runner flags, the reject/dead-letter tables, and the driver's
-end-of-run checks (manifest verified, counts add up, funnel merged into OUT/stats.json)."""
+"""What every stage's Beam wiring shares: runner flags, the reject/dead-letter tables, the committed shards
+checked and collected for the manifest, and the driver's end-of-run checks (manifest's shards there, counts
+add up, funnel merged into OUT/stats.json)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ from curate.io import (
     FAILED_SCHEMA,
     MANIFEST,
     REJECT_SCHEMA,
+    ShardInfo,
     WriteParquetShards,
     atomic_write,
     join,
     read_json,
     update_stats,
-    verify_shards,
+    verify_listed,
+    verify_shard,
 )
 from curate.records import Failed, Rejected
 
@@ -168,6 +171,25 @@ def _merge_rejects(rejects: Any) -> Rejected:
     return first._replace(occurrences=sum(r.occurrences for r in items))
 
 
+class CollectShards(beam.PTransform):
+    """A stage's committed shards (ShardInfo PCollections) as one list for its manifest, each shard re-read
+    and checked against its recorded size and SHA-256 by the worker that holds its ShardInfo: the contents
+    are checked in parallel, and the driver afterwards only lists the folders (`verify_listed`)."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self.out = out
+
+    def expand(self, pcolls: beam.PCollection | Sequence[beam.PCollection]) -> beam.PCollection:
+        shards = pcolls if isinstance(pcolls, beam.PCollection) else pcolls | "Flatten" >> beam.Flatten()
+        return shards | "Verify" >> beam.Map(_verified, self.out) | "List" >> beam.combiners.ToList()
+
+
+def _verified(shard: ShardInfo, out: str) -> ShardInfo:
+    verify_shard(out, shard.path, shard.bytes, shard.sha256)
+    return shard
+
+
 def finish_stage(out: str, stage: str, folder: str, config: Config, **config_facts: Any) -> dict[str, Any]:
     """The driver's end of a stage run: the manifest exists, its shards are there as recorded, every funnel
     adds up; then the funnel goes into OUT/stats.json and the config into OUT/config.yaml."""
@@ -175,7 +197,7 @@ def finish_stage(out: str, stage: str, folder: str, config: Config, **config_fac
     manifest: dict[str, Any] | None = read_json(url)
     if not manifest:
         raise IntegrityError(f"{stage} finished without writing {url}")
-    verify_shards(out, [s for table in manifest["tables"].values() for s in table])
+    verify_listed(out, [s for table in manifest["tables"].values() for s in table])
     for name, part in manifest["funnel"].items():
         check_funnel(stage, name, part)
     update_stats(out, stage, manifest["funnel"])

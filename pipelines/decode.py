@@ -28,7 +28,15 @@ from curate.config import Config
 from curate.io import MANIFEST, AtomicFile, ShardInfo, join, manifest_tables, read_json, remove, shard_name, write_json
 from curate.records import ImageRecord
 from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
-from pipelines.common import DriverList, Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from pipelines.common import (
+    CollectShards,
+    DriverList,
+    Progress,
+    WriteRejectsAndFailures,
+    finish_stage,
+    pipeline_options,
+    stage_digest,
+)
 
 # Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): decode buffers one row group, the
 # text and write stages read picture bytes one row group at a time, so this bounds what their workers hold
@@ -153,7 +161,7 @@ def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> Non
     other = ((results[REJECTED], results[FAILED])
              | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards))
     counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum)
-    all_shards = (results.images, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    all_shards = (results.images, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, sources, stage_digest(out, config, STAGE)),
                                               beam.pvalue.AsSingleton(counts))
 

@@ -19,7 +19,7 @@ from curate.config import Config
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.records import Rejected
 from filters.dedup import Decision, Deduplicate, ExclusionIndex, Node, load_exclusions
-from pipelines.common import WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from pipelines.common import CollectShards, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 
 STAGE = R.DEDUP
 COLUMNS = ["key", "url", "sha256", "pixel_hash", "phash", "width", "height", "crawl_date"]
@@ -101,7 +101,7 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
     counts = (decisions | "Reasons" >> beam.Map(lambda d: d.reason) | "PerReason" >> beam.combiners.Count.PerElement()
               | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
     n_unsettled = unsettled | "CountUnsettled" >> beam.combiners.Count.Globally()
-    all_shards = (written, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, inputs or files, stage_digest(out, config, STAGE)),
                                               beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
 

@@ -42,7 +42,14 @@ from curate.errors import InputError
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.records import ImageRef, Rejected
 from filters.robots import RobotsRules, fetch_robots, origin_of, robots_url
-from pipelines.common import Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from pipelines.common import (
+    CollectShards,
+    Progress,
+    WriteRejectsAndFailures,
+    finish_stage,
+    pipeline_options,
+    stage_digest,
+)
 from pipelines.extract import ref_from_row
 
 STAGE = R.DOWNLOAD
@@ -230,7 +237,7 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
     other = (rejects, no_dead_letters) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards)
     counts = (ledger | "Reasons" >> beam.Map(lambda row: row.reason) | "PerReason" >> beam.combiners.Count.PerElement()
               | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
-    shards = (ledger_shards, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    shards = (ledger_shards, other) | "Shards" >> CollectShards(out)
     _ = shards | "Manifest" >> beam.ParDo(_WriteManifest(out, stage_digest(out, config, STAGE), ref_files),
                                           beam.pvalue.AsSingleton(counts))
 

@@ -40,7 +40,15 @@ from curate.io import (
 from curate.records import Failed, ImageRef, Rejected
 from curate.urls import url_key
 from curate.warc import DamagedFile, NotAWarc, iter_records
-from pipelines.common import DriverList, Progress, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from pipelines.common import (
+    CollectShards,
+    DriverList,
+    Progress,
+    WriteRejectsAndFailures,
+    finish_stage,
+    pipeline_options,
+    stage_digest,
+)
 
 STAGE = R.EXTRACT
 MAX_ALTS = 5
@@ -232,7 +240,7 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
     other_shards = (results[REJECTED], results[FAILED]) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
     counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum_counts)
     kept = refs | "CountRefs" >> beam.combiners.Count.Globally()
-    all_shards = (ref_shards, other_shards) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    all_shards = (ref_shards, other_shards) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
         _WriteManifest(out, inputs_summary(files), stage_digest(out, config, STAGE)),
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(kept))

@@ -40,6 +40,7 @@ from curate.records import Failed
 from curate.shards import parquet_shard, shard_name, tar_bytes
 from pipelines.common import (
     REF_FIELDS,
+    CollectShards,
     Progress,
     ReadImageRefs,
     WriteRejectsAndFailures,
@@ -180,7 +181,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
     n_input = ((final.rows, final[FAILED]) | "Candidates" >> beam.Flatten()
                | "CountInput" >> beam.combiners.Count.Globally())
     n_failed = final[FAILED] | "CountFailed" >> beam.combiners.Count.Globally()
-    all_shards = (written, other) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
         _WriteManifest(out, inputs, stage_digest(out, config, STAGE), per_shard),
         beam.pvalue.AsSingleton(n_input), beam.pvalue.AsSingleton(n_failed))

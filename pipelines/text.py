@@ -36,6 +36,7 @@ from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parqu
 from curate.records import Failed, Rejected, TextScore
 from filters.text import is_heavy, is_light, verdict
 from pipelines.common import (
+    CollectShards,
     Progress,
     ReadImageRefs,
     WriteRejectsAndFailures,
@@ -212,8 +213,10 @@ class _WriteManifest(beam.DoFn):
         self.out, self.inputs, self.digest, self.engine_id = out, inputs, digest, engine_id
 
     def process(self, shards: list[Any], n_input: int, counts: dict[str, int], failed: int,
-                work: dict[str, float]) -> Iterator[None]:
-        tables = manifest_tables(s for s in shards if s.table != "cache")
+                work: dict[str, float], new_cache: list[Any]) -> Iterator[None]:
+        # new_cache (the cache files this run added, checked) is a side input so that the manifest, which
+        # marks the stage complete, is written only after them; they live outside the stage's tables.
+        tables = manifest_tables(shards)
         rejected = {k: v for k, v in sorted(counts.items()) if k != R.KEPT}
         funnel = {"images": {"input": n_input, "kept": counts.get(R.KEPT, 0), "rejected": rejected, "failed": failed}}
         write_json(join(self.out, "text", MANIFEST), {
@@ -270,12 +273,12 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
              (resolved.cached | "CachedMs" >> beam.Map(lambda e: ("cached", 0.0))))
             | "AllWork" >> beam.Flatten() | "WorkList" >> beam.combiners.ToList() | "Work" >> beam.Map(_work))
     n_input = kept | "CountInput" >> beam.combiners.Count.Globally()
-    cache_shards = new_cache | "TagCache" >> beam.Map(lambda s: s._replace(table="cache"))
-    all_shards = (written, other, cache_shards) | "Shards" >> beam.Flatten() | "ListShards" >> beam.combiners.ToList()
+    cache_shards = new_cache | "CacheShards" >> CollectShards(cache_root(out, tc))
+    all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
         _WriteManifest(out, inputs, stage_digest(out, config, STAGE), engine_id), beam.pvalue.AsSingleton(n_input),
-        beam.pvalue.AsSingleton(counts),
-        beam.pvalue.AsSingleton(n_failed), beam.pvalue.AsSingleton(work))
+        beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_failed), beam.pvalue.AsSingleton(work),
+        beam.pvalue.AsSingleton(cache_shards))
 
 
 def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.errors import IntegrityError
-from curate.io import VERIFY_BLOCK, AtomicFile, atomic_write, verify_shards
+from curate.io import VERIFY_BLOCK, AtomicFile, ShardInfo, atomic_write, verify_listed, verify_shard
 
 
 def test_a_file_streamed_in_pieces_commits_with_its_size_and_digest(tmp_path: Path) -> None:
@@ -47,19 +47,47 @@ def test_atomic_write_replaces_whole(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
-def test_verify_shards_finds_missing_short_and_altered_shards(tmp_path: Path) -> None:
+def test_verify_shard_finds_missing_short_and_altered_shards(tmp_path: Path) -> None:
     out = str(tmp_path)
-    size, digest = atomic_write(str(tmp_path / "t" / "a.bin"), bytes(range(256)) * 40_000)  # several blocks
-    assert size > VERIFY_BLOCK
-    entry = {"path": "t/a.bin", "bytes": size, "sha256": digest}
-    verify_shards(out, [entry])
+    size, digest = atomic_write(str(tmp_path / "t" / "a.bin"), bytes(range(256)) * 40_000)
+    assert size > VERIFY_BLOCK  # read in several blocks
+    verify_shard(out, "t/a.bin", size, digest)
     with pytest.raises(IntegrityError, match="missing"):
-        verify_shards(out, [entry, {**entry, "path": "t/gone.bin"}])
+        verify_shard(out, "t/gone.bin", size, digest)
     data = bytearray((tmp_path / "t" / "a.bin").read_bytes())
     data[VERIFY_BLOCK + 1000] ^= 1  # same size, one bit off, in the second block
     (tmp_path / "t" / "a.bin").write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="does not match"):
-        verify_shards(out, [entry])
+        verify_shard(out, "t/a.bin", size, digest)
     (tmp_path / "t" / "a.bin").write_bytes(bytes(data[:-1]))
     with pytest.raises(IntegrityError, match="does not match"):
-        verify_shards(out, [entry])
+        verify_shard(out, "t/a.bin", size, digest)
+
+
+def test_verify_listed_finds_missing_and_resized_shards_from_a_listing(tmp_path: Path) -> None:
+    out = str(tmp_path)
+    entries = []
+    for folder, name in (("t", "a.bin"), ("t", "b.bin"), ("u", "c.bin")):
+        size, digest = atomic_write(str(tmp_path / folder / name), name.encode() * 10)
+        entries.append({"path": f"{folder}/{name}", "bytes": size, "sha256": digest})
+    verify_listed(out, entries)
+    with pytest.raises(IntegrityError, match="missing"):
+        verify_listed(out, [*entries, {**entries[0], "path": "v/gone.bin"}])
+    (tmp_path / "t" / "b.bin").write_bytes(b"short")
+    with pytest.raises(IntegrityError, match="has 5 bytes"):
+        verify_listed(out, entries)
+
+
+def test_a_stage_whose_shard_does_not_match_fails(tmp_path: Path) -> None:
+    import apache_beam as beam
+
+    from pipelines.common import CollectShards
+
+    size, digest = atomic_write(str(tmp_path / "t" / "a.bin"), b"committed bytes")
+    good = ShardInfo("t", "t/a.bin", 1, size, digest)
+    with beam.Pipeline() as p:
+        listed = (p | "A" >> beam.Create([good]), p | "B" >> beam.Create([])) | CollectShards(str(tmp_path))
+        listed | beam.Map(lambda shards: (tmp_path / "listed.txt").write_text(repr(shards)))
+    assert (tmp_path / "listed.txt").read_text() == repr([good])
+    with pytest.raises(Exception, match="does not match its manifest"), beam.Pipeline() as p:
+        _ = p | beam.Create([good._replace(sha256="0" * 64)]) | CollectShards(str(tmp_path))
