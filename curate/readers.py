@@ -68,8 +68,9 @@ def _normalized(url: str) -> str:
 def read_tar(url: str) -> Iterator[FetchedImage]:
     """Samples of a webdataset/img2dataset tar, streamed: a run of consecutive members that share a key (the
     basename before its first dot) is one sample, as webdataset groups them, so one sample is in memory at a
-    time, not the tar."""
-    with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+    time, not the tar. A tar that ends without its end-of-archive blocks was cut short: its samples so far
+    come out, then a tarfile.ReadError (Python's tarfile, like webdataset, would just stop there)."""
+    with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
         stem, members = "", {}
         for member in tar:
             if not member.isfile():
@@ -85,6 +86,10 @@ def read_tar(url: str) -> Iterator[FetchedImage]:
             members[ext.lower()] = handle.read()
         if members:
             yield from _sample(url, stem, members)
+        size = getattr(fh, "size", None)
+        if size is not None and size < tar.offset + tarfile.BLOCKSIZE:
+            raise tarfile.ReadError(f"{url} is cut short: it ends at byte {size}, after its last member, "
+                                    "without the end-of-archive blocks")
 
 
 def _sample(url: str, stem: str, members: dict[str, bytes]) -> Iterator[FetchedImage]:

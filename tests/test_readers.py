@@ -93,3 +93,12 @@ def test_a_tar_is_read_as_webdataset_reads_it_one_sample_at_a_time(tmp_path: Pat
         for record in read_source(str(cut)):
             got.append(record)
     assert 10 < len(got) < 34 and [r.data for r in got] == [r.data for r in ours[: len(got)]]
+    # Cut exactly where sample 20 begins: no member is broken, but the end-of-archive blocks are missing.
+    with tarfile.open(path) as tar:
+        start = min(m.offset for m in tar.getmembers() if m.name.startswith("000020."))
+    cut.write_bytes(path.read_bytes()[:start])
+    got = []
+    with pytest.raises(tarfile.ReadError, match="cut short"):
+        for record in read_source(str(cut)):
+            got.append(record)
+    assert [r.data for r in got] == [r.data for r in ours[:17]]  # samples 0-19 less 3, 10 and 17 (no picture)
