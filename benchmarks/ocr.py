@@ -1,24 +1,25 @@
 """OCR benchmark: the fast text engine next to naive easyocr, in one run, on the same images.
 
-Images: every decoded image of the sample crawl (OUT/images, the decode stage's output: its `data` column).
-In one process, with one torch thread (so images/s is images/s/core), each image goes through
+Images: a labelled real set (--labelled DIR: images/ and labels.tsv, light and heavy as yes / no /
+ambiguous; ambiguous labels are left out of precision and recall), or every decoded image of the sample
+crawl (OUT/images with the crawl's truth.parquet: light = has_text, heavy = a document, chart or table).
+In one process, with one thread (so images/s is images/s/core), each image goes through
 - naive: Pillow decode + `curate.ocr.score` (prepare + `easyocr.Reader.readtext`) at its DEFAULT settings
-  (canvas_size 2560, every box recognized), scored like `curate.ocr.score` (page fraction included);
-- fast: `TextEngine(TextConfig()).score_bytes(data)` (bounded bf16/fp32 detection, escalation when unsure,
-  characters from box geometry, no recognition);
-- fast read=4 (unless --no-read): the same with the 4 largest boxes recognized (the cost of filling `text`).
+  (canvas_size 2560, every box recognized), scored like the full mode (page included);
+- fast: `TextEngine(TextConfig()).score_bytes(data)`, the default engine (PP-OCRv4 on ONNX Runtime);
+- one more fast column per --also SETTINGS (e.g. `detect_side=640`, `read=4`): what another setting costs.
 The sides are interleaved per image, in an order that rotates from image to image, so that other load on
 the machine (other people's tests) falls on every side alike and the ratio stays honest even when the
 absolute figures do not. Decode time counts on every side.
 
-Reported per side: images/s/core, the ratio to naive, light and heavy verdict agreement with naive
-(filters/text.py rules, curate.config.TextConfig thresholds), light and heavy precision/recall against
-truth.parquet (light: has_text; heavy: text_kind in document/chart/table), the second-pass (escalation) rate,
-and peak RSS: the measuring process (naive and fast together), and a child process that runs only the fast
-engine (its own peak, and its images/s alone, not interleaved). Goal (issue 6): fast >= 20x naive images/s
-with >= 95% light and heavy agreement.
+Reported per side: images/s/core, the ratio to naive, light and heavy precision/recall against the labels
+with the default thresholds (filters/text.py rules, curate.config.TextConfig), verdict agreement with naive,
+failures, and peak RSS: the measuring process (every side together), and a child process that runs only
+the fast engine (its own peak: what one text worker needs). Goals (issue 16, real images): fast >= 20x
+naive images/s; light P >= 0.95, R >= 0.93; heavy P >= 0.9, R >= 0.8; <= 1.5 GiB per worker.
 
-    python benchmarks/ocr.py --images build/demo/images --truth build/sample/truth.parquet [--quick 40]
+    python benchmarks/ocr.py --labelled DIR [--quick 40] [--also detect_side=640]
+    python benchmarks/ocr.py --images build/demo/images --truth build/sample/truth.parquet
 """
 
 from __future__ import annotations
@@ -66,18 +67,35 @@ def decoded_sample(crawl: Path, out: Path) -> Path:
 
 
 def load(images: Path, truth_path: Path, quick: int = 0) -> tuple[list[tuple[str, bytes]], dict[str, dict]]:
-    """(key, bytes) of every decoded image, in key order (a stratified subset of `quick` by text kind), and the
-    truth row of each key."""
+    """(key, bytes) of every decoded sample-crawl image, in key order (a stratified subset of `quick` by text
+    kind), and each key's truth: light (has_text), heavy (a document, chart or table) and its kind."""
     import pyarrow.parquet as pq
 
-    truth = {r["key"]: r for r in pq.read_table(truth_path, columns=["key", "has_text", "text_kind"]).to_pylist()}
+    rows = pq.read_table(truth_path, columns=["key", "has_text", "text_kind"]).to_pylist()
+    truth = {r["key"]: {"light": bool(r["has_text"]), "heavy": r["text_kind"] in HEAVY_KINDS, "kind": r["text_kind"]}
+             for r in rows}
     items = sorted((r["key"], r["data"]) for f in sorted(images.glob("*.parquet"))
                    for r in pq.read_table(f, columns=["key", "data"]).to_pylist())
     missing = [k for k, _ in items if k not in truth]
     if missing:
         raise SystemExit(f"{len(missing)} images have no truth row (is {truth_path} the crawl {images} came from?)")
     if quick:
-        items = stratified(items, {k: truth[k]["text_kind"] for k, _ in items}, quick)
+        items = stratified(items, {k: truth[k]["kind"] for k, _ in items}, quick)
+    return items, truth
+
+
+def load_labelled(folder: Path, quick: int = 0) -> tuple[list[tuple[str, bytes]], dict[str, dict]]:
+    """(file, bytes) of every image of a labelled set (labels.tsv: light, heavy as yes / no / ambiguous), and
+    each file's truth (None where ambiguous); `quick`: a subset stratified by (light, heavy) label."""
+    import csv
+
+    labels = list(csv.DictReader((folder / "labels.tsv").open(encoding="utf-8"), delimiter="\t"))
+    value = {"yes": True, "no": False}
+    truth = {r["file"]: {"light": value.get(r["light"]), "heavy": value.get(r["heavy"]),
+                         "kind": f"{r['light']}/{r['heavy']}"} for r in labels}
+    items = sorted((r["file"], (folder / "images" / r["file"]).read_bytes()) for r in labels)
+    if quick:
+        items = stratified(items, {k: truth[k]["kind"] for k, _ in items}, quick)
     return items, truth
 
 
@@ -108,28 +126,24 @@ def _one_thread() -> None:
     cv2.setNumThreads(1)
 
 
-def _engines(read4: bool, sides: tuple[int, ...] = ()) -> tuple[Any, dict[str, Any]]:
+def settings(text: str) -> dict[str, Any]:
+    """`detect_side=640,read=4` -> TextConfig keyword arguments (ints where they parse)."""
+    out: dict[str, Any] = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    return out
+
+
+def _engines(also: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
     from curate.config import TextConfig
-    from curate.ocr import Detection, TextEngine, load_reader
+    from curate.ocr import TextEngine, load_reader
+    from curate.ppocr import PPOCR
 
-    class Counting(TextEngine):
-        """The engine, remembering how many detection passes each picture took."""
-
-        passes: list[int]
-
-        def detect(self, array: Any) -> Detection:
-            found = super().detect(array)
-            self.passes.append(found.passes)
-            return found
-
-    reader = load_reader(threads=1)
-    engines = {"fast": Counting(TextConfig(), reader)}
-    if read4:
-        engines["fast read=4"] = Counting(TextConfig(read=4), reader)
-    for side in sides:
-        engines[f"fast detect_side={side}"] = Counting(TextConfig(detect_side=side), reader)
-    for engine in engines.values():
-        engine.passes = []
+    reader, models = load_reader(threads=1), PPOCR(threads=1)
+    engines = {"fast": TextEngine(TextConfig(threads=1), models)}
+    for extra in also:
+        engines[f"fast {extra}"] = TextEngine(TextConfig(threads=1, **settings(extra)), models)
     return reader, engines
 
 
@@ -155,18 +169,15 @@ def _verdicts(result: Any) -> tuple[bool, bool]:
     return is_light(result, config), is_heavy(result, config)
 
 
-def measure(items: list[tuple[str, bytes]], read4: bool = True, progress: bool = True,
-            detect_sides: tuple[int, ...] = ()) -> dict:
-    """Every side on every image, interleaved: seconds, verdicts and scores per side, passes per fast side."""
+def measure(items: list[tuple[str, bytes]], progress: bool = True, also: tuple[str, ...] = ()) -> dict:
+    """Every side on every image, interleaved: seconds and verdicts per side."""
     _one_thread()
-    reader, engines = _engines(read4, detect_sides)
+    reader, engines = _engines(also)
     sides: dict[str, Any] = {"naive": lambda data: naive(reader, data)}
     sides.update({name: engine.score_bytes for name, engine in engines.items()})
     names = list(sides)
     for fn in sides.values():  # warm-up (first-call allocations, kernel selection), not timed
         fn(items[0][1])
-    for engine in engines.values():
-        engine.passes.clear()
     seconds = dict.fromkeys(names, 0.0)
     verdicts: dict[str, list[tuple[bool, bool]]] = {name: [] for name in names}
     failures = dict.fromkeys(names, 0)
@@ -182,17 +193,16 @@ def measure(items: list[tuple[str, bytes]], read4: bool = True, progress: bool =
             print(f"  ocr bench {i + 1}/{len(items)} images, {time.perf_counter() - started:.0f} s", file=sys.stderr,
                   flush=True)
     return {"names": names, "seconds": seconds, "verdicts": verdicts, "failures": failures,
-            "passes": {name: list(engine.passes) for name, engine in engines.items()},
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def fast_alone(items: list[tuple[str, bytes]]) -> dict:
-    """The fast engine by itself (for its own peak memory): reader loaded, then every image once."""
+    """The fast engine by itself (for its own peak memory): models loaded, then every image once."""
     from curate.config import TextConfig
-    from curate.ocr import TextEngine, load_reader
+    from curate.ocr import TextEngine
 
     _one_thread()
-    engine = TextEngine(TextConfig(), load_reader(threads=1))
+    engine = TextEngine(TextConfig(threads=1))
     loaded = _hwm_mib("VmRSS")
     engine.score_bytes(items[0][1])
     started = time.perf_counter()
@@ -209,15 +219,17 @@ def _hwm_mib(field: str = "VmHWM") -> float:
 
 # --- the report --------------------------------------------------------------------------------------------
 
-def _pr(predicted: list[bool], actual: list[bool]) -> tuple[float, float]:
-    tp = sum(p and a for p, a in zip(predicted, actual, strict=True))
-    return (round(tp / max(1, sum(predicted)), 3), round(tp / max(1, sum(actual)), 3))
+def _pr(predicted: list[bool], actual: list[bool | None]) -> tuple[float, float]:
+    """Precision and recall, items whose truth is None (ambiguous) left out."""
+    pairs = [(p, a) for p, a in zip(predicted, actual, strict=True) if a is not None]
+    tp = sum(p and a for p, a in pairs)
+    return (round(tp / max(1, sum(p for p, _ in pairs)), 3), round(tp / max(1, sum(bool(a) for _, a in pairs)), 3))
 
 
 def rows(items: list[tuple[str, bytes]], truth: dict[str, dict], measured: dict, alone: dict | None) -> list[dict]:
     n = len(items)
-    has_text = [bool(truth[k]["has_text"]) for k, _ in items]
-    heavy_kind = [truth[k]["text_kind"] in HEAVY_KINDS for k, _ in items]
+    light = [truth[k]["light"] for k, _ in items]
+    heavy = [truth[k]["heavy"] for k, _ in items]
     base = measured["verdicts"]["naive"]
     naive_rate = n / measured["seconds"]["naive"]
     out = []
@@ -225,19 +237,16 @@ def rows(items: list[tuple[str, bytes]], truth: dict[str, dict], measured: dict,
         v = measured["verdicts"][name]
         light_agree = sum(a[0] == b[0] for a, b in zip(v, base, strict=True))
         heavy_agree = sum(a[1] == b[1] for a, b in zip(v, base, strict=True))
-        light_p, light_r = _pr([x[0] for x in v], has_text)
-        heavy_p, heavy_r = _pr([x[1] for x in v], heavy_kind)
-        passes = measured["passes"].get(name)
+        light_p, light_r = _pr([x[0] for x in v], light)
+        heavy_p, heavy_r = _pr([x[1] for x in v], heavy)
         rate = n / measured["seconds"][name]
         out.append({
             "benchmark": "ocr", "engine": name, "images": n, "images_per_s_core": round(rate, 3),
             "ms_per_image": round(1000 / rate, 1), "ratio_vs_naive": round(rate / naive_rate, 1),
+            "light_p_r": f"{light_p:.3f} / {light_r:.3f}", "heavy_p_r": f"{heavy_p:.3f} / {heavy_r:.3f}",
             "light_agree": f"{light_agree}/{n} ({100 * light_agree / n:.1f}%)",
             "heavy_agree": f"{heavy_agree}/{n} ({100 * heavy_agree / n:.1f}%)",
-            "light_p_r": f"{light_p:.3f} / {light_r:.3f}", "heavy_p_r": f"{heavy_p:.3f} / {heavy_r:.3f}",
             "light_kept": sum(x[0] for x in v), "heavy_kept": sum(x[1] for x in v), "failures": measured["failures"][name],
-            "escalated": "-" if passes is None else f"{sum(p > 1 for p in passes)}/{len(passes)} "
-                                                    f"({100 * sum(p > 1 for p in passes) / max(1, len(passes)):.1f}%)",
             "peak_rss_mib": round(measured["peak_rss_mib"]) if name == "naive" else
             (round(alone["peak_rss_mib"]) if alone and name == "fast" else "-"),
         })
@@ -254,17 +263,17 @@ def _child(args: list[str]) -> dict:
     return result
 
 
-def bench(images: Path, truth: Path, quick: int = 0, read4: bool = True) -> list[dict]:
-    """The rows (one per side), each measurement in a fresh child process with one thread: its settings and
-    memory stay out of the caller's (make bench runs other benchmarks in its own process)."""
-    common = ["--images", str(images), "--truth", str(truth), "--quick", str(quick)]
-    result: list[dict] = _child(common + ([] if read4 else ["--no-read"]))["rows"]
+def bench(source: list[str], quick: int = 0) -> list[dict]:
+    """The rows (one per side), measured in a fresh child process with one thread: its settings and memory stay
+    out of the caller's (make bench runs other benchmarks in its own process). `source`: `--labelled DIR` or
+    `--images DIR --truth FILE`."""
+    result: list[dict] = _child([*source, "--quick", str(quick)])["rows"]
     return result
 
 
 def bench_crawl(crawl: Path, out: Path, quick: int = 0) -> list[dict]:
     """`make bench`: the sample crawl in `crawl` decoded into `out` (once), then `bench`."""
-    return bench(decoded_sample(crawl, out), crawl / "truth.parquet", quick)
+    return bench(["--images", str(decoded_sample(crawl, out)), "--truth", str(crawl / "truth.parquet")], quick)
 
 
 def _print_table(table: list[dict]) -> None:
@@ -277,35 +286,38 @@ def _print_table(table: list[dict]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labelled", help="a labelled real image folder (images/, labels.tsv)")
     parser.add_argument("--images", default="build/demo/images", help="OUT/images of a decoded sample crawl")
     parser.add_argument("--truth", default="build/sample/truth.parquet", help="that crawl's truth.parquet")
     parser.add_argument("--crawl", help="a sample crawl directory: decode it into --out first (ignores --images, "
                                         "--truth)")
     parser.add_argument("--out", default="build/bench/ocr", help="with --crawl: where its stages write")
     parser.add_argument("--quick", type=int, default=0, help="a stratified subset of about N images (0: all)")
-    parser.add_argument("--no-read", action="store_true", help="skip the fast read=4 side")
-    parser.add_argument("--also-side", type=int, action="append", default=[], metavar="PX",
-                        help="one more fast column with this detect_side (repeatable): what a smaller bound costs")
+    parser.add_argument("--also", action="append", default=[], metavar="SETTINGS",
+                        help="one more fast column with these TextConfig settings, e.g. detect_side=640,read=4 "
+                             "(repeatable)")
     parser.add_argument("--no-alone", action="store_true", help="skip the fast engine's own memory run")
     parser.add_argument("--fast-alone", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
-    images, truth = Path(args.images), Path(args.truth)
-    if args.crawl:
-        images, truth = decoded_sample(Path(args.crawl), Path(args.out)), Path(args.crawl) / "truth.parquet"
-    items, truth_rows = load(images, truth, args.quick)
+    if args.labelled:
+        source = ["--labelled", args.labelled]
+        items, truth = load_labelled(Path(args.labelled), args.quick)
+    else:
+        images, truth_path = Path(args.images), Path(args.truth)
+        if args.crawl:
+            images, truth_path = decoded_sample(Path(args.crawl), Path(args.out)), Path(args.crawl) / "truth.parquet"
+        source = ["--images", str(images), "--truth", str(truth_path)]
+        items, truth = load(images, truth_path, args.quick)
     if args.fast_alone:
         print(json.dumps(fast_alone(items)))
         return 0
-    alone = None
-    if not args.no_alone:
-        alone = _child(["--images", str(images), "--truth", str(truth), "--quick", str(args.quick), "--fast-alone"])
+    alone = None if args.no_alone else _child([*source, "--quick", str(args.quick), "--fast-alone"])
     started = time.time()
-    measured = measure(items, read4=not args.no_read, progress=not args.json,
-                       detect_sides=tuple(args.also_side))
-    table = rows(items, truth_rows, measured, alone)
+    measured = measure(items, progress=not args.json, also=tuple(args.also))
+    table = rows(items, truth, measured, alone)
     base = measured["verdicts"]["naive"]
-    differ = {name: [f"{key} {truth_rows[key]['text_kind']}: naive {base[i]} {name} {v[i]}"
+    differ = {name: [f"{key} {truth[key]['kind']}: naive {base[i]} {name} {v[i]}"
                      for i, (key, _) in enumerate(items) if v[i] != base[i]]
               for name, v in measured["verdicts"].items() if name != "naive"}
     result = {"images": len(items), "seconds": round(time.time() - started), "threads": 1, "rows": table,
@@ -316,8 +328,8 @@ def main() -> int:
         _print_table(table)
         if alone:
             print(f"\nfast engine alone (child process, not interleaved): {alone['images_per_s']:.1f} images/s/core, "
-                  f"peak RSS {alone['peak_rss_mib']:.0f} MiB ({alone['loaded_rss_mib']:.0f} MiB resident once the reader "
-                  f"is loaded); naive + fast process peak RSS {measured['peak_rss_mib']:.0f} MiB")
+                  f"peak RSS {alone['peak_rss_mib']:.0f} MiB ({alone['loaded_rss_mib']:.0f} MiB resident once the models "
+                  f"are loaded); all sides' process peak RSS {measured['peak_rss_mib']:.0f} MiB")
     print(json.dumps(result))
     return 0
 

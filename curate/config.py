@@ -114,28 +114,27 @@ class DedupConfig:
 @dataclass(frozen=True)
 class TextConfig:
     filter: str = "none"  # none | light | heavy | notext
-    # Thresholds on TextScore, chosen on the sample crawl's truth (see BENCHMARKS.md):
-    light_min_chars: int = 5  # readable text: at least this many recognized characters
-    heavy_min_lines: int = 4  # text-dense (documents, charts, tables): this many lines ...
-    heavy_min_chars: int = 30  # ... and this many characters ...
-    heavy_min_page: float = 0.55  # ... on a page: more than half the picture light, unsaturated background
-    mode: str = "fast"  # fast: bounded detection, geometry for chars | full: easyocr readtext, every box read
-    detect_side: int = 256  # fast: first detection pass bound, pixels on the longer side (unsure: twice that)
-    read: int = 0  # fast: recognize this many boxes per image (largest first) to fill in `text`
-    precision: str = "auto"  # fast: detector arithmetic, auto = bf16 where the hardware has it natively, else fp32
+    # Thresholds on TextScore, chosen by leave-one-source-out cross-validation on real labelled images
+    # (benchmarks/calibrate.py; figures in BENCHMARKS.md):
+    light_min_chars: int = 3  # readable text: at least this many readable characters
+    heavy_min_chars: int = 80  # text-dense (documents, charts, tables, receipts, screenshots): this many ...
+    heavy_min_page: float = 0.5  # ... on a page: at least this share of the text region's background flat
+    heavy_min_lines: int = 1  # ... in at least this many lines
+    mode: str = "fast"  # fast: PP-OCRv4 on ONNX Runtime, lines read in part | full: easyocr readtext, all read
+    detect_side: int = 960  # fast: detection with the picture's longer side at this many pixels
+    read: int = 8  # fast: recognize this many text lines per picture (the largest), extrapolate the rest
     canvas: int = 1280  # full: easyocr detection bound, pixels on the longer side
-    threads: int = 0  # torch CPU threads per worker (0: torch's default)
-    batch: int = 1  # pictures per OCR call; the first detection pass runs on the call's same-size pictures at once
+    threads: int = 0  # CPU threads per worker for the models (0: the library's default, one per core)
+    batch: int = 1  # pictures per OCR call (full mode on a GPU: easyocr takes them in turn)
     cache: str | None = None  # where scores are cached by pixel hash (default OUT/cache/ocr); any fsspec URL
 
     def validate(self) -> None:
         _choice("text.filter", self.filter, TEXT_FILTERS)
         _choice("text.mode", self.mode, ("fast", "full"))
-        _choice("text.precision", self.precision, ("auto", "fp32", "bf16"))
-        for name in ("light_min_chars", "heavy_min_lines", "heavy_min_chars", "canvas", "detect_side", "batch"):
+        for name in ("light_min_chars", "heavy_min_lines", "heavy_min_chars", "canvas", "detect_side", "read",
+                     "batch"):
             _positive(f"text.{name}", getattr(self, name))
         _non_negative("text.threads", self.threads)
-        _non_negative("text.read", self.read)
         if not 0.0 <= self.heavy_min_page <= 1.0:
             raise ConfigError("text.heavy_min_page must be between 0 and 1")
 

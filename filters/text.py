@@ -1,8 +1,9 @@
 """The text filters: light (any readable text), heavy (text-dense: documents, charts, tables), notext.
 
 The rules read a TextScore only, so a finished dataset that stores its scores can be re-thresholded
-without running OCR again. Thresholds are config fields (curate.config.TextConfig); their defaults come
-from the sample crawl's truth and are documented with their precision and recall in BENCHMARKS.md.
+without running OCR again. Thresholds are config fields (curate.config.TextConfig); their defaults are
+chosen by leave-one-source-out cross-validation on real labelled images (benchmarks/calibrate.py) and
+documented with their precision and recall in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from curate.records import TextScore
 
 
 def is_light(score: TextScore, config: TextConfig) -> bool:
-    """Readable text: enough recognized characters."""
+    """Readable text: enough readable characters."""
     return score.chars >= config.light_min_chars
 
 
 def is_heavy(score: TextScore, config: TextConfig) -> bool:
-    """Text-dense documents, charts and tables: several lines and enough characters, on a page (a light
-    background over much of the picture; UI screenshots, signs and photos with captions are not pages)."""
-    return (score.lines >= config.heavy_min_lines and score.chars >= config.heavy_min_chars
-            and score.page >= config.heavy_min_page)
+    """Documents, charts, tables, receipts and screenshots of text: enough characters on a page (most of the
+    text region's background flat: paper, a screen; signs, shop fronts and products set text on a scene)."""
+    return (score.chars >= config.heavy_min_chars and score.page >= config.heavy_min_page
+            and score.lines >= config.heavy_min_lines)
 
 
 def verdict(score: TextScore, config: TextConfig) -> str:
