@@ -2,7 +2,8 @@
 
 Images: a labelled real set (--labelled DIR: images/ and labels.tsv, light and heavy as yes / no /
 ambiguous; ambiguous labels are left out of precision and recall), or every decoded image of the sample
-crawl (OUT/images with the crawl's truth.parquet: light = has_text, heavy = a document, chart or table).
+crawl (OUT/images with the crawl's truth.parquet: light = has_text, heavy = a document, chart, table or
+screenshot).
 In one process, with one thread (so images/s is images/s/core), each image goes through
 - naive: Pillow decode + `curate.ocr.score` (prepare + `easyocr.Reader.readtext`) at its DEFAULT settings
   (canvas_size 2560, every box recognized), scored like the full mode (page included);
@@ -39,7 +40,6 @@ from typing import Any
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-HEAVY_KINDS = ("document", "chart", "table")
 
 
 # --- inputs ------------------------------------------------------------------------------------------------
@@ -68,11 +68,11 @@ def decoded_sample(crawl: Path, out: Path) -> Path:
 
 def load(images: Path, truth_path: Path, quick: int = 0) -> tuple[list[tuple[str, bytes]], dict[str, dict]]:
     """(key, bytes) of every decoded sample-crawl image, in key order (a stratified subset of `quick` by text
-    kind), and each key's truth: light (has_text), heavy (a document, chart or table) and its kind."""
+    kind), and each key's truth: light (has_text), heavy and its kind."""
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(truth_path, columns=["key", "has_text", "text_kind"]).to_pylist()
-    truth = {r["key"]: {"light": bool(r["has_text"]), "heavy": r["text_kind"] in HEAVY_KINDS, "kind": r["text_kind"]}
+    rows = pq.read_table(truth_path, columns=["key", "has_text", "heavy", "text_kind"]).to_pylist()
+    truth = {r["key"]: {"light": bool(r["has_text"]), "heavy": bool(r["heavy"]), "kind": r["text_kind"]}
              for r in rows}
     items = sorted((r["key"], r["data"]) for f in sorted(images.glob("*.parquet"))
                    for r in pq.read_table(f, columns=["key", "data"]).to_pylist())

@@ -117,8 +117,8 @@ class TextConfig:
     # Thresholds on TextScore, chosen by leave-one-source-out cross-validation on real labelled images
     # (benchmarks/calibrate.py; figures in BENCHMARKS.md):
     light_min_chars: int = 3  # readable text: at least this many readable characters
-    heavy_min_chars: int = 80  # text-dense (documents, charts, tables, receipts, screenshots): this many ...
-    heavy_min_page: float = 0.5  # ... on a page: at least this share of the text region's background flat
+    heavy_min_chars: int = 60  # text-dense (documents, charts, tables, receipts, screenshots): this many ...
+    heavy_min_page: float = 0.55  # ... on a page: at least this share of the text region's background flat
     heavy_min_lines: int = 1  # ... in at least this many lines
     mode: str = "fast"  # fast: PP-OCRv4 on ONNX Runtime, lines read in part | full: easyocr readtext, all read
     detect_side: int = 960  # fast: detection with the picture's longer side at this many pixels

@@ -21,7 +21,8 @@ What a TextScore holds (both modes; docs/TEXT.md has the measurements behind eac
 - `page`: how much of the text region's background is flat (paper, a screen, a plain panel): documents,
   receipts, tables and charts, photographed or born-digital, set text on one; signs, shop fronts and
   products put it on a scene. The text region is the bounding rectangle of the boxes, the boxes themselves
-  excluded, on a grey copy at most PAGE_SIDE pixels long; a pixel is flat where its gradient is below FLAT.
+  excluded, on a grey copy whose text is PAGE_TEXT pixels high; a pixel is flat where its gradient is below
+  FLAT.
 
 Any decodable picture gets a score or a reason-coded failure: 1x1, 1xN, blank, 16-bit, alpha and
 20000x20 pictures are brought to RGB, bounded and padded first. A worker builds its engine once
@@ -58,8 +59,12 @@ MAX_TEXT = 500
 MIN_SIDE = 32  # the detectors' feature maps need a few pixels on each side
 MAX_SIDE = 4096  # longer sides are scaled down first (a 20000x20 strip would exhaust the detector)
 TRIM_EVERY = 64  # pictures scored between two returns of the C heap's free memory to the system
+SMALL_PRINT = 16.0  # fast mode: lines this high (pixels, at detection scale) or less are looked at again, larger
 READABLE = 0.6  # fast mode: a reading at least this confident is text (textures read as junk below it)
-PAGE_SIDE, FLAT = 384, 16.0  # `page`: grey copy's longer side; Sobel gradient magnitude below FLAT is flat
+# `page` is measured on a grey copy scaled so that a typical box is PAGE_TEXT pixels high (small print on a
+# large page must not blur into texture), its longer side kept within PAGE_SIDES; a pixel whose Sobel
+# gradient magnitude is below FLAT is flat.
+PAGE_TEXT, PAGE_SIDES, FLAT = 16.0, (256, 1024), 16.0
 # The OCR engine decodes what the decode stage already accepted under the user's `image:` settings: it
 # refuses only what it cannot decode, never a size or shape.
 OCR_IMAGE = ImageConfig(min_side=1, max_aspect_ratio=math.inf)
@@ -139,8 +144,17 @@ def coverage(polygons: Sequence[np.ndarray], width: int, height: int) -> float:
         return 0.0
     scale = min(1.0, 256 / max(width, height))
     mask = np.zeros((max(1, round(height * scale)), max(1, round(width * scale))), np.uint8)
-    cv2.fillPoly(mask, [np.round(np.asarray(p) * scale).astype(np.int32) for p in polygons], 1)
+    _fill(mask, polygons, scale)
     return float(mask.mean())
+
+
+def _fill(mask: np.ndarray, polygons: Sequence[np.ndarray], scale: float) -> None:
+    """Set the pixels under every (convex) box, one at a time: cv2.fillPoly of several polygons fills their
+    overlaps by the even-odd rule, that is not at all."""
+    import cv2
+
+    for p in polygons:
+        cv2.fillConvexPoly(mask, np.round(np.asarray(p) * scale).astype(np.int32), 1)
 
 
 def count_lines(polygons: Sequence[np.ndarray]) -> int:
@@ -176,12 +190,16 @@ def page_flatness(rgb: np.ndarray, polygons: Sequence[np.ndarray]) -> float:
     if not polygons:
         return 0.0
     height, width = rgb.shape[:2]
-    scale = min(1.0, PAGE_SIDE / max(height, width))
+    text_height = float(np.median([min(np.linalg.norm(p[1] - p[0]), np.linalg.norm(p[3] - p[0]))
+                                   for p in map(np.asarray, polygons)]))
+    longest = max(height, width)
+    low, high = PAGE_SIDES[0] / longest, min(1.0, PAGE_SIDES[1] / longest)
+    scale = min(high, max(low, PAGE_TEXT / max(text_height, 1.0)))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     grey = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA).astype(np.float32)
     gradient = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
     text = np.zeros(grey.shape, np.uint8)
-    cv2.fillPoly(text, [np.round(np.asarray(p) * scale).astype(np.int32) for p in polygons], 1)
+    _fill(text, polygons, scale)
     ys, xs = np.nonzero(text)
     if not len(ys):
         return 0.0
@@ -287,9 +305,21 @@ class TextEngine:
             return _failure(e)
         return result._replace(ms=round((time.perf_counter() - started) * 1000, 1))
 
+    def detect(self, rgb: np.ndarray) -> list[Any]:
+        """Text lines at `detect_side`, and again at up to twice that when the lines found are small print on a
+        picture larger than the first pass saw (a dense page scanned at 300 dpi): small lines are found in
+        pieces, and pieces of a page are no page."""
+        side = self.config.detect_side
+        boxes = self.models.detect(rgb, side)
+        longest = max(rgb.shape[:2])
+        scale = side / longest
+        if boxes and longest > side and float(np.median([b.height for b in boxes])) * scale < SMALL_PRINT:
+            boxes = self.models.detect(rgb, min(longest, 2 * side))
+        return boxes
+
     def measure(self, rgb: np.ndarray) -> TextScore:
         """The fast mode's TextScore of an RGB picture (module docstring)."""
-        boxes = self.models.detect(rgb, self.config.detect_side)
+        boxes = self.detect(rgb)
         if not boxes:
             return TextScore(0, 0.0, 0, 0, 0.0, 0, "", 0.0, 0, 0.0)
         chosen = sorted(range(len(boxes)), key=lambda i: -boxes[i].length * boxes[i].height)[: self.config.read]

@@ -136,9 +136,9 @@ def _resolve(element: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
 
 class ScoreText(beam.DoFn):
     """OCR for the pictures to score in one row group of one OUT/images file: the group's bytes are read here,
-    once, and the pictures (each with the rows that share its pixels) are scored `text.batch` at a time. The
-    engine loads once per worker; it runs its first detection pass on a call's same-size pictures together
-    (`TextEngine.score_many`), and one picture's score does not depend on the others in its call."""
+    once, and the pictures (each with the rows that share its pixels) are scored `text.batch` at a time
+    (`TextEngine.score_many`). The engine loads once per worker; one picture's score does not depend on the
+    others in its call."""
 
     def __init__(self, config: TextConfig):
         self.config = config
@@ -161,7 +161,7 @@ class ScoreText(beam.DoFn):
             batch = pictures[start:start + self.config.batch]
             items = [data[rows[0]["row"]].as_py() for rows in batch]
             try:
-                results: list[Any] = self.engine.score_many(items, batch=len(items))
+                results: list[Any] = self.engine.score_many(items)
             except Exception:  # noqa: BLE001 - the batch as a whole failed (memory?): each picture on its own
                 results = [self._one(item) for item in items]
             for rows, result in zip(batch, results, strict=True):

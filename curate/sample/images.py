@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 TEXT_KINDS = ("none", "document", "chart", "table", "sign", "screenshot")
+# What the heavy filter is for: documents, charts, tables and screenshots of text (an app's forms and lists of
+# messages, like a screenshot of a chat or an article); signs are light only.
+HEAVY_KINDS = ("document", "chart", "table", "screenshot")
 LOOKALIKE_KINDS = ("photo", "natural", "document", "chart", "table", "sign", "screenshot")
 
 # scikit-image sample photos that load offline (no pooch). Not used: cat (= chelsea), moon, cell and clock

@@ -784,7 +784,7 @@ def truth_rows(plan: Plan) -> list[dict]:
             "animated": img.animated,
             "text_kind": img.text_kind,
             "has_text": None if img.text_kind is None else img.text_kind != "none",
-            "heavy": None if img.text_kind is None else img.text_kind in ("document", "chart", "table"),
+            "heavy": None if img.text_kind is None else img.text_kind in im.HEAVY_KINDS,
             "words": " ".join(img.words),
             "dup_group": img.dup_group,
             "dup_kind": img.dup_kind,

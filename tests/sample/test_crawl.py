@@ -26,6 +26,7 @@ from warcio.exceptions import ArchiveLoadFailed
 from curate import reasons as R
 from curate.config import Config
 from curate.sample.build import build_sample_crawl
+from curate.sample.images import HEAVY_KINDS
 from curate.urls import normalize_url
 
 SNAPSHOTS = ("CC-MAIN-2021-04", "CC-MAIN-2023-06")
@@ -260,7 +261,7 @@ def test_truth_covers_every_planted_case(sample_crawl: Path) -> None:
     assert kinds == {"none", "document", "chart", "table", "sign", "screenshot"}
     with_text = sum(r["has_text"] for r in kept)
     assert 0.3 <= with_text / len(kept) <= 0.7  # about half, like the web
-    assert all(r["heavy"] == (r["text_kind"] in ("document", "chart", "table")) for r in kept)
+    assert all(r["heavy"] == (r["text_kind"] in HEAVY_KINDS) for r in kept)
     assert all(r["words"] for r in kept if r["has_text"])
     assert sum(1 for r in truth if r["lookalike_group"] is not None) >= 6
     multi_snapshot = [r for r in truth if len(r["snapshots"]) == 2]
