@@ -50,11 +50,11 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 
 def load_labels(folder: Path) -> list[dict[str, str]]:
     """Rows of labels.tsv with their `source` (SOURCES.tsv's repo, or the file name's prefix)."""
-    rows = list(csv.DictReader((folder / "labels.tsv").open(encoding="utf-8"), delimiter="\t"))
+    rows = list(csv.DictReader((folder / "labels.tsv").read_text(encoding="utf-8").splitlines(), delimiter="\t"))
     sources = {}
     if (folder / "SOURCES.tsv").is_file():
-        sources = {r["file"]: r["repo"] for r in csv.DictReader((folder / "SOURCES.tsv").open(encoding="utf-8"),
-                                                                 delimiter="\t")}
+        listed = (folder / "SOURCES.tsv").read_text(encoding="utf-8").splitlines()
+        sources = {r["file"]: r["repo"] for r in csv.DictReader(listed, delimiter="\t")}
     for row in rows:
         row["source"] = sources.get(row["file"], row["file"].split("__")[0])
     return rows

@@ -89,7 +89,7 @@ def load_labelled(folder: Path, quick: int = 0) -> tuple[list[tuple[str, bytes]]
     each file's truth (None where ambiguous); `quick`: a subset stratified by (light, heavy) label."""
     import csv
 
-    labels = list(csv.DictReader((folder / "labels.tsv").open(encoding="utf-8"), delimiter="\t"))
+    labels = list(csv.DictReader((folder / "labels.tsv").read_text(encoding="utf-8").splitlines(), delimiter="\t"))
     value = {"yes": True, "no": False}
     truth = {r["file"]: {"light": value.get(r["light"]), "heavy": value.get(r["heavy"]),
                          "kind": f"{r['light']}/{r['heavy']}"} for r in labels}

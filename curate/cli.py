@@ -179,12 +179,13 @@ def _text_options(p: argparse.ArgumentParser, cache: bool = True) -> None:
                         "(documents, charts, tables); notext keeps images without text [config text.filter, "
                         "default none]")
     p.add_argument("--ocr-mode", choices=("fast", "full"), default=None,
-                   help="fast: bounded detection, characters from box geometry; full: easyocr readtext, every box "
-                        "recognized [config text.mode, default fast]")
+                   help="fast: PP-OCRv4 on ONNX Runtime, the largest lines read, the rest extrapolated; full: easyocr "
+                        "readtext, every box read (the slow reference) [config text.mode, default fast]")
     p.add_argument("--detect-side", type=_positive_int, default=None,
-                   help="fast: detection bound, pixels on the longer side [config text.detect_side, default 256]")
-    p.add_argument("--read", type=int, default=None,
-                   help="fast: recognize this many boxes per image to fill in the text [config text.read, default 0]")
+                   help="fast: detection with the picture's longer side at this many pixels [config text.detect_side, "
+                        "default 960]")
+    p.add_argument("--read", type=_positive_int, default=None,
+                   help="fast: text lines read per picture, the largest first [config text.read, default 8]")
     if cache:
         p.add_argument("--ocr-cache", default=None, metavar="URL",
                        help="scores cached by pixel hash, shared between runs and outputs [config text.cache, "

@@ -138,7 +138,6 @@ def prepare(image: Image.Image) -> np.ndarray:
 
 def coverage(polygons: Sequence[np.ndarray], width: int, height: int) -> float:
     """Fraction of the picture under at least one box, on a mask of at most 256 px a side."""
-    import cv2
 
     if not polygons:
         return 0.0

@@ -71,7 +71,7 @@ def read_tar(url: str) -> Iterator[FetchedImage]:
     time, not the tar. A tar that ends without its end-of-archive blocks was cut short: its samples so far
     come out, then a tarfile.ReadError (Python's tarfile, like webdataset, would just stop there)."""
     with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
-        stem, members = "", {}
+        stem, members = "", dict[str, bytes]()
         for member in tar:
             if not member.isfile():
                 continue

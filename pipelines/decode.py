@@ -77,7 +77,8 @@ class ImageFileWriter:
     """OUT/images rows streamed into one Parquet file, `group_rows` at a time; the file appears at commit."""
 
     def __init__(self, url: str, group_rows: int = IMAGE_ROW_GROUP):
-        self.url, self.group_rows, self.rows, self.count = url, group_rows, [], 0
+        self.url, self.group_rows, self.count = url, group_rows, 0
+        self.rows: list[dict[str, Any]] = []
         self.file: AtomicFile | None = None
         self.writer: pq.ParquetWriter | None = None
 
