@@ -30,8 +30,10 @@ chromium:
 demo: install
 	$(PY) -m curate demo --crawl build/sample --out build/demo
 
+# BENCH_ARGS='--labelled DIR' runs the OCR benchmark on a labelled real image set (images/, labels.tsv).
+BENCH_ARGS ?=
 bench: install
-	$(PY) benchmarks/run.py --out build/bench
+	$(PY) benchmarks/run.py --out build/bench $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check curate pipelines filters tests benchmarks

@@ -184,7 +184,7 @@ def test_ocr_command_prints_one_json_line_per_image(tmp_path: Path) -> None:
     assert first["boxes"] >= first["lines"] >= 4 and first["chars"] >= 30 and first["page"] > 0.55
     assert first["read"] == min(8, first["boxes"]) and first["text"] and first["ms"] > 0
     assert second["path"] == str(scene) and not second["light"] and second["verdict"] == "no_text"
-    assert second["boxes"] == second["chars"] == second["words"] == 0
+    assert second["chars"] == second["words"] == 0 and second["text"] == ""  # a texture may have boxes, unreadable
     assert 0 < first["area_fraction"] < 1 and second["ms"] > 0
     full = json.loads(_curate("ocr", str(doc), "--ocr-mode", "full", timeout=300).stdout)
     assert full["read"] == full["boxes"] >= 4 and full["light"] and full["heavy"]

@@ -13,8 +13,8 @@ def _score(chars: int, lines: int, page: float = 0.9) -> TextScore:
 
 @pytest.mark.parametrize(
     ("chars", "lines", "light", "heavy"),
-    [(0, 0, False, False), (4, 1, False, False), (5, 1, True, False), (29, 6, True, False), (30, 3, True, False),
-     (30, 4, True, True), (400, 12, True, True)],
+    [(0, 0, False, False), (2, 1, False, False), (3, 1, True, False), (59, 6, True, False), (60, 1, True, True),
+     (400, 12, True, True)],
 )
 def test_thresholds(chars: int, lines: int, light: bool, heavy: bool) -> None:
     config = TextConfig()
@@ -44,3 +44,4 @@ def test_heavy_needs_a_page() -> None:
 def test_thresholds_are_config() -> None:
     strict = TextConfig(light_min_chars=50)
     assert not is_light(_score(20, 2), strict) and is_light(_score(20, 2), TextConfig())
+    assert not is_heavy(_score(400, 3), TextConfig(heavy_min_lines=4)) and is_heavy(_score(400, 3), TextConfig())
