@@ -20,6 +20,7 @@ the fast engine (its own peak: what one text worker needs). Goals (issue 16, rea
 naive images/s; light P >= 0.95, R >= 0.93; heavy P >= 0.9, R >= 0.8; <= 1.5 GiB per worker.
 
     python benchmarks/ocr.py --labelled DIR [--quick 40] [--also detect_side=640]
+    python benchmarks/ocr.py --labelled DIR --fast-alone     # only the fast engine's memory, 3 rounds
     python benchmarks/ocr.py --images build/demo/images --truth build/sample/truth.parquet
 """
 
@@ -114,16 +115,20 @@ def stratified(items: list[tuple[str, bytes]], kinds: dict[str, str], n: int) ->
 
 # --- the sides ---------------------------------------------------------------------------------------------
 
-def _one_thread() -> None:
+def _one_thread(torch_too: bool = True) -> None:
+    """One thread for OpenCV (and torch, which only the naive side needs: a text worker of the fast engine
+    never imports it, so the fast engine's own memory is measured without it)."""
     import warnings
 
     import cv2
-    import torch
 
-    # easyocr's recognizer asks its DataLoader for pinned memory, which warns on every call without a GPU
-    warnings.filterwarnings("ignore", message=".*pin_memory.*")
-    torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    if torch_too:
+        import torch
+
+        # easyocr's recognizer asks its DataLoader for pinned memory, which warns on every call without a GPU
+        warnings.filterwarnings("ignore", message=".*pin_memory.*")
+        torch.set_num_threads(1)
 
 
 def settings(text: str) -> dict[str, Any]:
@@ -196,20 +201,25 @@ def measure(items: list[tuple[str, bytes]], progress: bool = True, also: tuple[s
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def fast_alone(items: list[tuple[str, bytes]]) -> dict:
-    """The fast engine by itself (for its own peak memory): models loaded, then every image once."""
+def fast_alone(items: list[tuple[str, bytes]], rounds: int = 3) -> dict:
+    """The fast engine by itself (for its own peak memory): models loaded, then every image, `rounds` times
+    over: the peak after each round shows whether memory grows with the pictures scored."""
     from curate.config import TextConfig
     from curate.ocr import TextEngine
 
-    _one_thread()
+    _one_thread(torch_too=False)
     engine = TextEngine(TextConfig(threads=1))
     loaded = _hwm_mib("VmRSS")
     engine.score_bytes(items[0][1])
     started = time.perf_counter()
-    for _, data in items:
-        engine.score_bytes(data)
+    peaks = []
+    for _ in range(rounds):
+        for _, data in items:
+            engine.score_bytes(data)
+        peaks.append(round(_hwm_mib()))
     seconds = time.perf_counter() - started
-    return {"images_per_s": len(items) / seconds, "peak_rss_mib": _hwm_mib(), "loaded_rss_mib": loaded}
+    return {"images_per_s": rounds * len(items) / seconds, "peak_rss_mib": _hwm_mib(), "loaded_rss_mib": loaded,
+            "peak_after_each_round_mib": peaks}
 
 
 def _hwm_mib(field: str = "VmHWM") -> float:
@@ -322,7 +332,7 @@ def main() -> int:
               for name, v in measured["verdicts"].items() if name != "naive"}
     result = {"images": len(items), "seconds": round(time.time() - started), "threads": 1, "rows": table,
               "disagreements (light, heavy)": differ,
-              "fast_alone": {k: round(v, 2) for k, v in alone.items()} if alone else None,
+              "fast_alone": alone,
               "interleaved": "per image, rotating order; other load on the machine hits every side alike"}
     if not args.json:
         _print_table(table)

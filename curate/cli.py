@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from curate import __version__
-from curate.errors import UserError
+from curate.errors import UserError, WeightsError
 
 EXIT_USAGE = 2
 
@@ -421,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args))
-    except UserError as e:
+    except (UserError, WeightsError) as e:  # a model file missing or altered: the install is the user's to fix
         print(f"curate {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ Two modes (`text.mode`):
   an md5 with `assert`, which `python -O` removes, and then unpickles them with torch.load). Downloads are
   disabled.
 
-What a TextScore holds (both modes; docs/TEXT.md has the measurements behind each choice):
+What a TextScore holds (both modes; BENCHMARKS.md, "Text filter on real images", has the measurements):
 - `boxes`: text lines; `area_fraction`: the share of the picture under them (union, not sum);
 - `chars`, `words`: readable characters and words. Fast mode: the readings of at least READABLE
   confidence, scaled up by the lines and parts of lines not read (a line's length in heights is the unit),

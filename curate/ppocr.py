@@ -71,8 +71,8 @@ def model_dir() -> Path:
     """Where the pinned model files are installed (inside the rapidocr-onnxruntime package, not imported)."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError("the OCR models' package is not installed: pip install --no-deps "
-                           "rapidocr-onnxruntime==1.4.4 (see docs/ARCHITECTURE.md, 'text engine')")
+        raise WeightsError("the OCR models' package is not installed: pip install --no-deps --require-hashes "
+                           "-r requirements-models.txt (rapidocr-onnxruntime==1.4.4, without its dependencies)")
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
@@ -81,7 +81,8 @@ def verify_models(directory: Path) -> None:
     for name, expected in MODELS.items():
         path = directory / name
         if not path.is_file():
-            raise WeightsError(f"OCR model missing: {path} (pip install --no-deps rapidocr-onnxruntime==1.4.4)")
+            raise WeightsError(f"OCR model missing: {path} (pip install --no-deps --require-hashes -r "
+                               "requirements-models.txt)")
         digest = hashlib.sha256()
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -152,7 +153,9 @@ class PPOCR:
 
 
 def _normalized(rgb: np.ndarray) -> np.ndarray:
-    """HWC uint8 -> CHW float32, as both models were trained."""
+    """HWC uint8 -> CHW float32 scaled to [-1, 1], as both models take it. PaddleOCR reads pictures as BGR;
+    on every second real labelled image RGB and BGR gave the same light precision and heavy recall (light
+    recall 0.978 vs 1.0, heavy precision 0.905 vs 0.864), and the thresholds were calibrated on RGB."""
     x = (rgb.astype(np.float32) / 255.0 - MEAN) / STD
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
