@@ -36,7 +36,7 @@ bench: install
 	$(PY) benchmarks/run.py --out build/bench $(BENCH_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check curate pipelines filters tests benchmarks
+	$(VENV)/bin/ruff check curate tests benchmarks scripts
 	$(VENV)/bin/mypy
 
 clean:

@@ -104,8 +104,8 @@ def score_files(files: list[Path], out: Path) -> list[dict]:
 
 def predict(kind: str, score: dict, t: dict[str, Any]) -> bool:
     from curate.config import TextConfig
+    from curate.filters.text import is_heavy, is_light
     from curate.records import TextScore
-    from filters.text import is_heavy, is_light
 
     if "error" in score:
         return False

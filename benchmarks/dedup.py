@@ -16,7 +16,7 @@ import apache_beam as beam
 
 
 def nodes(n: int, seed: int = 0) -> list:
-    from filters.dedup import Node
+    from curate.filters.dedup import Node
 
     rng = random.Random(seed)
     out = []
@@ -36,7 +36,7 @@ def nodes(n: int, seed: int = 0) -> list:
 
 
 def _child(n: int) -> None:
-    from filters.dedup import Deduplicate
+    from curate.filters.dedup import Deduplicate
 
     data = nodes(n)
     started = time.perf_counter()

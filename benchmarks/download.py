@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.serve import SampleServer
+from curate.pipelines.extract import REF_SCHEMA
+from curate.sample.serve import SampleServer
 from curate.urls import url_key
-from pipelines.extract import REF_SCHEMA
 
 
 def _urls(crawl: Path, count: int) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
 
-from curate.extract import PAGE, Context, extract_record
+from curate.filters.extract import PAGE, Context, extract_record
 from curate.warc import DamagedFile, NotAWarc, iter_records
 
 

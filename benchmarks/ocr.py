@@ -51,13 +51,13 @@ def decoded_sample(crawl: Path, out: Path) -> Path:
     images = out / "images"
     if (images / "_MANIFEST.json").is_file():
         return images
+    from curate.commands.demo import DEMO_FLAGS
     from curate.config import load_config
     from curate.crawl import snapshot_files
-    from curate.demo import DEMO_FLAGS
+    from curate.pipelines import decode, download, extract
     from curate.readers import list_sources
     from curate.sample.plan import SNAPSHOTS
-    from curate.serve import SampleServer
-    from pipelines import decode, download, extract
+    from curate.sample.serve import SampleServer
 
     config = load_config(None, DEMO_FLAGS)
     with SampleServer(crawl) as server:
@@ -165,8 +165,8 @@ def naive(reader: Any, data: bytes) -> Any:
 
 def _verdicts(result: Any) -> tuple[bool, bool]:
     from curate.config import TextConfig
+    from curate.filters.text import is_heavy, is_light
     from curate.records import TextScore
-    from filters.text import is_heavy, is_light
 
     if not isinstance(result, TextScore):
         return False, False

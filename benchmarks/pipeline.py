@@ -1,8 +1,8 @@
-"""Scaling benchmark: `curate run` (pipelines.run.run_all) on the sample crawl at several --scale values.
+"""Scaling benchmark: `curate run` (curate.pipelines.run.run_all) on the sample crawl at several --scale values.
 
 For each scale, in a fresh subprocess (so that peak memory is that scale's own): build the sample crawl
-(curate.sample.build.build_sample_crawl), serve it on 127.0.0.1 (curate.serve.SampleServer, as
-curate/demo.py does), and run every stage with the demo's download settings (curate.demo.DEMO_FLAGS), the
+(curate.sample.build.build_sample_crawl), serve it on 127.0.0.1 (curate.sample.serve.SampleServer, as
+curate/demo.py does), and run every stage with the demo's download settings (curate.commands.demo.DEMO_FLAGS), the
 text stage on, an empty OCR cache, and `extract.shards` = --shards-per-scale x the scale (a real job sizes
 its Parquet shards by bytes, docs/DEPLOY.md section 4, so a worker's share of a shard does not grow with the
 job; the benchmark keeps the shard size constant the same way).
@@ -176,13 +176,14 @@ def one_scale(scale: int, work: Path, runner: str = "multi_processing", override
               shards_per_scale: int = SHARDS_PER_SCALE) -> dict[str, Any]:
     """Build, serve and run the whole pipeline at one scale on `runner`, driven from this process; the
     figures as a dict."""
+    from curate.commands.demo import DEMO_FLAGS
+    from curate.commands.report import write_report
     from curate.config import load_config
     from curate.crawl import snapshot_files
-    from curate.demo import DEMO_FLAGS
+    from curate.pipelines.run import run_all
     from curate.sample.build import build_sample_crawl
     from curate.sample.plan import HOSTS, SNAPSHOTS
-    from curate.serve import SampleServer, free_port_block
-    from pipelines.run import run_all
+    from curate.sample.serve import SampleServer, free_port_block
 
     crawl, out = work / f"crawl-x{scale}", work / f"out-{runner}-x{scale}"
     for path in (crawl, out):
@@ -212,6 +213,7 @@ def one_scale(scale: int, work: Path, runner: str = "multi_processing", override
         files = snapshot_files([s[0] for s in SNAPSHOTS], server.url("crawl"), "warc")
         started = time.perf_counter()
         manifests = run_all(files, str(out), config, RUNNERS[runner], force=True, on_stage=done)
+        write_report(str(out))
         total = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before + memory.cpu_seconds()
     funnel = {stage: next(iter(m["funnel"].values())) for stage, m in manifests.items()}

@@ -45,7 +45,7 @@ import pipeline as pipeline_bench  # noqa: E402  (benchmarks/pipeline.py, beside
 
 from curate.sample.build import build_sample_crawl  # noqa: E402
 from curate.sample.plan import HOSTS  # noqa: E402
-from curate.serve import free_port_block  # noqa: E402
+from curate.sample.serve import free_port_block  # noqa: E402
 
 
 def _dir_size(root: Path) -> tuple[int, int]:

@@ -2,6 +2,6 @@
 
 import sys
 
-from curate.cli import main
+from curate.commands.cli import main
 
 sys.exit(main())

@@ -23,32 +23,14 @@ from typing import Any
 from urllib.response import addinfourl
 
 from curate import reasons as R
+from curate.mime import SNIFF_BYTES, sniff
 from curate.netguard import AddressPolicy, guarded_handlers
 
 _CHUNK = 1 << 16
-_SNIFF = 16  # bytes needed to tell every format we know
 MAX_REDIRECTS = 5
 # Retrying these may succeed; the others are answers (404, robots, opt-out, not an image...).
 RETRYABLE = frozenset({R.TIMEOUT, R.CONNECTION_ERROR, R.INCOMPLETE_BODY, "http_429", "http_500", "http_502",
                        "http_503", "http_504"})
-
-_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"), (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"),
-    (b"\x00\x00\x01\x00", "image/x-icon"),
-)
-
-
-def sniff(head: bytes) -> str | None:
-    """The image type of content from its first bytes, or None if it is not a raster image we know."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:12] in (b"ftypavif", b"ftypavis"):
-        return "image/avif"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1"):
-        return "image/heic"
-    return next((mime for magic, mime in _MAGIC if head.startswith(magic)), None)
-
 
 class FetchRefused(OSError):
     """A response we will not take; the message starts with `curate:<reason>`."""
@@ -115,7 +97,7 @@ class _Body:
         if self.head is None:
             return
         self.head += chunk
-        if len(self.head) < _SNIFF and not end:
+        if len(self.head) < SNIFF_BYTES and not end:
             return
         if sniff(self.head) is None:
             ctype = self.response.headers.get("Content-Type", "")

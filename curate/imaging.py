@@ -4,7 +4,7 @@
 or a `Refusal` (a reason code from `curate.reasons` and a detail). It never raises for any bytes and never
 decodes pixels before the cheap checks pass. The checks, in order:
 
-1. Format, from magic bytes before Pillow sees the data (`curate.fetch.sniff` plus a few formats sniff
+1. Format, from magic bytes before Pillow sees the data (`curate.mime.sniff` plus a few formats sniff
    does not name): only `ImageConfig.formats` are opened, and Pillow is told to try that one format only,
    so a mislabelled file never reaches another plugin's parser. Not an image at all: `undecodable`.
 2. Pixel budget, from the header: over `max_pixels` is `too_many_pixels`. Pillow's own decompression-bomb
@@ -53,7 +53,7 @@ from PIL import ExifTags, Image
 
 from curate import reasons as R
 from curate.config import ImageConfig
-from curate.fetch import sniff
+from curate.mime import sniff
 
 DEFAULT_CONFIG = ImageConfig()
 PIXEL_HASH_SIDE = 512  # canonical shorter side (at most) of the pixels behind pixel_hash

@@ -115,8 +115,14 @@ def shard_of(key: str, num_shards: int) -> int:
     return int(key[:8], 16) % num_shards
 
 
-def shard_name(table: str, index: int, num_shards: int) -> str:
-    return f"{table}-{index:05d}-of-{num_shards:05d}.parquet"
+def shard_name(index: int) -> str:
+    """A shard's number as every stage writes it in file names: 00000."""
+    return f"{index:05d}"
+
+
+def table_file(table: str, index: int, num_shards: int) -> str:
+    """The file of one shard of a stage table: images-00000-of-00004.parquet."""
+    return f"{table}-{shard_name(index)}-of-{shard_name(num_shards)}.parquet"
 
 
 def _in_key_order(keyed: Iterable[tuple[str, dict]]) -> list[dict]:
@@ -143,7 +149,7 @@ class _WriteShard(beam.DoFn):
     def process(self, element: tuple[int, Iterable[tuple[str, dict]]]) -> Iterable[ShardInfo]:
         index, keyed = element
         rows = _in_key_order(keyed)
-        rel = join(self.folder, shard_name(self.table, index, self.num_shards))
+        rel = join(self.folder, table_file(self.table, index, self.num_shards))
         size, digest = atomic_write(join(self.out, rel), parquet_bytes(rows, self.schema))
         yield ShardInfo(self.folder, rel, len(rows), size, digest)
 
@@ -247,7 +253,3 @@ def remove(url: str) -> None:
             fs.rm(found, recursive=True)
 
 
-REJECT_SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("stage", pa.string()),
-                           ("reason", pa.string()), ("detail", pa.string()), ("occurrences", pa.int64())])
-FAILED_SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("stage", pa.string()),
-                           ("error", pa.string()), ("detail", pa.string())])

@@ -10,19 +10,18 @@ one, else the key of the normalized URL.
 from __future__ import annotations
 
 import json
-import tarfile
 from collections.abc import Iterator
 from typing import Any
 
 import fsspec
 
 from curate.errors import InputError
-from curate.fetch import sniff
+from curate.mime import sniff
 from curate.records import FetchedImage, ImageRef
+from curate.shards import picture, tar_samples
 from curate.urls import normalize_url, url_key
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic")
-_SIDECARS = ("json", "txt")
 
 
 def _fs_glob(pattern: str) -> list[str]:
@@ -66,41 +65,17 @@ def _normalized(url: str) -> str:
 
 
 def read_tar(url: str) -> Iterator[FetchedImage]:
-    """Samples of a webdataset/img2dataset tar, streamed: a run of consecutive members that share a key (the
-    basename before its first dot) is one sample, as webdataset groups them, so one sample is in memory at a
-    time, not the tar. A tar that ends without its end-of-archive blocks was cut short: its samples so far
-    come out, then a tarfile.ReadError (Python's tarfile, like webdataset, would just stop there)."""
-    with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
-        stem, members = "", dict[str, bytes]()
-        for member in tar:
-            if not member.isfile():
-                continue
-            name, _, ext = member.name.rpartition("/")[2].partition(".")
-            handle = tar.extractfile(member)
-            if handle is None:
-                continue
-            if name != stem and members:
-                yield from _sample(url, stem, members)
-                members = {}
-            stem = name
-            members[ext.lower()] = handle.read()
-        if members:
-            yield from _sample(url, stem, members)
-        size = getattr(fh, "size", None)
-        if size is not None and size < tar.offset + tarfile.BLOCKSIZE:
-            raise tarfile.ReadError(f"{url} is cut short: it ends at byte {size}, after its last member, "
-                                    "without the end-of-archive blocks")
-
-
-def _sample(url: str, stem: str, members: dict[str, bytes]) -> Iterator[FetchedImage]:
-    """The FetchedImage of one tar sample's members (by extension); nothing when none is an image."""
-    images = [ext for ext in members if ext not in _SIDECARS]
-    if not images:
-        return
-    data = members[images[0]]
-    meta = json.loads(members["json"]) if "json" in members else {"url": f"{url}#{stem}"}
-    caption = members.get("txt", b"").decode("utf-8", "replace")
-    yield FetchedImage(_ref_from_meta(meta, caption), data, sniff(data[:32]) or "", int(meta.get("http_status") or 0))
+    """The pictures of a webdataset/img2dataset tar, streamed (curate.shards.tar_samples: a cut-short tar gives
+    its samples so far, then a tarfile.ReadError); a sample without a picture gives nothing."""
+    for stem, members in tar_samples(url):
+        found = picture(members)
+        if found is None:
+            continue
+        data = found[1]
+        meta = json.loads(members["json"]) if "json" in members else {"url": f"{url}#{stem}"}
+        caption = members.get("txt", b"").decode("utf-8", "replace")
+        yield FetchedImage(_ref_from_meta(meta, caption), data, sniff(data[:32]) or "",
+                           int(meta.get("http_status") or 0))
 
 
 def read_file(url: str) -> FetchedImage:

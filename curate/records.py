@@ -7,6 +7,7 @@ provenance (the `ImageRef`) travels unchanged from extract to the final shard.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 
@@ -95,3 +96,16 @@ class Failed(NamedTuple):
     stage: str
     error: str  # exception type and message
     detail: str = ""  # traceback or context
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One ref's outcome at download: the OUT/ledger row that `--retry-failed` and the next stages read."""
+
+    key: str  # the ref's key
+    url: str
+    reason: str  # kept (downloaded) or an error class
+    detail: str  # img2dataset's error message
+    retryable: bool
+    shard: str
+    sample_key: str  # img2dataset's key inside the shard

@@ -1,11 +1,17 @@
-"""The final dataset's shards: one WebDataset tar and one Parquet file per shard, byte-deterministic.
+"""WebDataset tars: the one reader and the one writer of tar samples, and the final dataset's shard layout.
 
-A sample is `<key>.<ext>` (the original bytes; ext from the real format), `<key>.json` (every field of the
-record: provenance, sizes, hashes, text score, dup info) and `<key>.txt` (the alt text). Keys are 32
-lower-case hex digits: nothing a tar reader could split on a dot or escape with a slash. Tar members carry
-no time, owner or mode that could vary (mtime 0, uid/gid 0, mode 0644), in key order, so the same samples
-give the same bytes on every run and runner. The Parquet file holds the same metadata, flattened, and the
-image bytes only when asked (`shards.parquet_images`): the tar already has them.
+Reading (`tar_samples`): members are grouped into samples as webdataset groups them: a run of consecutive
+members whose paths agree up to the first dot of the base name is one sample, keyed by that prefix; one sample
+is in memory at a time. A tar that ends without its end-of-archive blocks was cut short: its samples so far
+come out, then a tarfile.ReadError (Python's tarfile, like webdataset, would just stop there).
+
+Writing (`tar_bytes`), the final shards: a sample is `<key>.<ext>` (the original bytes; ext from the real
+format), `<key>.json` (every field of the record: provenance, sizes, hashes, text score, dup info) and
+`<key>.txt` (the alt text). Keys are 32 lower-case hex digits: nothing a tar reader could split on a dot or
+escape with a slash. Tar members carry no time, owner or mode that could vary (mtime 0, uid/gid 0, mode 0644),
+in key order, so the same samples give the same bytes on every run and runner. The Parquet file holds the same
+metadata, flattened (curate.tables.SHARD_SCHEMA), and the image bytes only when asked
+(`shards.parquet_images`): the tar already has them.
 """
 
 from __future__ import annotations
@@ -14,40 +20,69 @@ import io
 import json
 import re
 import tarfile
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
 
-import pyarrow as pa
+import fsspec
 
 from curate.io import parquet_bytes
+from curate.tables import PICTURE, PROVENANCE, SCORE, SHARD_SCHEMA, SHARD_SCHEMA_WITH_IMAGES
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "bmp": "bmp", "tiff": "tiff"}
 KEY = re.compile(r"^[0-9a-f]{32}$")
-TEXT_FIELDS = ("boxes", "area_fraction", "words", "chars", "mean_confidence", "lines", "text", "read", "page")
-PROVENANCE = ("url", "alt", "title", "page_url", "snapshot", "source_file", "record_offset", "crawl_date", "source")
-IMAGE = ("width", "height", "format", "animated", "sha256", "pixel_hash", "phash")
-
-SHARD_SCHEMA = pa.schema(
-    [("key", pa.string()), ("url", pa.string()), ("alt", pa.string()), ("title", pa.string()),
-     ("page_url", pa.string()), ("snapshot", pa.string()), ("source_file", pa.string()),
-     ("record_offset", pa.int64()), ("crawl_date", pa.string()), ("source", pa.string()),
-     ("width", pa.int32()), ("height", pa.int32()), ("format", pa.string()), ("animated", pa.bool_()),
-     ("sha256", pa.string()), ("pixel_hash", pa.string()), ("phash", pa.string()), ("bytes", pa.int64()),
-     ("text_boxes", pa.int32()), ("text_area_fraction", pa.float64()), ("text_words", pa.int32()),
-     ("text_chars", pa.int32()), ("text_mean_confidence", pa.float64()), ("text_lines", pa.int32()),
-     ("text_text", pa.string()), ("text_read", pa.int32()), ("text_page", pa.float64()),
-     ("light", pa.bool_()), ("heavy", pa.bool_()), ("dup_cluster", pa.string()), ("dup_cluster_size", pa.int64())])
-SHARD_SCHEMA_WITH_IMAGES = SHARD_SCHEMA.append(pa.field("data", pa.binary()))
+SIDECARS = ("json", "txt", "cls")  # members that describe a sample; any other member is its picture
 
 
-def shard_name(index: int) -> str:
-    return f"{index:05d}"
+def tar_samples(source: str | IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) for each sample of a WebDataset tar (a URL or an open binary file), in tar
+    order; extensions lower-cased; compressed tars are read too."""
+    with (fsspec.open(source, "rb") if isinstance(source, str) else _Borrowed(source)) as fh, \
+            tarfile.open(fileobj=fh, mode="r|*") as tar:
+        key, members = "", dict[str, bytes]()
+        for member in tar:
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is None:
+                continue
+            folder, slash, base = member.name.rpartition("/")
+            stem, _, ext = base.partition(".")
+            if folder + slash + stem != key and members:
+                yield key, members
+                members = {}
+            key = folder + slash + stem
+            members[ext.lower()] = handle.read()
+        if members:
+            yield key, members
+        size = getattr(fh, "size", None)
+        plain = getattr(tar.fileobj, "comptype", "tar") == "tar"
+        if plain and size is not None and size < tar.offset + tarfile.BLOCKSIZE:
+            name = source if isinstance(source, str) else getattr(source, "name", "the tar")
+            raise tarfile.ReadError(f"{name} is cut short: it ends at byte {size}, after its last member, "
+                                    "without the end-of-archive blocks")
+
+
+def picture(members: dict[str, bytes]) -> tuple[str, bytes] | None:
+    """A sample's picture member (extension, bytes): its first member that is no sidecar."""
+    return next(((ext, data) for ext, data in members.items() if ext not in SIDECARS), None)
+
+
+class _Borrowed:
+    """A caller's open file in a `with`, left open at the end."""
+
+    def __init__(self, fh: IO[bytes]):
+        self.fh = fh
+
+    def __enter__(self) -> IO[bytes]:
+        return self.fh
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def metadata(row: dict[str, Any]) -> dict[str, Any]:
     """The flat metadata of one sample (a Parquet row) from the joined stage rows: image, dedup, text."""
-    flat = {"key": row["key"], **{k: row[k] for k in PROVENANCE}, **{k: row[k] for k in IMAGE if k != "phash"},
+    flat = {"key": row["key"], **{k: row[k] for k in ("url", *PROVENANCE)}, **{k: row[k] for k in PICTURE[:-1]},
             "phash": f"{row['phash']:016x}", "bytes": len(row["data"])}
-    for name in TEXT_FIELDS:
+    for name in SCORE:
         flat[f"text_{name}"] = row.get(f"text_{name}")
     flat["light"], flat["heavy"] = row.get("light"), row.get("heavy")
     flat["dup_cluster"], flat["dup_cluster_size"] = row["cluster"], row["cluster_size"]
@@ -58,7 +93,7 @@ def sample_json(flat: dict[str, Any]) -> dict[str, Any]:
     """key.json: the metadata with the text score and dup info as objects (text null when not scored)."""
     doc = {k: v for k, v in flat.items() if not k.startswith(("text_", "dup_"))}
     scored = flat.get("text_boxes") is not None
-    doc["text"] = {name: flat[f"text_{name}"] for name in TEXT_FIELDS} if scored else None
+    doc["text"] = {name: flat[f"text_{name}"] for name in SCORE} if scored else None
     doc["dup"] = {"cluster": flat["dup_cluster"], "cluster_size": flat["dup_cluster_size"]}
     return doc
 
@@ -69,19 +104,27 @@ def _member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def tar_bytes(samples: list[dict[str, Any]]) -> bytes:
-    """A WebDataset tar of the samples (joined rows with `data`), in the given order."""
+def write_tar(samples: Iterable[tuple[str, dict[str, bytes]]]) -> bytes:
+    """A tar of (key, {extension: bytes}) samples, members in the given order, nothing in them that varies."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for row in samples:
-            key = row["key"]
-            if not KEY.match(key):
-                raise ValueError(f"not a shard key (32 lower-case hex digits): {key!r}")
-            flat = metadata(row)
-            _member(tar, f"{key}.{EXTENSIONS.get(row['format'], row['format'])}", row["data"])
-            _member(tar, f"{key}.json", json.dumps(sample_json(flat), sort_keys=True, ensure_ascii=False).encode())
-            _member(tar, f"{key}.txt", (row["alt"] or "").encode())
+        for key, members in samples:
+            for ext, data in members.items():
+                _member(tar, f"{key}.{ext}", data)
     return buf.getvalue()
+
+
+def _final_sample(row: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
+    key = row["key"]
+    if not KEY.match(key):
+        raise ValueError(f"not a shard key (32 lower-case hex digits): {key!r}")
+    doc = json.dumps(sample_json(metadata(row)), sort_keys=True, ensure_ascii=False).encode()
+    return key, {EXTENSIONS.get(row["format"], row["format"]): row["data"], "json": doc, "txt": (row["alt"] or "").encode()}
+
+
+def tar_bytes(samples: list[dict[str, Any]]) -> bytes:
+    """A final shard's WebDataset tar of the samples (joined rows with `data`), in the given order."""
+    return write_tar(_final_sample(row) for row in samples)
 
 
 def parquet_shard(samples: list[dict[str, Any]], with_images: bool) -> bytes:

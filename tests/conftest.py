@@ -9,7 +9,7 @@ import pytest
 
 from curate.sample.build import build_sample_crawl
 from curate.sample.plan import HOSTS
-from curate.serve import SampleServer, free_port_block
+from curate.sample.serve import SampleServer, free_port_block
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -57,7 +57,7 @@ def downloaded(sample_crawl: Path, served_crawl, tmp_path_factory: pytest.TempPa
 
     from curate.config import load_config
     from curate.crawl import snapshot_files
-    from pipelines import download, extract
+    from curate.pipelines import download, extract
 
     out = tmp_path_factory.mktemp("download")
     config = load_config(None, DOWNLOAD_FLAGS)
@@ -82,19 +82,19 @@ def _default_urllib_opener():
     test starts and ends with urllib's default."""
     import urllib.request
 
-    import curate.download
+    import curate.downloader
 
     yield
     urllib.request.install_opener(None)  # type: ignore[arg-type]
-    curate.download._installed = None
+    curate.downloader._installed = None
 
 
 @pytest.fixture(scope="session")
 def scored(downloaded) -> Path:
     """The downloaded sample crawl decoded, deduplicated and text-scored (filter none) once per session."""
     from curate.config import load_config
+    from curate.pipelines import decode, dedup, text
     from curate.readers import list_sources
-    from pipelines import decode, dedup, text
 
     out, _ = downloaded
     decode.run(list_sources([str(out / "fetched" / "*.tar")]), str(out), load_config())

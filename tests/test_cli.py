@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from curate.cli import main
+from curate.commands.cli import main
 
 
 def _curate(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -112,7 +112,7 @@ def test_serve_command_serves_until_terminated(tmp_path: Path) -> None:
     import signal
     import urllib.request
 
-    from curate.serve import free_port_block
+    from curate.sample.serve import free_port_block
 
     port = free_port_block(1, start=20000, end=32000)
     (tmp_path / "hosts.json").write_text(json.dumps({"bind": "127.0.0.1", "base_port": port,

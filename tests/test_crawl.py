@@ -28,7 +28,7 @@ from curate.crawl import (
     snapshot_of,
 )
 from curate.errors import InputError
-from curate.serve import SampleServer, free_port_block
+from curate.sample.serve import SampleServer, free_port_block
 
 WEB_SSL = (
     "CC-MAIN-2021-04 CC-MAIN-2021-10 CC-MAIN-2021-17 CC-MAIN-2021-21 CC-MAIN-2021-25 CC-MAIN-2021-31 "

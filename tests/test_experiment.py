@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.cli import main
+from curate.commands.cli import main
+from curate.commands.experiment import read_scores, subset_keys
 from curate.config import TextConfig
-from curate.experiment import read_scores, subset_keys
+from curate.filters.text import is_heavy, is_light
 from curate.records import TextScore
 from curate.trainer.toyshards import encode, render, samples, write_shards
-from filters.text import is_heavy, is_light
 
 KINDS = ("document", "chart", "table", "sign", "screenshot", "natural", "photo")
 SCORE_FIELDS = ("boxes", "area_fraction", "words", "chars", "mean_confidence", "lines", "text", "read", "page")

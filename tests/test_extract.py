@@ -12,7 +12,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from curate import reasons as R
-from curate.extract import INLINE_IMAGE, OTHER, PAGE, WAT_PAGE, Context, classify, extract_record, source_name
+from curate.filters.extract import INLINE_IMAGE, OTHER, PAGE, WAT_PAGE, Context, classify, extract_record, source_name
 from curate.records import ImageRef, Rejected
 from curate.warc import iter_records
 

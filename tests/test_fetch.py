@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate import reasons as R
-from curate.fetch import FetchPolicy, build_opener, classify, sniff
+from curate.fetch import FetchPolicy, build_opener, classify
+from curate.mime import sniff
 
 POLICY = FetchPolicy(timeout=2.0, deadline=4.0, max_bytes=20 * 1024 * 1024, allow=("127.0.0.1",))
 

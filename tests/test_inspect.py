@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from curate.cli import main
-from curate.inspect import format_table, samples
+from curate.commands.cli import main
+from curate.commands.inspect import format_table, samples
 
 
 def _jpeg(w: int, h: int) -> bytes:

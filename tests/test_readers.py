@@ -7,7 +7,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from curate.download import write_inline_shard
+from curate.downloader import write_inline_shard
 from curate.errors import InputError
 from curate.readers import list_sources, read_source
 from curate.records import ImageRef

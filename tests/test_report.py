@@ -17,11 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate import reasons as R
-from curate.cli import main
+from curate.commands.cli import main
+from curate.commands.report import MAX_THUMBS, THUMB_SIDE, esc, write_report
 from curate.config import load_config
+from curate.pipelines import decode, dedup
 from curate.readers import list_sources
-from curate.report import MAX_THUMBS, THUMB_SIDE, esc, write_report
-from pipelines import decode, dedup
 from tests.conftest import parquet_rows
 
 HOSTILE = "\"><img src=x onerror=\"document.documentElement.setAttribute('data-pwned','1')\"><script>" \

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from curate.config import load_config
+from curate.pipelines.run import run_all
 from curate.sample.plan import SNAPSHOTS
-from pipelines.run import run_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ResourceWarning"),
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]

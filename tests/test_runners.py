@@ -39,12 +39,12 @@ from typing import NamedTuple
 
 import pytest
 
-import curate.download
+import curate.downloader
 import curate.ocr
 from curate.config import load_config
 from curate.crawl import snapshot_files
+from curate.pipelines import decode, dedup, download, extract, text, write
 from curate.readers import list_sources
-from pipelines import decode, dedup, download, extract, shards, text
 from tests.conftest import DOWNLOAD_FLAGS, parquet_rows
 
 pytestmark = pytest.mark.slow
@@ -91,7 +91,7 @@ def _stages(crawl: Path, out: Path, beam_args: list[str]) -> dict[str, float]:
         "decode": lambda: decode.run(list_sources([str(out / "fetched" / "*.tar")]), str(out), config, beam_args),
         "dedup": lambda: dedup.run(str(out), config, beam_args),
         "text": lambda: text.run(str(out), config, beam_args),
-        "write": lambda: shards.run(str(out), write_config, beam_args),
+        "write": lambda: write.run(str(out), write_config, beam_args),
     }
     seconds = {}
     for name, step in steps.items():
@@ -106,7 +106,7 @@ def baseline(scored: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The in-process DirectRunner's OUT: a copy of the session's, written into shards."""
     out = tmp_path_factory.mktemp("runner-baseline") / "out"
     shutil.copytree(scored, out)
-    shards.run(str(out), load_config(None, WRITE_FLAGS))
+    write.run(str(out), load_config(None, WRITE_FLAGS))
     return out
 
 
@@ -126,7 +126,7 @@ def ran(request: pytest.FixtureRequest, sample_crawl: Path, served_crawl, scored
     out = tmp_path_factory.mktemp(f"runner-{name}")
     uncached = _seed_cache(scored, out, UNCACHED.get(name, 0))
     urllib.request.install_opener(None)
-    curate.download._installed = None
+    curate.downloader._installed = None
     engines: list[object] = []
     load = curate.ocr.TextEngine.__init__
 
@@ -140,7 +140,7 @@ def ran(request: pytest.FixtureRequest, sample_crawl: Path, served_crawl, scored
         mp.setattr(curate.ocr.TextEngine, "__init__", counted)
         seconds = _stages(sample_crawl, out, RUNNERS[name])
     print(f"\n{name}: {seconds}")
-    return Ran(name, out, curate.download._installed is not None, len(engines), uncached)
+    return Ran(name, out, curate.downloader._installed is not None, len(engines), uncached)
 
 
 def _normalized(path: Path, outs: tuple[Path, ...]) -> bytes:
@@ -215,16 +215,16 @@ def test_long_input_lists_travel_through_out_not_the_job_graph(
     chunks, the workers read them, and the outputs are the same bytes."""
     import hashlib
 
-    import pipelines.common
+    import curate.pipelines.common
     from curate.crawl import CrawlFile
 
-    limit = pipelines.common.INLINE_LIMIT
+    limit = curate.pipelines.common.INLINE_LIMIT
     many = [CrawlFile(f"s3://b/{hashlib.sha256(str(i).encode()).hexdigest()}.warc.gz", "CC-MAIN-2021-04", "warc")
             for i in range(limit + 1)]
     inline, staged = _graph(many[:limit], tmp_path / "inline"), _graph(many, tmp_path / "staged")
     assert staged < 200_000 < 500_000 < inline  # ~100 kB for the stage itself, ~90 bytes more per inline file
     assert len(list((tmp_path / "staged" / "_inputs" / "extract").glob("chunk-*.json"))) == 2
-    monkeypatch.setattr(pipelines.common, "INLINE_LIMIT", 5)
+    monkeypatch.setattr(curate.pipelines.common, "INLINE_LIMIT", 5)
     files = snapshot_files(["CC-MAIN-2021-04", "CC-MAIN-2023-06"], str(sample_crawl), "warc")
     sources = list_sources([str(baseline / "fetched" / "*.tar")])
     assert len(files) > 5 and len(sources) > 5

@@ -1,4 +1,4 @@
-"""curate.serve against real sockets on 127.0.0.1: files, faults, the access log, stopping, errors."""
+"""curate.sample.serve against real sockets on 127.0.0.1: files, faults, the access log, stopping, errors."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from urllib.request import ProxyHandler, Request, build_opener
 
 import pytest
 
-from curate.serve import BIND, PortMismatch, SampleServer, ServeError, free_port_block
+from curate.sample.serve import BIND, PortMismatch, SampleServer, ServeError, free_port_block
 
 REPO = Path(__file__).resolve().parents[1]
 OPENER = build_opener(ProxyHandler({}))  # never through a proxy: 127.0.0.1 only
@@ -381,7 +381,7 @@ def test_a_stopped_server_can_start_again(fresh: SampleServer) -> None:
 
 def test_serve_forever_prints_hosts_and_stops_on_sigterm(tmp_path: Path) -> None:
     root = make_crawl(tmp_path, free_base())
-    code = "import sys; from curate.serve import serve_forever; serve_forever(sys.argv[1])"
+    code = "import sys; from curate.sample.serve import serve_forever; serve_forever(sys.argv[1])"
     with subprocess.Popen(
         [sys.executable, "-c", code, str(root)], cwd=REPO, stdout=subprocess.PIPE, text=True
     ) as proc:

@@ -10,8 +10,8 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from curate import reasons as R
+from curate.filters.dedup import Decision, Deduplicate, Node
 from curate.hashing import hamming
-from filters.dedup import Decision, Deduplicate, Node
 
 
 def _flip(h: int, bits: list[int]) -> int:

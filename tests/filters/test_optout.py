@@ -1,6 +1,6 @@
 import pytest
 
-from filters.optout import directives, page_opts_out
+from curate.filters.optout import directives, page_opts_out
 
 
 @pytest.mark.parametrize(

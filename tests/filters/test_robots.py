@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from filters.robots import (
+from curate.robots import (
     MAX_BODY_BYTES,
     OK,
     UNAVAILABLE,

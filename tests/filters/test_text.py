@@ -2,8 +2,8 @@ import pytest
 
 from curate import reasons as R
 from curate.config import TextConfig
+from curate.filters.text import is_heavy, is_light, verdict
 from curate.records import TextScore
-from filters.text import is_heavy, is_light, verdict
 
 
 def _score(chars: int, lines: int, page: float = 0.9) -> TextScore:

@@ -11,8 +11,8 @@ import pytest
 
 from curate import reasons as R
 from curate.config import load_config
+from curate.pipelines import decode
 from curate.readers import list_sources, read_source
-from pipelines import decode
 from tests.conftest import parquet_rows
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import pytest
 
 from curate import reasons as R
 from curate.config import load_config
+from curate.pipelines import decode, dedup
 from curate.readers import list_sources
-from pipelines import decode, dedup
 from tests.conftest import parquet_rows
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ import pytest
 
 from curate import reasons as R
 from curate.config import load_config
-from pipelines import download
+from curate.pipelines import download
 from tests.conftest import DOWNLOAD_FLAGS as FLAGS
 from tests.conftest import parquet_rows
 

@@ -14,7 +14,7 @@ from curate import reasons as R
 from curate.config import load_config
 from curate.crawl import snapshot_files
 from curate.errors import UserError
-from pipelines.extract import run
+from curate.pipelines.extract import run
 
 SNAPSHOTS = ["CC-MAIN-2021-04", "CC-MAIN-2023-06"]
 EXTRACT_REASONS = {R.DATA_URI, R.BAD_SCHEME, R.UNPARSEABLE_URL, R.PAGE_OPTOUT}

@@ -11,8 +11,8 @@ import pytest
 
 from curate import reasons as R
 from curate.config import load_config
+from curate.pipelines import text
 from curate.sample.images import HEAVY_KINDS
-from pipelines import text
 from tests.conftest import parquet_rows
 
 pytestmark = pytest.mark.slow

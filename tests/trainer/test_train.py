@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from curate.cli import main
+from curate.commands.cli import main
 from curate.errors import InputError
 from curate.trainer import loop
 from curate.trainer.loop import TrainingError, load_checkpoint, train

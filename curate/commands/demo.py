@@ -14,12 +14,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from curate import reasons as R
+from curate.commands.report import write_report
 from curate.config import load_config
 from curate.crawl import snapshot_files
+from curate.pipelines.run import run_all
 from curate.sample.build import build_sample_crawl
 from curate.sample.plan import DEFAULT_PORT, HOSTS, SNAPSHOTS
-from curate.serve import SampleServer, ServeError, free_port_block
-from pipelines.run import run_all
+from curate.sample.serve import SampleServer, ServeError, free_port_block
 
 
 def _port_for(crawl: Path) -> int:
@@ -77,6 +78,7 @@ def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1, text_filter:
         print(f"curate run: {len(files)} WARC files over HTTP -> {out} (text filter: {text_filter})")
         run_all(files, str(out), config, force=True,
                 on_stage=lambda stage, manifest, seconds: _report(stage, manifest, seconds, truth))
+        write_report(str(out))
     shards = json.loads((out / "shards" / "_MANIFEST.json").read_text())
     print(f"dataset: {shards['samples']} images in {out}/shards (WebDataset tar + Parquet); "
           f"rejects in {out}/rejects, dead letters in {out}/failed, funnel in {out}/stats.json")

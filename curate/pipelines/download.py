@@ -4,7 +4,7 @@ Graph: refs -> robots.txt, fetched once per origin (distinct origins -> FetchRob
 joined back by origin (CoGroupByKey): disallowed refs are rejected and never requested -> the allowed
 refs get a rank inside their origin, and shard = (rank + origin hash) mod n, so one host's URLs spread
 over every shard instead of hammering from one -> per shard, img2dataset fetches in-process through
-curate's opener (curate.download) and the shard is committed -> ledger rows (every ref, ok or its error
+curate's opener (curate.downloader) and the shard is committed -> ledger rows (every ref, ok or its error
 class) -> OUT/ledger/download-*.parquet, OUT/rejects/download-*.parquet, OUT/fetched/_MANIFEST.json.
 Inline images (bytes from the crawl) are written as shards of their own by img2dataset's writer and
 never fetched. `retry_failed` fetches again only the refs whose last status is retryable, into new shards.
@@ -23,15 +23,13 @@ from typing import Any
 
 import apache_beam as beam
 import fsspec
-import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
 
 from curate import __version__
 from curate import reasons as R
 from curate.config import Config, DownloadConfig
-from curate.download import (
-    LedgerRow,
+from curate.downloader import (
     committed,
     download_shard,
     policy_of,
@@ -40,9 +38,7 @@ from curate.download import (
 )
 from curate.errors import InputError
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
-from curate.records import ImageRef, Rejected
-from filters.robots import RobotsRules, fetch_robots, origin_of, robots_url
-from pipelines.common import (
+from curate.pipelines.common import (
     CollectShards,
     Progress,
     WriteRejectsAndFailures,
@@ -50,13 +46,12 @@ from pipelines.common import (
     pipeline_options,
     stage_digest,
 )
-from pipelines.extract import ref_from_row
+from curate.records import ImageRef, LedgerRow, Rejected
+from curate.robots import RobotsRules, fetch_robots, origin_of, robots_url
+from curate.tables import LEDGER_SCHEMA, ref_from_row
 
 STAGE = R.DOWNLOAD
 REJECTED = "rejected"
-LEDGER_SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("reason", pa.string()),
-                           ("detail", pa.string()), ("retryable", pa.bool_()), ("shard", pa.string()),
-                           ("sample_key", pa.string())])
 
 
 def read_refs(out: str) -> list[str]:

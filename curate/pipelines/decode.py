@@ -25,10 +25,9 @@ import pyarrow.parquet as pq
 from curate import __version__
 from curate import reasons as R
 from curate.config import Config
-from curate.io import MANIFEST, AtomicFile, ShardInfo, join, manifest_tables, read_json, remove, shard_name, write_json
-from curate.records import ImageRecord
-from filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
-from pipelines.common import (
+from curate.filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
+from curate.io import MANIFEST, AtomicFile, ShardInfo, join, manifest_tables, read_json, remove, table_file, write_json
+from curate.pipelines.common import (
     CollectShards,
     DriverList,
     Progress,
@@ -37,29 +36,13 @@ from pipelines.common import (
     pipeline_options,
     stage_digest,
 )
+from curate.records import ImageRecord
+from curate.tables import IMAGE_SCHEMA, image_row
 
 # Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): decode buffers one row group, the
 # text and write stages read picture bytes one row group at a time, so this bounds what their workers hold
 # and how finely OCR spreads.
 IMAGE_ROW_GROUP = 256
-IMAGE_SCHEMA = pa.schema([
-    ("key", pa.string()), ("url", pa.string()), ("data", pa.binary()), ("width", pa.int32()),
-    ("height", pa.int32()), ("format", pa.string()), ("animated", pa.bool_()), ("sha256", pa.string()),
-    ("pixel_hash", pa.string()), ("phash", pa.uint64()), ("alt", pa.string()), ("title", pa.string()),
-    ("page_url", pa.string()), ("snapshot", pa.string()), ("source_file", pa.string()),
-    ("record_offset", pa.int64()), ("crawl_date", pa.string()), ("source", pa.string()),
-])
-
-
-def image_row(record: ImageRecord) -> dict[str, Any]:
-    ref = record.ref
-    return {"key": record.key, "url": ref.url, "data": record.data, "width": record.width, "height": record.height,
-            "format": record.format, "animated": record.animated, "sha256": record.sha256,
-            "pixel_hash": record.pixel_hash, "phash": record.phash, "alt": ref.alt, "title": ref.title,
-            "page_url": ref.page_url, "snapshot": ref.snapshot, "source_file": ref.source_file,
-            "record_offset": ref.record_offset, "crawl_date": ref.crawl_date, "source": ref.source}
-
-
 def _sum(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
     total: Counter[str] = Counter()
     for d in dicts:
@@ -118,7 +101,7 @@ class DecodePart(beam.DoFn):
 
     def process(self, part: tuple[int, list[str]]) -> Iterator[Any]:
         index, sources = part
-        rel = join("images", shard_name("images", index, self.num_parts))
+        rel = join("images", table_file("images", index, self.num_parts))
         sink = ImageFileWriter(join(self.out, rel))
         try:
             for source in sources:

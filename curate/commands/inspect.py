@@ -15,7 +15,7 @@ import io
 import json
 import tarfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import fsspec
@@ -23,10 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from curate.commands.args import Add, positive_int
 from curate.errors import UserError
 from curate.imaging import image_format
+from curate.shards import picture, tar_samples
 
-_SIDECARS = ("json", "txt", "cls")
 _TEXT = ("text_chars", "text_lines", "light", "heavy")
 COLUMNS = ("key", "format", "size", "width x height", "chars", "lines", "light", "heavy", "url")
 URL_CHARS = 120
@@ -51,36 +52,15 @@ def samples(path: str, n: int = 10) -> list[dict[str, Any]]:
 
 
 def _tar_samples(path: str, n: int) -> Iterator[dict[str, Any]]:
-    """Members of one sample are adjacent in a WebDataset tar: a sample is complete when the next begins."""
-    stem: str | None = None
-    members: dict[str, bytes] = {}
     done = 0
-    with fsspec.open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            name_stem, _, ext = member.name.rpartition("/")[2].partition(".")
-            if name_stem != stem:
-                if stem is not None and (sample := _tar_sample(stem, members)):
-                    yield sample
-                    done += 1
-                    if done >= n:
-                        return
-                stem, members = name_stem, {}
-            handle = tar.extractfile(member)
-            if handle is not None:
-                members[ext.lower()] = handle.read()
-    if stem is not None and done < n and (sample := _tar_sample(stem, members)):
-        yield sample
-
-
-def _tar_sample(stem: str, members: dict[str, bytes]) -> dict[str, Any] | None:
-    images = [ext for ext in members if ext not in _SIDECARS]
-    meta = json.loads(members["json"]) if "json" in members else {}
-    if not images and not meta:
-        return None
-    data = members[images[0]] if images else None
-    return _facts(meta, stem, data, images[0] if images else "")
+    for stem, members in tar_samples(path):
+        found = picture(members)
+        meta = json.loads(members["json"]) if "json" in members else {}
+        if found or meta:
+            yield _facts(meta, stem, found[1] if found else None, found[0] if found else "")
+            done += 1
+            if done >= n:
+                return
 
 
 def _parquet_samples(path: str, n: int) -> Iterator[dict[str, Any]]:
@@ -164,11 +144,9 @@ def _inspect_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+def register(add: Add) -> None:
     p = add("inspect", _inspect_command,
             "Show the first samples of a shard (.tar or .parquet): key, format, size, width x height, text score "
             "when present, URL.")
     p.add_argument("path", metavar="PATH", help="a .tar or .parquet shard (local path or any fsspec URL)")
-    from curate.cli import _positive_int
-
-    p.add_argument("-n", type=_positive_int, default=10, help="number of samples to show")
+    p.add_argument("-n", type=positive_int, default=10, help="number of samples to show")

@@ -5,7 +5,7 @@ kept) and on text-dense images ("heavy", 1.3% kept), each for the same number of
 Chart VQA rose from 26.8 to 33.2 and 40.4. This command does the same on one curated, text-scored but
 unfiltered output:
 1. reads the stored text scores from OUT/shards/*.parquet (no OCR rerun; key.json in the tars when there
-   is no Parquet), decides each filter with `filters.text` on `TextConfig` thresholds (defaults < --config
+   is no Parquet), decides each filter with `curate.filters.text` on `TextConfig` thresholds (defaults < --config
    YAML < flags; the stored light/heavy booleans are not trusted), and copies each subset's tar members
    into RUN/subsets/FILTER/ (the trainer reads them unchanged; "none" reads OUT/shards itself);
 2. trains the same preset on every subset and seed for the same number of steps x batch = seen images
@@ -21,13 +21,12 @@ experiment goes on where it stopped; --force trains everything again.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
 import math
-import re
 import sys
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,18 +34,17 @@ from typing import Any
 
 import fsspec
 
-from curate.config import TextConfig
+from curate.commands.args import Add, int_from, positive_int
+from curate.config import TEXT_FILTERS, TextConfig
 from curate.errors import ConfigError, InputError, UserError
 from curate.records import TextScore
+from curate.shards import tar_samples, write_tar
+from curate.tables import SCORE
 
-FILTERS = ("none", "light", "heavy", "notext")
 PAPER = {"none": (100.0, 26.8), "light": (50.3, 33.2), "heavy": (1.3, 40.4)}  # kept %, OCR & Chart VQA (ViT-2B)
-SCORE_FIELDS = ("boxes", "area_fraction", "words", "chars", "mean_confidence", "lines", "text", "read", "page")
 METRICS = ("knn", "linear")
 _COLORS = {"none": "#888888", "light": "#dd8452", "heavy": "#4c72b0", "notext": "#55a868"}
-_KEY = re.compile(r"^((?:.*/)?[^./]+)\.")  # webdataset's key: the member name up to the first dot of its basename
 
-Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -77,7 +75,7 @@ def _score(values: dict[str, Any]) -> TextScore | None:
         return None
     kinds: dict[str, Callable[[Any], Any]] = {"text": str, "area_fraction": float, "mean_confidence": float,
                                               "page": float}
-    fields = {f: kinds.get(f, int)(values.get(f) or 0) for f in SCORE_FIELDS}
+    fields = {f: kinds.get(f, int)(values.get(f) or 0) for f in SCORE}
     return TextScore(ms=0.0, **fields)
 
 
@@ -100,7 +98,7 @@ def read_scores(data: str) -> list[Scored]:
             names = pf.schema_arrow.names
             if "key" not in names:
                 raise InputError(f"{path}: no `key` column: not a curate shard")
-            flat = [f"text_{n}" for n in SCORE_FIELDS if f"text_{n}" in names]
+            flat = [f"text_{n}" for n in SCORE if f"text_{n}" in names]
             columns = ["key", *flat, *(["text"] if "text" in names and not flat else [])]
             for batch in pf.iter_batches(columns=columns, batch_size=4096):
                 for row in batch.to_pylist():
@@ -111,29 +109,19 @@ def read_scores(data: str) -> list[Scored]:
 
 def _tar_scores(fs: Any, tars: list[str]) -> Iterator[Scored]:
     for path in tars:
-        with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
-            for member in tar:
-                if member.isfile() and member.name.endswith(".json"):
-                    extracted = tar.extractfile(member)
-                    meta = json.loads(extracted.read()) if extracted else {}
-                    key = meta.get("key") or _KEY.match(member.name).group(1)  # type: ignore[union-attr]
-                    stored = meta.get("text")
-                    yield Scored(key, _stem(path), _score(stored) if isinstance(stored, dict) else None)
+        for key, members in tar_samples(fs.unstrip_protocol(path)):
+            if "json" in members:
+                meta = json.loads(members["json"])
+                stored = meta.get("text")
+                yield Scored(meta.get("key") or key, _stem(path), _score(stored) if isinstance(stored, dict) else None)
 
 
 def keeps(name: str, score: TextScore | None, config: TextConfig) -> bool:
     """Whether filter `name` keeps a sample with this score (an unscored sample only passes "none")."""
-    from filters.text import is_heavy, is_light
+    from curate import reasons as R
+    from curate.filters.text import verdict
 
-    if name == "none":
-        return True
-    if score is None:
-        return False
-    if name == "light":
-        return is_light(score, config)
-    if name == "heavy":
-        return is_heavy(score, config)
-    return not is_light(score, config)  # notext
+    return name == "none" or (score is not None and verdict(score, dataclasses.replace(config, filter=name)) == R.KEPT)
 
 
 def subset_keys(scored: list[Scored], name: str, config: TextConfig) -> set[str]:
@@ -149,17 +137,10 @@ def write_subset(data: str, keys: set[str], dest: str) -> list[str]:
     out_fs.makedirs(out_root, exist_ok=True)
     written = []
     for path in sorted(fs.glob(f"{root}/*.tar")):
-        buf, n = io.BytesIO(), 0
-        with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as src, \
-                tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as sink:
-            for member in src:
-                match = _KEY.match(member.name)
-                if member.isfile() and match and match.group(1) in keys:
-                    sink.addfile(member, src.extractfile(member))
-                    n += 1
-        if n:
+        kept = [(key, members) for key, members in tar_samples(fs.unstrip_protocol(path)) if key in keys]
+        if kept:
             target = f"{out_root}/{path.rsplit('/', 1)[-1]}"
-            out_fs.pipe_file(f"{target}.tmp", buf.getvalue())
+            out_fs.pipe_file(f"{target}.tmp", write_tar(kept))
             out_fs.mv(f"{target}.tmp", target)
             written.append(target)
     return written
@@ -464,28 +445,13 @@ def run_experiment(plan: Plan) -> dict[str, Any]:
 
 def _filters(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in FILTERS]
+    unknown = [n for n in names if n not in TEXT_FILTERS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown filter(s) {', '.join(unknown) or '(none given)'} "
-                                         f"(choose from {', '.join(FILTERS)})")
+                                         f"(choose from {', '.join(TEXT_FILTERS)})")
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"a filter is named twice: {text}")
     return names
-
-
-def _int_from(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low} (got {value})")
-        return value
-    return parse
-
-
-_count = _int_from(1)
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -542,17 +508,17 @@ def register(add: Add) -> None:
     p.add_argument("experiment", choices=("text-filter",), help="which experiment")
     p.add_argument("--data", required=True, help="a curated, text-scored, unfiltered output (OUT or OUT/shards)")
     p.add_argument("--filters", type=_filters, default="none,light,heavy",
-                   help=f"comma-separated, from {', '.join(FILTERS)} (none is the baseline of the deltas)")
-    p.add_argument("--seeds", type=_count, default=3, help="training seeds per filter (probe seed = training seed)")
+                   help=f"comma-separated, from {', '.join(TEXT_FILTERS)} (none is the baseline of the deltas)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="training seeds per filter (probe seed = training seed)")
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--preset", choices=tuple(PRESETS), default="cpu-tiny", help="trainer preset")
     for flag, field, low, help_text in _TRAIN_FLAGS:
-        p.add_argument(flag, dest=field, type=_int_from(low), default=None, help=f"{help_text} [default: the preset's]")
+        p.add_argument(flag, dest=field, type=int_from(low), default=None, help=f"{help_text} [default: the preset's]")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="[default: the preset's]")
     p.add_argument("--train", type=_setting, action="append", default=None, metavar="FIELD=VALUE",
                    help="any other TrainConfig field (curate/trainer/config.py), e.g. --train arch=vit-nano "
                         "--train warmup_steps=0; repeatable")
-    p.add_argument("--per-class", type=_count, default=40, help="textkind probe images per class")
+    p.add_argument("--per-class", type=positive_int, default=40, help="textkind probe images per class")
     p.add_argument("--out", default=None, help="experiment folder [default: DATA/experiments/text-filter]")
     p.add_argument("--config", default=None, help="YAML config file: its text section's thresholds decide light "
                                                   "and heavy (defaults < file < flags)")

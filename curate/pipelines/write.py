@@ -34,11 +34,10 @@ from curate.io import (
     parquet_files,
     read_json,
     remove,
+    shard_name,
     write_json,
 )
-from curate.records import Failed
-from curate.shards import parquet_shard, shard_name, tar_bytes
-from pipelines.common import (
+from curate.pipelines.common import (
     REF_FIELDS,
     CollectShards,
     Progress,
@@ -49,6 +48,8 @@ from pipelines.common import (
     read_image_data,
     stage_digest,
 )
+from curate.records import Failed
+from curate.shards import parquet_shard, tar_bytes
 
 STAGE = R.WRITE
 PREFIX = 3  # hex digits: 4096 rank buckets

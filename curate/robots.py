@@ -38,8 +38,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
-ROBOTS_DISALLOW = "robots_disallow"  # reject reason and counter name
-
 OK = "ok"
 UNAVAILABLE = "unavailable"  # 4xx: no usable robots.txt, all allowed
 UNREACHABLE = "unreachable"  # 5xx, 429, network error: all disallowed

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from curate import __version__
+from curate.commands.args import positive_int
+from curate.config import TEXT_FILTERS
 from curate.errors import UserError, WeightsError
 
 EXIT_USAGE = 2
@@ -36,20 +38,10 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
-    return value
-
-
 def _port(text: str) -> int:
     from curate.sample.plan import HOSTS
 
-    value = _positive_int(text)
+    value = positive_int(text)
     if not 1024 <= value <= 65535 - len(HOSTS):
         raise argparse.ArgumentTypeError(f"must be between 1024 and {65535 - len(HOSTS)} (got {value})")
     return value
@@ -72,7 +64,7 @@ def _sample_crawl(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from curate.serve import ServeError, serve_forever
+    from curate.sample.serve import ServeError, serve_forever
 
     try:
         serve_forever(Path(args.dir), port=args.port, access_log=Path(args.access_log) if args.access_log else None)
@@ -105,7 +97,7 @@ def _crawl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", choices=("warc", "wat"), default=None,
                    help="with --snapshot: read WARC files (HTML parsed here) or WAT files (links only) "
                         "[config extract.source, default warc]")
-    p.add_argument("--max-files", type=_positive_int, default=None,
+    p.add_argument("--max-files", type=positive_int, default=None,
                    help="with --snapshot: read at most N files per snapshot [config extract.max_files, default all]")
     p.add_argument("--cc-base-url", default="https://data.commoncrawl.org/",
                    help="where crawl-data/ lives (any fsspec URL)")
@@ -113,7 +105,7 @@ def _crawl_options(p: argparse.ArgumentParser) -> None:
 
 def _extract(args: argparse.Namespace) -> int:
     from curate.config import load_config
-    from pipelines.extract import run
+    from curate.pipelines.extract import run
 
     config = load_config(args.config, {**_crawl_flags(args), "extract.shards": args.shards})
     manifest = run(_crawl_files(args, config), args.output, config, args.beam_args, force=args.force)
@@ -123,7 +115,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     from curate.config import load_config
-    from pipelines.download import run
+    from curate.pipelines.download import run
 
     out = args.output
     if args.refs and args.refs.rstrip("/") != out.rstrip("/") + "/refs":
@@ -141,9 +133,9 @@ def _download(args: argparse.Namespace) -> int:
 
 def _filter(args: argparse.Namespace) -> int:
     from curate.config import load_config
+    from curate.pipelines import dedup, text
+    from curate.pipelines.decode import run
     from curate.readers import list_sources
-    from pipelines import dedup, text
-    from pipelines.decode import run
 
     flags = {"image.min_side": args.min_side, "image.max_aspect_ratio": args.max_aspect_ratio,
              "image.max_pixels": args.max_pixels, "image.formats": args.formats,
@@ -161,7 +153,7 @@ def _filter(args: argparse.Namespace) -> int:
 
 def _text(args: argparse.Namespace) -> int:
     from curate.config import load_config
-    from pipelines import text
+    from curate.pipelines import text
 
     config = load_config(args.config, _text_flags(args))
     _print_funnel("text", text.run(args.output, config, args.beam_args, force=args.force), args.output)
@@ -174,17 +166,17 @@ def _text_flags(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _text_options(p: argparse.ArgumentParser, cache: bool = True) -> None:
-    p.add_argument("--text-filter", choices=("none", "light", "heavy", "notext"), default=None,
+    p.add_argument("--text-filter", choices=TEXT_FILTERS, default=None,
                    help="none scores only; light keeps images with readable text; heavy keeps text-dense images "
                         "(documents, charts, tables); notext keeps images without text [config text.filter, "
                         "default none]")
     p.add_argument("--ocr-mode", choices=("fast", "full"), default=None,
                    help="fast: PP-OCRv4 on ONNX Runtime, the largest lines read, the rest extrapolated; full: easyocr "
                         "readtext, every box read (the slow reference) [config text.mode, default fast]")
-    p.add_argument("--detect-side", type=_positive_int, default=None,
+    p.add_argument("--detect-side", type=positive_int, default=None,
                    help="fast: detection with the picture's longer side at this many pixels [config text.detect_side, "
                         "default 960]")
-    p.add_argument("--read", type=_positive_int, default=None,
+    p.add_argument("--read", type=positive_int, default=None,
                    help="fast: text lines read per picture, the largest first [config text.read, default 8]")
     if cache:
         p.add_argument("--ocr-cache", default=None, metavar="URL",
@@ -195,8 +187,8 @@ def _text_options(p: argparse.ArgumentParser, cache: bool = True) -> None:
 def _ocr(args: argparse.Namespace) -> int:
     """One JSON line per image: path, light, heavy, the filter's verdict and the TextScore fields."""
     from curate.config import load_config
+    from curate.filters.text import is_heavy, is_light, verdict
     from curate.ocr import OcrFailure, TextEngine
-    from filters.text import is_heavy, is_light, verdict
 
     flags = {**_text_flags(args), "text.canvas": args.canvas, "text.cache": None}
     config = load_config(args.config, flags).text
@@ -231,8 +223,9 @@ def _print_funnel(stage: str, manifest: dict, out: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from curate.commands.report import write_report
     from curate.config import load_config
-    from pipelines.run import run_all
+    from curate.pipelines.run import run_all
 
     flags = {**_crawl_flags(args), "download.allow_private_hosts": args.allow_private_hosts,
              "shards.samples_per_shard": args.samples_per_shard, **_text_flags(args)}
@@ -244,12 +237,13 @@ def _run(args: argparse.Namespace) -> int:
         _print_funnel(stage, manifest, args.output)
 
     run_all(files, args.output, config, args.beam_args, force=args.force, text=not args.no_text, on_stage=done)
+    write_report(args.output)
     print(f"report: {args.output.rstrip('/')}/report.html")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from curate.demo import run_demo
+    from curate.commands.demo import run_demo
 
     return run_demo(Path(args.crawl), Path(args.out), seed=args.seed, scale=args.scale, text_filter=args.text_filter)
 
@@ -276,7 +270,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "Build the embedded sample crawl: CommonCrawl-shaped WARC/WAT files, image hosts and truth.parquet.")
     p.add_argument("--out", required=True, help="directory to write the crawl into")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same bytes")
-    p.add_argument("--scale", type=_positive_int, default=1, help="multiply the number of pages and images")
+    p.add_argument("--scale", type=positive_int, default=1, help="multiply the number of pages and images")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT,
                    help="base port the pages point at; hosts use PORT..PORT+5 on 127.0.0.1")
 
@@ -290,7 +284,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "Flags curate does not know go to Apache Beam (--runner, --direct_num_workers ...).")
     p.set_defaults(beam_flags=True)
     _crawl_options(p)
-    p.add_argument("--shards", type=_positive_int, default=None,
+    p.add_argument("--shards", type=positive_int, default=None,
                    help="Parquet files per output table [config extract.shards, default 8]")
     _config_and_force(p, "OUT/refs is complete for these inputs")
 
@@ -304,8 +298,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds per socket operation [default 10]")
     p.add_argument("--deadline", type=float, default=None, help="seconds per request, redirects included [default 30]")
     p.add_argument("--retries", type=int, default=None, help="img2dataset's retries of any failure [default 0]")
-    p.add_argument("--threads", type=_positive_int, default=None, help="download threads per shard [default 16]")
-    p.add_argument("--max-bytes", type=_positive_int, default=None, help="largest image in bytes [default 20 MiB]")
+    p.add_argument("--threads", type=positive_int, default=None, help="download threads per shard [default 16]")
+    p.add_argument("--max-bytes", type=positive_int, default=None, help="largest image in bytes [default 20 MiB]")
     p.add_argument("--user-agent-token", default=None, help="our token in User-Agent and robots.txt [default curate]")
     p.add_argument("--disallowed-header-directives", default=None,
                    help="X-Robots-Tag directives that forbid use, comma-separated [default noai,noimageai,noindex,"
@@ -314,10 +308,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="let the SSRF guard through to these non-public addresses (comma-separated IPs/CIDRs; "
                         "alone: 127.0.0.1). For the local sample crawl and tests only [default: none]")
     p.add_argument("--resize-mode", default=None, help="img2dataset resize mode; 'no' keeps originals [default no]")
-    p.add_argument("--image-size", type=_positive_int, default=None, help="img2dataset image size [default 256]")
+    p.add_argument("--image-size", type=positive_int, default=None, help="img2dataset image size [default 256]")
     p.add_argument("--encode-format", default=None, help="jpg|png|webp when resizing [default jpg]")
     p.add_argument("--min-image-size", type=int, default=None, help="img2dataset's minimum, when resizing [default 0]")
-    p.add_argument("--samples-per-shard", type=_positive_int, default=None, help="URLs per shard [default 10000]")
+    p.add_argument("--samples-per-shard", type=positive_int, default=None, help="URLs per shard [default 10000]")
     p.add_argument("--retry-failed", action="store_true",
                    help="fetch again only the refs whose last status is retryable (timeouts, 5xx, resets)")
     _config_and_force(p, "OUT/fetched is complete for these refs")
@@ -330,7 +324,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _crawl_options(p)
     p.add_argument("--allow-private-hosts", nargs="?", const="127.0.0.1", default=None, metavar="ADDRS",
                    help="let downloads reach these non-public addresses (for the local sample crawl only)")
-    p.add_argument("--samples-per-shard", type=_positive_int, default=None,
+    p.add_argument("--samples-per-shard", type=positive_int, default=None,
                    help="samples per final shard [config shards.samples_per_shard, default 10000]")
     p.add_argument("--no-text", action="store_true", help="no OCR, no text filter")
     _text_options(p)
@@ -345,9 +339,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", nargs="+", default=None,
                    help="tar shards, image files, folders or globs [default: OUTPUT/fetched/*.tar]")
     p.add_argument("--output", required=True, help="output URL (writes OUTPUT/images)")
-    p.add_argument("--min-side", type=_positive_int, default=None, help="shortest side in pixels [default 64]")
+    p.add_argument("--min-side", type=positive_int, default=None, help="shortest side in pixels [default 64]")
     p.add_argument("--max-aspect-ratio", type=float, default=None, help="long side / short side [default 4.0]")
-    p.add_argument("--max-pixels", type=_positive_int, default=None,
+    p.add_argument("--max-pixels", type=positive_int, default=None,
                    help="pixel budget, checked before decoding [default 89478485]")
     p.add_argument("--formats", default=None, help="allowed formats, comma-separated [default jpeg,png,webp,gif]")
     p.add_argument("--hamming-radius", type=int, default=None,
@@ -373,7 +367,7 @@ def _build_parser() -> argparse.ArgumentParser:
                          "lines, text, ms, read).")
     p.add_argument("images", nargs="+", help="image files")
     _text_options(p, cache=False)
-    p.add_argument("--canvas", type=_positive_int, default=None,
+    p.add_argument("--canvas", type=positive_int, default=None,
                    help="full: detection bound, pixels on the longer side [config text.canvas, default 1280]")
     p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
 
@@ -381,16 +375,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crawl", default="build/sample", help="where to build the sample crawl")
     p.add_argument("--out", default="build/demo", help="output directory of the pipeline run")
     p.add_argument("--seed", type=int, default=0, help="sample crawl seed")
-    p.add_argument("--scale", type=_positive_int, default=1, help="sample crawl scale")
-    p.add_argument("--text-filter", choices=("none", "light", "heavy", "notext"), default="light",
+    p.add_argument("--scale", type=positive_int, default=1, help="sample crawl scale")
+    p.add_argument("--text-filter", choices=TEXT_FILTERS, default="light",
                    help="the text filter of the demo run")
-    from curate.report import register as _register_report
+    from curate.commands.report import register as _register_report
     _register_report(add)
-    from curate.inspect import register as _register_inspect
+    from curate.commands.inspect import register as _register_inspect
     _register_inspect(add)
-    from curate.trainer.commands import register as _register_trainer
+    from curate.commands.train import register as _register_trainer
     _register_trainer(add)
-    from curate.experiment import register as _register_experiment
+    from curate.commands.experiment import register as _register_experiment
     _register_experiment(add)
     return parser
 

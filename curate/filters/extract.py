@@ -14,11 +14,12 @@ import json
 from urllib.parse import urljoin
 
 from curate import reasons as R
+from curate.filters.optout import page_opts_out
 from curate.html import parse_page
+from curate.mime import SNIFF_BYTES, sniff
 from curate.records import ImageRef, Rejected
 from curate.urls import normalize_url, url_key
 from curate.warc import CrawlRecord
-from filters.optout import page_opts_out
 
 MAX_REJECT_URL = 512  # data: URIs can be megabytes; the key is computed from the whole URL
 
@@ -28,11 +29,12 @@ INLINE_IMAGE = "inline_image"
 WAT_PAGE = "wat_page"
 OTHER = "no_images"  # requests, metadata, revisits, warcinfo, redirects, error pages, non-HTML bodies
 
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+# Formats a captured response counts as an image in (icons, AVIF and HEIC captures are left to download).
+_CAPTURED_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/bmp", "image/tiff", "image/webp"})
 
 
 def _is_image(payload: bytes) -> bool:
-    return payload.startswith(_IMAGE_MAGIC) or (payload[:4] == b"RIFF" and payload[8:12] == b"WEBP")
+    return sniff(payload[:SNIFF_BYTES]) in _CAPTURED_IMAGE_TYPES
 
 
 def _is_html(record: CrawlRecord) -> bool:

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 import fsspec
-import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
@@ -32,10 +31,9 @@ from apache_beam.metrics import Metrics
 from curate import __version__
 from curate import reasons as R
 from curate.config import Config, TextConfig
+from curate.filters.text import is_heavy, is_light, verdict
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
-from curate.records import Failed, Rejected, TextScore
-from filters.text import is_heavy, is_light, verdict
-from pipelines.common import (
+from curate.pipelines.common import (
     CollectShards,
     Progress,
     ReadImageRefs,
@@ -45,22 +43,14 @@ from pipelines.common import (
     read_image_data,
     stage_digest,
 )
+from curate.records import Failed, Rejected, TextScore
+from curate.tables import CACHE_SCHEMA, TEXT_SCHEMA, score_columns, score_from_row
 
 STAGE = R.TEXT
 REJECTED, FAILED = "rejected", "failed"
-SCORE_FIELDS = [("boxes", pa.int32()), ("area_fraction", pa.float64()), ("words", pa.int32()),
-                ("chars", pa.int32()), ("mean_confidence", pa.float64()), ("lines", pa.int32()),
-                ("text", pa.string()), ("read", pa.int32()), ("page", pa.float64())]
-# OUT/text: scores are stored as text_<field> columns, so that a finished dataset can be re-thresholded.
-# The time spent (TextScore.ms) is a fact about the run, not the image: it goes to the manifest's totals,
-# so the same inputs give the same table bytes on every run and runner.
-TEXT_SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("pixel_hash", pa.string()),
-                         *[(f"text_{name}", t) for name, t in SCORE_FIELDS],
-                         ("light", pa.bool_()), ("heavy", pa.bool_()), ("reason", pa.string())])
-CACHE_SCHEMA = pa.schema([("pixel_hash", pa.string()), *SCORE_FIELDS, ("ms", pa.float64())])
 
 
-class Scored(NamedTuple):
+class TextOutcome(NamedTuple):
     """One image's outcome at this stage."""
 
     key: str
@@ -72,17 +62,9 @@ class Scored(NamedTuple):
     reason: str  # kept, or the filter's reason
 
 
-def text_row(s: Scored) -> dict[str, Any]:
-    score = s.score._asdict()
-    return {"key": s.key, "url": s.url, "pixel_hash": s.pixel_hash,
-            **{f"text_{name}": score[name] for name, _ in SCORE_FIELDS},
+def text_row(s: TextOutcome) -> dict[str, Any]:
+    return {"key": s.key, "url": s.url, "pixel_hash": s.pixel_hash, **score_columns(s.score),
             "light": s.light, "heavy": s.heavy, "reason": s.reason}
-
-
-def score_from_row(row: dict[str, Any], prefix: str = "") -> TextScore:
-    """A TextScore from a Parquet row (OUT/text with prefix 'text_', or the cache); ms 0 when not stored."""
-    return TextScore(**{name: row[f"{prefix}{name}"] for name in TextScore._fields if f"{prefix}{name}" in row}
-                     | ({} if f"{prefix}ms" in row else {"ms": 0.0}))
 
 
 def cache_root(out: str, config: TextConfig) -> str:
@@ -195,11 +177,11 @@ class ScoreText(beam.DoFn):
 
 
 def _decide(config: TextConfig):
-    def decide(element: tuple[list[dict[str, Any]], TextScore]) -> Iterator[Scored]:
+    def decide(element: tuple[list[dict[str, Any]], TextScore]) -> Iterator[TextOutcome]:
         rows, score = element
         light, heavy, reason = is_light(score, config), is_heavy(score, config), verdict(score, config)
         for row in rows:
-            yield Scored(row["key"], row["url"], row["pixel_hash"], score, light, heavy, reason)
+            yield TextOutcome(row["key"], row["url"], row["pixel_hash"], score, light, heavy, reason)
     return decide
 
 

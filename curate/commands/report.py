@@ -35,10 +35,12 @@ import pyarrow.parquet as pq
 import yaml
 
 from curate import reasons as R
+from curate.commands.args import Add
 from curate.config import ImageConfig
 from curate.errors import InputError, UserError
 from curate.imaging import Refusal, decode
 from curate.io import MANIFEST, atomic_write, join, parquet_files, read_json
+from curate.shards import picture, tar_samples
 
 GRID_CAP = 12  # thumbnails per grid
 MAX_THUMBS = 300  # thumbnails on the whole page
@@ -151,13 +153,9 @@ def _fetched_bytes(out: str, keys: set[str]) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
     for tar_url, samples in where.items():
         try:
-            with fsspec.open(tar_url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
-                for member in tar:
-                    stem, _, ext = member.name.rpartition("/")[2].partition(".")
-                    if member.isfile() and stem in samples and ext.lower() not in ("json", "txt"):
-                        handle = tar.extractfile(member)
-                        if handle is not None:
-                            found[samples[stem]] = handle.read()
+            for stem, members in tar_samples(tar_url):
+                if stem in samples and (image := picture(members)):
+                    found[samples[stem]] = image[1]
         except (FileNotFoundError, tarfile.TarError):
             continue  # a missing or broken tar costs its thumbnails only
     return found
@@ -558,7 +556,7 @@ def _report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+def register(add: Add) -> None:
     p = add("report", _report_command,
             "Write OUT/report.html: funnel, reject reasons, thumbnails, duplicate clusters, histograms, config "
             "and inputs, in one self-contained file that opens offline.")

@@ -23,7 +23,6 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -31,27 +30,14 @@ import pyarrow.parquet as pq
 
 from curate import reasons as R
 from curate.config import DownloadConfig
-from curate.fetch import RETRYABLE, FetchPolicy, classify, install, sniff
-from curate.io import atomic_write, join, read_json
-from curate.records import ImageRef
+from curate.fetch import RETRYABLE, FetchPolicy, classify, install
+from curate.io import atomic_write, join, read_json, shard_name
+from curate.mime import sniff
+from curate.records import ImageRef, LedgerRow
+from curate.shards import picture, tar_samples
 
 PROVENANCE = ("ref_key", "page_url", "snapshot", "source_file", "record_offset", "crawl_date", "source")
 _installed: FetchPolicy | None = None
-
-
-def shard_name(shard_id: int) -> str:
-    return f"{shard_id:05d}"
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    key: str  # the ref's key
-    url: str
-    reason: str  # kept (downloaded) or an error class
-    detail: str  # img2dataset's error message
-    retryable: bool
-    shard: str
-    sample_key: str  # img2dataset's key inside the shard
 
 
 def policy_of(config: DownloadConfig) -> FetchPolicy:
@@ -95,12 +81,9 @@ def _downloader(config: DownloadConfig, staging: str, n_rows: int) -> Any:
 def _mimes(tar_bytes: bytes) -> dict[str, str]:
     """Sample key -> mime type sniffed from the image member's first bytes."""
     out = {}
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
-        for member in tar:
-            stem, _, ext = member.name.rpartition(".")
-            if ext not in ("json", "txt") and member.isfile():
-                handle = tar.extractfile(member)
-                out[stem] = sniff(handle.read(32) if handle else b"") or "application/octet-stream"
+    for stem, members in tar_samples(io.BytesIO(tar_bytes)):
+        if image := picture(members):
+            out[stem] = sniff(image[1][:32]) or "application/octet-stream"
     return out
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 
+from curate.commands.args import Add
 from curate.errors import ConfigError, UserError
-
-Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 # flag -> TrainConfig field, type, help
 _OVERRIDES: tuple[tuple[str, str, type, str], ...] = (

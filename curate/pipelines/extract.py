@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
@@ -26,7 +25,7 @@ from curate import __version__
 from curate import reasons as R
 from curate.config import Config
 from curate.crawl import CrawlFile, open_binary, snapshot_of
-from curate.extract import Context, extract_record, source_name
+from curate.filters.extract import Context, extract_record, source_name
 from curate.io import (
     MANIFEST,
     ShardInfo,
@@ -37,10 +36,7 @@ from curate.io import (
     remove,
     write_json,
 )
-from curate.records import Failed, ImageRef, Rejected
-from curate.urls import url_key
-from curate.warc import DamagedFile, NotAWarc, iter_records
-from pipelines.common import (
+from curate.pipelines.common import (
     CollectShards,
     DriverList,
     Progress,
@@ -49,28 +45,14 @@ from pipelines.common import (
     pipeline_options,
     stage_digest,
 )
+from curate.records import Failed, ImageRef, Rejected
+from curate.tables import REF_SCHEMA, ref_row
+from curate.urls import url_key
+from curate.warc import DamagedFile, NotAWarc, iter_records
 
 STAGE = R.EXTRACT
 MAX_ALTS = 5
 REJECTED, FAILED, COUNTS = "rejected", "failed", "counts"
-
-REF_SCHEMA = pa.schema([
-    ("key", pa.string()), ("url", pa.string()), ("alt", pa.string()), ("title", pa.string()),
-    ("page_url", pa.string()), ("snapshot", pa.string()), ("source_file", pa.string()),
-    ("record_offset", pa.int64()), ("crawl_date", pa.string()), ("source", pa.string()),
-    ("content", pa.binary()), ("occurrences", pa.int64()), ("alts", pa.list_(pa.string())),
-])
-
-
-def ref_row(ref: ImageRef) -> dict[str, Any]:
-    row = ref._asdict()
-    row["alts"] = list(ref.alts)
-    return row
-
-
-def ref_from_row(row: dict[str, Any]) -> ImageRef:
-    return ImageRef(**{**row, "alts": tuple(row["alts"] or ())})
-
 
 class ExtractFile(beam.DoFn):
     """One crawl file in, its references out. Nothing a file holds can stop the run."""

@@ -1,7 +1,7 @@
 """`curate run`: every stage in order, each skipped when its manifest is complete for its inputs and settings.
 
 extract (crawl files -> OUT/refs) -> download (OUT/fetched) -> decode (OUT/images) -> dedup (OUT/dedup) ->
-text (OUT/text) -> write (OUT/shards) -> OUT/report.html. Each stage commits its shards atomically and its
+text (OUT/text) -> write (OUT/shards); the `run` command then writes OUT/report.html. Each stage commits its shards atomically and its
 manifest last, so a run killed at any point resumes at the first stage whose manifest is missing and ends
 with the same shards as an uninterrupted run (the stages are deterministic; download keeps the shards an
 earlier run committed).
@@ -22,12 +22,12 @@ log = logging.getLogger("curate.run")
 
 
 def run_all(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False,
-            text: bool = True, report: bool = True,
+            text: bool = True,
             on_stage: Callable[[str, dict[str, Any], float], None] | None = None) -> dict[str, dict[str, Any]]:
     """Run (or skip) every stage; returns each stage's manifest. `force` reruns every stage."""
+    from curate.pipelines import decode, dedup, download, extract, write
+    from curate.pipelines import text as text_stage
     from curate.readers import list_sources
-    from pipelines import decode, dedup, download, extract, shards
-    from pipelines import text as text_stage
 
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("extract", lambda: extract.run(files, out, config, beam_args, force=force)),
@@ -38,7 +38,7 @@ def run_all(files: list[CrawlFile], out: str, config: Config, beam_args: Sequenc
     ]
     if text:
         steps.append(("text", lambda: text_stage.run(out, config, beam_args, force=force)))
-    steps.append(("write", lambda: shards.run(out, config, beam_args, force=force)))
+    steps.append(("write", lambda: write.run(out, config, beam_args, force=force)))
     manifests: dict[str, dict[str, Any]] = {}
     for name, step in steps:
         started = time.monotonic()
@@ -46,8 +46,4 @@ def run_all(files: list[CrawlFile], out: str, config: Config, beam_args: Sequenc
         manifests[name] = step()
         if on_stage:
             on_stage(name, manifests[name], time.monotonic() - started)
-    if report:
-        from curate.report import write_report
-
-        write_report(out)
     return manifests

@@ -14,7 +14,7 @@ import pytest
 
 from curate import reasons as R
 from curate.config import load_config
-from pipelines import shards
+from curate.pipelines import shards
 from tests.conftest import parquet_rows
 
 # webdataset leaves closing its tar streams to the garbage collector: its ResourceWarnings are not ours.
@@ -111,7 +111,7 @@ def test_same_inputs_give_identical_bytes_also_on_memory_fs(written: Path, tmp_p
 
 
 def test_text_filter_and_unscored_outputs(written: Path, tmp_path: Path) -> None:
-    from pipelines import text
+    from curate.pipelines import text
 
     out = tmp_path / "light"
     shutil.copytree(written, out)

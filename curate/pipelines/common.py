@@ -20,9 +20,7 @@ from curate import reasons as R
 from curate.config import Config, write_config
 from curate.errors import IntegrityError, UserError
 from curate.io import (
-    FAILED_SCHEMA,
     MANIFEST,
-    REJECT_SCHEMA,
     ShardInfo,
     WriteParquetShards,
     atomic_write,
@@ -33,6 +31,7 @@ from curate.io import (
     verify_shard,
 )
 from curate.records import Failed, Rejected
+from curate.tables import FAILED_SCHEMA, REJECT_SCHEMA
 
 # What each stage's output depends on: its config sections (extract's shard count sizes every table) and the
 # tables of the stages before it. A stage is up to date when its manifest records the same digest, so

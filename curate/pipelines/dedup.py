@@ -10,21 +10,19 @@ from typing import Any
 
 import apache_beam as beam
 import fsspec
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate import __version__
 from curate import reasons as R
 from curate.config import Config
+from curate.filters.dedup import Decision, Deduplicate, ExclusionIndex, Node, load_exclusions
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
+from curate.pipelines.common import CollectShards, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 from curate.records import Rejected
-from filters.dedup import Decision, Deduplicate, ExclusionIndex, Node, load_exclusions
-from pipelines.common import CollectShards, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from curate.tables import DECISION_SCHEMA
 
 STAGE = R.DEDUP
 COLUMNS = ["key", "url", "sha256", "pixel_hash", "phash", "width", "height", "crawl_date"]
-DECISION_SCHEMA = pa.schema([("key", pa.string()), ("reason", pa.string()), ("cluster", pa.string()),
-                             ("cluster_size", pa.int64()), ("dup_of", pa.string())])
 
 
 def image_files(out: str) -> list[str]:

@@ -1,0 +1,1 @@
+"""The commands: `curate` and every subcommand (docs/ARCHITECTURE.md). Nothing else imports this package."""
