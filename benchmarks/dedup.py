@@ -1,4 +1,4 @@
-"""Near-dup stage benchmark: the Deduplicate transform (bands, buckets, 12 rounds of label propagation,
+"""Near-dup stage benchmark: curate.pipelines.dedup.Deduplicate (bands, buckets, 12 rounds of label propagation,
 the convergence check) on N and 8N synthetic nodes (random 63-bit hashes, 10% planted near-duplicates
 3 bits from an original, 2% exact copies), each in a fresh child process so peak memory (VmHWM) is its
 own. Goal: time(8N)/time(N) <= 9 and memory per worker flat. DirectRunner, in process, one worker."""
@@ -36,7 +36,7 @@ def nodes(n: int, seed: int = 0) -> list:
 
 
 def _child(n: int) -> None:
-    from curate.filters.dedup import Deduplicate
+    from curate.pipelines.dedup import Deduplicate
 
     data = nodes(n)
     started = time.perf_counter()

@@ -1,14 +1,12 @@
-"""Exact and near-duplicate removal, as keyed Beam steps that work when the data does not fit one machine.
+"""Exact and near-duplicate removal: the rules, without Beam (curate.pipelines.dedup wires them into the
+keyed steps that work when the data does not fit one machine).
 
-Edges: images sharing the SHA-256 of their bytes or the hash of their normalized pixels (exact), and pairs
-whose 64-bit perceptual hashes differ in at most `radius` bits (near), found by pigeonhole banding: every
-hash is emitted under its band keys (curate.hashing.band_keys), each bucket is a GroupByKey, and only pairs
-inside a bucket are compared; no pair within the radius is missed. Clusters are the connected components
-of those edges, computed by min-label propagation, unrolled for a fixed number of rounds (each a
-CoGroupByKey and a CombinePerKey), then checked: an edge whose ends still disagree means the rounds were
-too few, and the stage fails loudly rather than guess. A node's label is its survivor rank (largest
-resolution, then earliest crawl date, then key), so the minimum label of a component is its survivor.
-The same input gives the same survivors on any runner and in any bundle order.
+Edges: images sharing the SHA-256 of their bytes or the hash of their normalized pixels (exact, `star`), and
+pairs whose 64-bit perceptual hashes differ in at most `radius` bits (near, `near_pairs` inside one band
+bucket of curate.hashing.band_keys: no pair within the radius is missed). Clusters are the connected
+components of those edges. A node's `label` is its survivor rank (largest resolution, then earliest crawl
+date, then key), so the minimum label of a component is its survivor, and `decide` names the others'
+reason. The same input gives the same survivors on any runner and in any bundle order.
 """
 
 from __future__ import annotations
@@ -16,8 +14,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
-
-import apache_beam as beam
 
 from curate import reasons as R
 from curate.hashing import band_keys, hamming
@@ -49,70 +45,23 @@ class Decision(NamedTuple):
     dup_of: str | None
 
 
-def _label(node: Node) -> Label:
+def label(node: Node) -> Label:
     return node.rank, node.sha256, node.pixel_hash
 
 
-def _star(nodes: Iterable[Node]) -> Iterator[tuple[str, str]]:
+def star(nodes: Iterable[Node]) -> Iterator[tuple[str, str]]:
     """Edges from the best member of a group to each other member (enough to connect the group)."""
     members = sorted(nodes, key=lambda n: n.rank)
     for other in members[1:]:
         yield members[0].key, other.key
 
 
-def _bucket_pairs(element: tuple[tuple[int, int], Iterable[Node]], radius: int) -> Iterator[tuple[str, str]]:
-    _, nodes = element
+def near_pairs(nodes: Iterable[Node], radius: int) -> Iterator[tuple[str, str]]:
+    """Edges between the members of one band bucket whose perceptual hashes are within `radius` bits."""
     members = sorted(nodes, key=lambda n: n.key)
     for a, b in itertools.combinations(members, 2):
         if hamming(a.phash, b.phash) <= radius:
             yield a.key, b.key
-
-
-def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
-    a, b = edge
-    yield a, b
-    yield b, a
-
-
-def _messages(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[str, Label]]:
-    key, joined = element
-    label = min(joined["label"])
-    yield key, label
-    for neighbour in joined["edges"]:
-        yield neighbour, label
-
-
-def _propagate(labels: beam.PCollection, edges: beam.PCollection, round_: int) -> beam.PCollection:
-    return (
-        {"label": labels, "edges": edges}
-        | f"Join{round_}" >> beam.CoGroupByKey()
-        | f"Send{round_}" >> beam.FlatMap(_messages)
-        | f"Min{round_}" >> beam.CombinePerKey(min)
-    )
-
-
-def _unsettled(element: tuple[str, dict[str, Iterable]]) -> Iterator[str]:
-    """Keys whose neighbours' labels differ from theirs (after the last round)."""
-    key, joined = element
-    mine = min(joined["label"])
-    for theirs in joined["neighbour_labels"]:
-        if theirs != mine:
-            yield key
-
-
-class _Decide(beam.DoFn):
-    def process(self, element: tuple[tuple, dict[str, Iterable]]) -> Iterator[Decision]:
-        _, joined = element
-        members = list(joined["members"])
-        survivor_label = members[0][1]
-        survivor_key = survivor_label[0][2]
-        for key, label, node in members:
-            if key == survivor_key:
-                yield Decision(key, R.KEPT, survivor_key, len(members), None)
-            else:
-                exact = node.sha256 == label[1] or node.pixel_hash == label[2]
-                yield Decision(key, R.DUPLICATE if exact else R.NEAR_DUPLICATE, survivor_key, len(members),
-                               survivor_key)
 
 
 def load_exclusions(path: str, radius: int) -> list[int]:
@@ -156,46 +105,13 @@ class ExclusionIndex:
         return None
 
 
-class Deduplicate(beam.PTransform):
-    """PCollection[Node] -> (PCollection[Decision] for every node, PCollection[str] unsettled keys).
-
-    The second output must be empty: if not, the components needed more than `rounds` rounds."""
-
-    def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True):
-        super().__init__()
-        self.radius, self.rounds, self.spare, self.near = radius, rounds, spare, near
-
-    def expand(self, nodes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        by_bytes = (nodes | "BySha" >> beam.Map(lambda n: (n.sha256, n)) | "GroupSha" >> beam.GroupByKey()
-                    | "StarSha" >> beam.FlatMap(lambda kv: _star(kv[1])))
-        by_pixels = (nodes | "ByPixels" >> beam.Map(lambda n: (n.pixel_hash, n)) | "GroupPixels" >> beam.GroupByKey()
-                     | "StarPixels" >> beam.FlatMap(lambda kv: _star(kv[1])))
-        edge_sets = [by_bytes, by_pixels]
-        if self.near:
-            radius, spare = self.radius, self.spare
-            near = (nodes
-                    | "Bands" >> beam.FlatMap(lambda n: [(band, n) for band in band_keys(n.phash, radius, spare)])
-                    | "Buckets" >> beam.GroupByKey()
-                    | "Pairs" >> beam.FlatMap(_bucket_pairs, radius))
-            edge_sets.append(near)
-        edges = (edge_sets | "AllEdges" >> beam.Flatten() | "BothWays" >> beam.FlatMap(_both_ways)
-                 | "DistinctEdges" >> beam.Distinct())
-        labels = nodes | "Labels" >> beam.Map(lambda n: (n.key, _label(n)))
-        for round_ in range(self.rounds):
-            labels = _propagate(labels, edges, round_)
-        neighbour_labels = (
-            {"label": labels, "edges": edges} | "JoinLast" >> beam.CoGroupByKey()
-            | "SendLast" >> beam.FlatMap(lambda kv: [(n, min(kv[1]["label"])) for n in kv[1]["edges"]])
-        )
-        unsettled = ({"label": labels, "neighbour_labels": neighbour_labels} | "Check" >> beam.CoGroupByKey()
-                     | "Unsettled" >> beam.FlatMap(_unsettled))
-        keyed_nodes = nodes | "NodeByKey" >> beam.Map(lambda n: (n.key, n))
-        members = (
-            {"label": labels, "node": keyed_nodes} | "Attach" >> beam.CoGroupByKey()
-            | "ByCluster" >> beam.Map(lambda kv: (min(kv[1]["label"])[0], (kv[0], min(kv[1]["label"]),
-                                                                           next(iter(kv[1]["node"])))))
-            | "Clusters" >> beam.GroupByKey()
-            | "Sorted" >> beam.Map(lambda kv: (kv[0], {"members": sorted(kv[1], key=lambda m: m[2].rank)}))
-        )
-        decisions = members | "Decide" >> beam.ParDo(_Decide())
-        return decisions, unsettled
+def decide(members: list[tuple[str, Label, Node]]) -> Iterator[Decision]:
+    """One cluster's decisions: its members (key, final label, node), best first. The survivor is kept; every
+    other member is a duplicate of it (same bytes or pixels as the survivor) or a near-duplicate."""
+    survivor_key = members[0][1][0][2]
+    for key, label_, node in members:
+        if key == survivor_key:
+            yield Decision(key, R.KEPT, survivor_key, len(members), None)
+        else:
+            exact = node.sha256 == label_[1] or node.pixel_hash == label_[2]
+            yield Decision(key, R.DUPLICATE if exact else R.NEAR_DUPLICATE, survivor_key, len(members), survivor_key)

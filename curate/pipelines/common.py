@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ import apache_beam as beam
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from curate import reasons as R
@@ -40,6 +43,40 @@ _SECTIONS = {R.EXTRACT: ("extract",), R.DOWNLOAD: ("extract", "download"), R.DEC
              R.DEDUP: ("extract", "dedup"), R.TEXT: ("extract", "text"), R.WRITE: ("extract", "shards")}
 _UPSTREAM = {R.EXTRACT: (), R.DOWNLOAD: ("refs",), R.DECODE: ("fetched",), R.DEDUP: ("images",),
              R.TEXT: ("images", "dedup"), R.WRITE: ("images", "dedup", "text")}
+
+
+# Tagged outputs: a filter step's rejects and dead letters, and a step's counts for its stage's funnel.
+REJECTED, FAILED, COUNTS = "rejected", "failed", "counts"
+
+
+class ApplyFilter(beam.DoFn):
+    """A filter's rule on each element (datatrove's contract): `rule(x)` returns the kept record, or a `Rejected`
+    that leaves on the REJECTED output; an exception becomes a dead letter (`Failed`, named by `identify(x)` ->
+    (key, url)) on FAILED, never a failed run. Each outcome adds one to the Beam counter <stage>:<outcome>
+    (kept, failed or the reject reason)."""
+
+    def __init__(self, stage: str, rule: Callable[[Any], Any], identify: Callable[[Any], tuple[str, str]]):
+        self.stage, self.rule, self.identify = stage, rule, identify
+
+    def process(self, element: Any) -> Iterator[Any]:
+        yield from self.outcomes(element)
+
+    def outcomes(self, element: Any) -> Iterator[Any]:
+        """The element's outcome; for steps that apply a filter inside their own DoFn (decode writes the kept)."""
+        try:
+            result = self.rule(element)
+        except Exception as e:  # noqa: BLE001 - a rule that raises fails its element only
+            key, url = self.identify(element)
+            Metrics.counter(self.stage, "failed").inc()
+            yield pvalue.TaggedOutput(FAILED, Failed(key, url, self.stage, f"{type(e).__name__}: {e}",
+                                                     traceback.format_exc(limit=5)))
+            return
+        if isinstance(result, Rejected):
+            Metrics.counter(self.stage, result.reason).inc()
+            yield pvalue.TaggedOutput(REJECTED, result)
+        else:
+            Metrics.counter(self.stage, R.KEPT).inc()
+            yield result
 
 
 class Progress(beam.DoFn):

@@ -14,6 +14,8 @@ files.
 
 from __future__ import annotations
 
+import functools
+import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -21,13 +23,19 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
 
 from curate import __version__
 from curate import reasons as R
 from curate.config import Config
-from curate.filters.image import COUNTS, FAILED, REJECTED, STAGE, DecodeSource
+from curate.filters.image import STAGE, decode_one
 from curate.io import MANIFEST, AtomicFile, ShardInfo, join, manifest_tables, read_json, remove, table_file, write_json
 from curate.pipelines.common import (
+    COUNTS,
+    FAILED,
+    REJECTED,
+    ApplyFilter,
     CollectShards,
     DriverList,
     Progress,
@@ -36,8 +44,10 @@ from curate.pipelines.common import (
     pipeline_options,
     stage_digest,
 )
-from curate.records import ImageRecord
+from curate.readers import read_source
+from curate.records import Failed, FetchedImage, ImageRecord
 from curate.tables import IMAGE_SCHEMA, image_row
+from curate.urls import url_key
 
 # Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): decode buffers one row group, the
 # text and write stages read picture bytes one row group at a time, so this bounds what their workers hold
@@ -93,19 +103,22 @@ class ImageFileWriter:
 
 
 class DecodePart(beam.DoFn):
-    """One part: every image of its sources decoded (DecodeSource's outputs), the valid ones written to the
-    part's own OUT/images file; yields that file's ShardInfo and passes rejects, failures and counts on."""
+    """One part: every image of its sources decoded (`decode_one`, applied by ApplyFilter), the valid ones
+    written to the part's own OUT/images file; yields that file's ShardInfo, the rejects and dead letters, and
+    the part's counts. A source that cannot be read is one dead letter (its images so far stay counted)."""
 
     def __init__(self, out: str, config: Config, num_parts: int):
-        self.out, self.num_parts, self.decode = out, num_parts, DecodeSource(config.image)
+        self.out, self.num_parts = out, num_parts
+        self.filter = ApplyFilter(STAGE, functools.partial(decode_one, config=config.image), _identify)
 
     def process(self, part: tuple[int, list[str]]) -> Iterator[Any]:
         index, sources = part
         rel = join("images", table_file("images", index, self.num_parts))
         sink = ImageFileWriter(join(self.out, rel))
+        counts: Counter[str] = Counter()
         try:
             for source in sources:
-                for result in self.decode.process(source):
+                for result in self._source(source, counts):
                     if isinstance(result, ImageRecord):
                         sink.add(image_row(result))
                     else:
@@ -116,6 +129,25 @@ class DecodePart(beam.DoFn):
             raise
         if written:
             yield ShardInfo("images", rel, *written)
+        yield pvalue.TaggedOutput(COUNTS, dict(counts))
+
+    def _source(self, source: str, counts: Counter[str]) -> Iterator[Any]:
+        try:
+            for fetched in read_source(source):
+                counts["input"] += 1
+                for outcome in self.filter.outcomes(fetched):
+                    tag = outcome.tag if isinstance(outcome, pvalue.TaggedOutput) else R.KEPT
+                    counts[outcome.value.reason if tag == REJECTED else tag] += 1
+                    yield outcome
+        except Exception as e:  # noqa: BLE001 - an unreadable source is a dead letter, not a failed run
+            counts["unreadable_sources"] += 1
+            Metrics.counter(STAGE, "unreadable_sources").inc()
+            yield pvalue.TaggedOutput(FAILED, Failed(url_key(source), source, STAGE, f"{type(e).__name__}: {e}",
+                                                     traceback.format_exc(limit=5)))
+
+
+def _identify(fetched: FetchedImage) -> tuple[str, str]:
+    return fetched.ref.key, fetched.ref.url
 
 
 class _WriteManifest(beam.DoFn):

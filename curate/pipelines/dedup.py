@@ -1,11 +1,11 @@
 """Dedup: OUT/images -> OUT/dedup (one decision per image: kept, duplicate or near_duplicate, with its
 cluster, the cluster's size and the survivor it duplicates), rejects for the dropped, the manifest and the
-funnel. The rules and the distributed clustering live in filters/dedup.py."""
+funnel. The rules live in curate/filters/dedup.py; the distributed clustering (`Deduplicate`) is here."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 from curate import __version__
 from curate import reasons as R
 from curate.config import Config
-from curate.filters.dedup import Decision, Deduplicate, ExclusionIndex, Node, load_exclusions
+from curate.filters.dedup import Decision, ExclusionIndex, Label, Node, decide, label, load_exclusions, near_pairs, star
+from curate.hashing import band_keys
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.pipelines.common import CollectShards, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
 from curate.records import Rejected
@@ -38,6 +39,104 @@ class ReadNodes(beam.DoFn):
                 node = Node(r["key"], r["sha256"], r["pixel_hash"], r["phash"], r["width"] * r["height"],
                             r["crawl_date"] or "")
                 yield node, r["url"]
+
+
+def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
+    a, b = edge
+    yield a, b
+    yield b, a
+
+
+
+
+def _messages(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[str, Label]]:
+    key, joined = element
+    label = min(joined["label"])
+    yield key, label
+    for neighbour in joined["edges"]:
+        yield neighbour, label
+
+
+
+
+def _propagate(labels: beam.PCollection, edges: beam.PCollection, round_: int) -> beam.PCollection:
+    return (
+        {"label": labels, "edges": edges}
+        | f"Join{round_}" >> beam.CoGroupByKey()
+        | f"Send{round_}" >> beam.FlatMap(_messages)
+        | f"Min{round_}" >> beam.CombinePerKey(min)
+    )
+
+
+
+
+def _unsettled(element: tuple[str, dict[str, Iterable]]) -> Iterator[str]:
+    """Keys whose neighbours' labels differ from theirs (after the last round)."""
+    key, joined = element
+    mine = min(joined["label"])
+    for theirs in joined["neighbour_labels"]:
+        if theirs != mine:
+            yield key
+
+
+
+
+class _Decide(beam.DoFn):
+    def process(self, element: tuple[tuple, dict[str, Iterable]]) -> Iterator[Decision]:
+        _, joined = element
+        yield from decide(list(joined["members"]))
+
+
+
+
+class Deduplicate(beam.PTransform):
+    """Clusters as keyed Beam steps (edges by GroupByKey on SHA-256, pixel hash and each band key; connected
+    components by min-label propagation, unrolled for `rounds` rounds, each a CoGroupByKey and a CombinePerKey,
+    then checked: an edge whose ends still disagree means the rounds were too few, and the stage fails loudly
+    rather than guess).
+
+    PCollection[Node] -> (PCollection[Decision] for every node, PCollection[str] unsettled keys).
+
+    The second output must be empty: if not, the components needed more than `rounds` rounds."""
+
+    def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True):
+        super().__init__()
+        self.radius, self.rounds, self.spare, self.near = radius, rounds, spare, near
+
+    def expand(self, nodes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        by_bytes = (nodes | "BySha" >> beam.Map(lambda n: (n.sha256, n)) | "GroupSha" >> beam.GroupByKey()
+                    | "StarSha" >> beam.FlatMap(lambda kv: star(kv[1])))
+        by_pixels = (nodes | "ByPixels" >> beam.Map(lambda n: (n.pixel_hash, n)) | "GroupPixels" >> beam.GroupByKey()
+                     | "StarPixels" >> beam.FlatMap(lambda kv: star(kv[1])))
+        edge_sets = [by_bytes, by_pixels]
+        if self.near:
+            radius, spare = self.radius, self.spare
+            near = (nodes
+                    | "Bands" >> beam.FlatMap(lambda n: [(band, n) for band in band_keys(n.phash, radius, spare)])
+                    | "Buckets" >> beam.GroupByKey()
+                    | "Pairs" >> beam.FlatMap(lambda kv, r: near_pairs(kv[1], r), radius))
+            edge_sets.append(near)
+        edges = (edge_sets | "AllEdges" >> beam.Flatten() | "BothWays" >> beam.FlatMap(_both_ways)
+                 | "DistinctEdges" >> beam.Distinct())
+        labels = nodes | "Labels" >> beam.Map(lambda n: (n.key, label(n)))
+        for round_ in range(self.rounds):
+            labels = _propagate(labels, edges, round_)
+        neighbour_labels = (
+            {"label": labels, "edges": edges} | "JoinLast" >> beam.CoGroupByKey()
+            | "SendLast" >> beam.FlatMap(lambda kv: [(n, min(kv[1]["label"])) for n in kv[1]["edges"]])
+        )
+        unsettled = ({"label": labels, "neighbour_labels": neighbour_labels} | "Check" >> beam.CoGroupByKey()
+                     | "Unsettled" >> beam.FlatMap(_unsettled))
+        keyed_nodes = nodes | "NodeByKey" >> beam.Map(lambda n: (n.key, n))
+        members = (
+            {"label": labels, "node": keyed_nodes} | "Attach" >> beam.CoGroupByKey()
+            | "ByCluster" >> beam.Map(lambda kv: (min(kv[1]["label"])[0], (kv[0], min(kv[1]["label"]),
+                                                                           next(iter(kv[1]["node"])))))
+            | "Clusters" >> beam.GroupByKey()
+            | "Sorted" >> beam.Map(lambda kv: (kv[0], {"members": sorted(kv[1], key=lambda m: m[2].rank)}))
+        )
+        decisions = members | "Decide" >> beam.ParDo(_Decide())
+        return decisions, unsettled
 
 
 def _reject(element: tuple[str, dict[str, Any]]) -> Iterator[Rejected]:

@@ -39,6 +39,7 @@ from curate.downloader import (
 from curate.errors import InputError
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.pipelines.common import (
+    REJECTED,
     CollectShards,
     Progress,
     WriteRejectsAndFailures,
@@ -51,7 +52,6 @@ from curate.robots import RobotsRules, fetch_robots, origin_of, robots_url
 from curate.tables import LEDGER_SCHEMA, ref_from_row
 
 STAGE = R.DOWNLOAD
-REJECTED = "rejected"
 
 
 def read_refs(out: str) -> list[str]:

@@ -37,6 +37,9 @@ from curate.io import (
     write_json,
 )
 from curate.pipelines.common import (
+    COUNTS,
+    FAILED,
+    REJECTED,
     CollectShards,
     DriverList,
     Progress,
@@ -52,7 +55,6 @@ from curate.warc import DamagedFile, NotAWarc, iter_records
 
 STAGE = R.EXTRACT
 MAX_ALTS = 5
-REJECTED, FAILED, COUNTS = "rejected", "failed", "counts"
 
 class ExtractFile(beam.DoFn):
     """One crawl file in, its references out. Nothing a file holds can stop the run."""

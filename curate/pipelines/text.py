@@ -34,6 +34,9 @@ from curate.config import Config, TextConfig
 from curate.filters.text import is_heavy, is_light, verdict
 from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
 from curate.pipelines.common import (
+    FAILED,
+    REJECTED,
+    ApplyFilter,
     CollectShards,
     Progress,
     ReadImageRefs,
@@ -47,7 +50,6 @@ from curate.records import Failed, Rejected, TextScore
 from curate.tables import CACHE_SCHEMA, TEXT_SCHEMA, score_columns, score_from_row
 
 STAGE = R.TEXT
-REJECTED, FAILED = "rejected", "failed"
 
 
 class TextOutcome(NamedTuple):
@@ -185,6 +187,13 @@ def _decide(config: TextConfig):
     return decide
 
 
+def _filtered(s: TextOutcome) -> TextOutcome | Rejected:
+    """The configured filter, applied: the verdict `_decide` recorded (every score stays in OUT/text)."""
+    if s.reason == R.KEPT:
+        return s
+    return Rejected(s.key, s.url, STAGE, s.reason, f"chars {s.score.chars}, lines {s.score.lines}")
+
+
 def _cache_row(element: tuple[str, TextScore]) -> dict[str, Any]:
     pixel_hash, score = element
     return {"pixel_hash": pixel_hash, **score._asdict()}
@@ -240,11 +249,10 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     new_cache = scored.new | "WriteCache" >> WriteParquetShards(
         cache_root(out, tc), engine_id, f"scores-{uuid.uuid4().hex[:12]}", CACHE_SCHEMA, _cache_row, lambda e: e[0],
         shards)
-    filtered = outcomes | "Filtered" >> beam.FlatMap(
-        lambda s: [Rejected(s.key, s.url, STAGE, s.reason, f"chars {s.score.chars}, lines {s.score.lines}")]
-        if s.reason != R.KEPT else [])
-    rejects = (filtered, scored[REJECTED]) | "AllRejects" >> beam.Flatten()
-    failures = (survivors[FAILED], scored[FAILED]) | "AllFailures" >> beam.Flatten()
+    filtered = outcomes | "Filtered" >> beam.ParDo(ApplyFilter(STAGE, _filtered, lambda s: (s.key, s.url))).with_outputs(
+        REJECTED, FAILED, main="kept")
+    rejects = (filtered[REJECTED], scored[REJECTED]) | "AllRejects" >> beam.Flatten()
+    failures = (survivors[FAILED], scored[FAILED], filtered[FAILED]) | "AllFailures" >> beam.Flatten()
     other = (rejects, failures) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
     counts = (((outcomes | "Reasons" >> beam.Map(lambda s: s.reason)),
                (scored[REJECTED] | "FailReasons" >> beam.Map(lambda r: r.reason)))

@@ -10,8 +10,9 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from curate import reasons as R
-from curate.filters.dedup import Decision, Deduplicate, Node
+from curate.filters.dedup import Decision, Node
 from curate.hashing import hamming
+from curate.pipelines.dedup import Deduplicate
 
 
 def _flip(h: int, bits: list[int]) -> int:

@@ -14,7 +14,7 @@ import pytest
 
 from curate import reasons as R
 from curate.config import load_config
-from curate.pipelines import shards
+from curate.pipelines import write
 from tests.conftest import parquet_rows
 
 # webdataset leaves closing its tar streams to the garbage collector: its ResourceWarnings are not ours.
@@ -27,7 +27,7 @@ PER_SHARD = 40
 def written(scored: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shards") / "out"
     shutil.copytree(scored, out)
-    shards.run(str(out), load_config(None, {"shards.samples_per_shard": PER_SHARD}))
+    write.run(str(out), load_config(None, {"shards.samples_per_shard": PER_SHARD}))
     return out
 
 
@@ -95,13 +95,13 @@ def test_parquet_and_duckdb_agree_with_the_tars(written: Path) -> None:
 def test_same_inputs_give_identical_bytes_also_on_memory_fs(written: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     shutil.copytree(written, again)
-    shards.run(str(again), load_config(None, {"shards.samples_per_shard": PER_SHARD}), force=True)
+    write.run(str(again), load_config(None, {"shards.samples_per_shard": PER_SHARD}), force=True)
     memory = "memory://curate-test-shards"
     fs = fsspec.filesystem("memory")
     for folder in ("images", "dedup", "text"):
         for f in sorted((written / folder).iterdir()):
             fs.pipe(f"{memory}/{folder}/{f.name}".removeprefix("memory://"), f.read_bytes())
-    shards.run(memory, load_config(None, {"shards.samples_per_shard": PER_SHARD}))
+    write.run(memory, load_config(None, {"shards.samples_per_shard": PER_SHARD}))
     try:
         for f in sorted((written / "shards").glob("0*")):
             assert (again / "shards" / f.name).read_bytes() == f.read_bytes()
@@ -116,14 +116,14 @@ def test_text_filter_and_unscored_outputs(written: Path, tmp_path: Path) -> None
     out = tmp_path / "light"
     shutil.copytree(written, out)
     text.run(str(out), load_config(None, {"text.filter": "light"}))
-    manifest = shards.run(str(out), load_config(None, {"shards.samples_per_shard": PER_SHARD}))
+    manifest = write.run(str(out), load_config(None, {"shards.samples_per_shard": PER_SHARD}))
     light = sorted(r["key"] for r in parquet_rows(out / "text") if r["reason"] == R.KEPT)
     rows = [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     assert [r["key"] for r in rows] == light and all(r["light"] for r in rows) and manifest["samples"] == len(light)
     bare = tmp_path / "bare"
     shutil.copytree(written, bare)
     shutil.rmtree(bare / "text")
-    shards.run(str(bare), load_config(None, {"shards.samples_per_shard": PER_SHARD}), force=True)
+    write.run(str(bare), load_config(None, {"shards.samples_per_shard": PER_SHARD}), force=True)
     kept = sorted(d["key"] for d in parquet_rows(bare / "dedup") if d["reason"] == R.KEPT)
     rows = [r for p in sorted((bare / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     assert [r["key"] for r in rows] == kept and all(r["text_chars"] is None and r["light"] is None for r in rows)
