@@ -1,7 +1,8 @@
 """curate: web-scale image curation for self-supervised vision.
 
 CommonCrawl snapshots -> image references -> downloads -> decode/validate -> dedup -> OCR text filter ->
-WebDataset tar + Parquet shards -> a compact DINO trainer. See README.md and DESIGN.md.
+WebDataset tar + Parquet shards -> a compact DINO trainer. See README.md; the layers and which module owns
+what: docs/ARCHITECTURE.md.
 """
 
 import os

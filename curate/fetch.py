@@ -1,7 +1,7 @@
 """The HTTP client img2dataset downloads through, with what img2dataset lacks.
 
 img2dataset's `Downloader` fetches with `urllib.request.urlopen`, so the opener installed here governs
-every request it makes, redirects included (DESIGN §9). The opener adds:
+every request it makes, redirects included (tests/test_netguard.py checks it). The opener adds:
 - the SSRF guard (curate.netguard): every connection, first hop or redirect, goes to a checked address;
 - a cap on bytes per image, checked against Content-Length before reading and while reading (a body
   without a length, or that lies, is cut at the cap), and a total deadline per request, redirects
@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from urllib.response import addinfourl
 from curate import reasons as R
 from curate.mime import SNIFF_BYTES, sniff
 from curate.netguard import AddressPolicy, guarded_handlers
+from curate.robots import MAX_BODY_BYTES
 
 _CHUNK = 1 << 16
 MAX_REDIRECTS = 5
@@ -184,3 +186,21 @@ def classify(message: str | None) -> str:
     if "blocked address" in message:
         return R.BLOCKED_ADDRESS
     return R.CONNECTION_ERROR
+
+
+class RobotsGet:
+    """GET a robots.txt through the SSRF guard only (it is no image: no magic check; the first MAX_BODY_BYTES are read): `(status, body, error)` as `curate.robots.fetch_robots` reads it; any failure is an error."""
+
+    def __init__(self, policy: FetchPolicy, agent_token: str):
+        self.timeout, self.agent = policy.timeout, f"Mozilla/5.0 (compatible; {agent_token})"
+        self.opener = urllib.request.build_opener(*guarded_handlers(policy.address_policy))
+
+    def __call__(self, url: str) -> tuple[int | None, bytes | None, str]:
+        request = urllib.request.Request(url, headers={"User-Agent": self.agent})
+        try:
+            with self.opener.open(request, timeout=self.timeout) as response:
+                return response.status, response.read(MAX_BODY_BYTES), ""
+        except urllib.error.HTTPError as e:
+            return e.code, None, str(e)
+        except Exception as e:  # noqa: BLE001 - any failure to fetch robots.txt means "unreachable"
+            return None, None, f"{type(e).__name__}: {e}"

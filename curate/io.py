@@ -18,10 +18,9 @@ import io
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-import apache_beam as beam
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -97,6 +96,43 @@ class AtomicFile:
             self.discard()
 
 
+class RowGroupWriter:
+    """Rows streamed into one Parquet file, a row group of `group_rows` at a time, so a writer holds one row
+    group, not the file; the file appears whole at `commit`."""
+
+    def __init__(self, url: str, schema: pa.Schema, group_rows: int):
+        self.url, self.schema, self.group_rows, self.count = url, schema, group_rows, 0
+        self.rows: list[dict[str, Any]] = []
+        self.file: AtomicFile | None = None
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) == self.group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.writer is None:
+            self.file = AtomicFile(self.url)
+            self.writer = pq.ParquetWriter(self.file, self.schema, compression="zstd")
+        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+        self.count += len(self.rows)
+        self.rows = []
+
+    def commit(self) -> tuple[int, int, str] | None:
+        """(rows, bytes, sha256) of the committed file; None, and no file, when no row came."""
+        if self.rows:
+            self._flush()
+        if self.writer is None or self.file is None:
+            return None
+        self.writer.close()
+        return self.count, *self.file.commit()
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.discard()
+
+
 def atomic_write(url: str, data: bytes) -> tuple[int, str]:
     """Write bytes under a temporary name, rename to `url`, and check what landed. Returns (size, sha256)."""
     with AtomicFile(url) as fh:
@@ -142,35 +178,14 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(value).hexdigest() if isinstance(value, bytes) else str(value)
 
 
-class _WriteShard(beam.DoFn):
-    def __init__(self, out: str, folder: str, table: str, schema: pa.Schema, num_shards: int):
-        self.out, self.folder, self.table, self.schema, self.num_shards = out, folder, table, schema, num_shards
-
-    def process(self, element: tuple[int, Iterable[tuple[str, dict]]]) -> Iterable[ShardInfo]:
-        index, keyed = element
-        rows = _in_key_order(keyed)
-        rel = join(self.folder, table_file(self.table, index, self.num_shards))
-        size, digest = atomic_write(join(self.out, rel), parquet_bytes(rows, self.schema))
-        yield ShardInfo(self.folder, rel, len(rows), size, digest)
-
-
-class WriteParquetShards(beam.PTransform):
-    """Write records as `OUT/<folder>/<table>-NNNNN-of-MMMMM.parquet`; outputs one ShardInfo per shard."""
-
-    def __init__(self, out: str, folder: str, table: str, schema: pa.Schema,
-                 to_row: Callable[[Any], dict], key: Callable[[Any], str], num_shards: int):
-        super().__init__()
-        self.out, self.folder, self.table, self.schema = out, folder, table, schema
-        self.to_row, self.key, self.num_shards = to_row, key, num_shards
-
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        key, to_row, n = self.key, self.to_row, self.num_shards
-        return (
-            pcoll
-            | "Keyed" >> beam.Map(lambda r: (shard_of(key(r), n), (key(r), to_row(r))))
-            | "ByShard" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShard(self.out, self.folder, self.table, self.schema, n))
-        )
+def write_table_shard(out: str, folder: str, table: str, index: int, num_shards: int, schema: pa.Schema,
+                      keyed: Iterable[tuple[str, dict]]) -> ShardInfo:
+    """One shard of a stage table, `OUT/<folder>/<table>-NNNNN-of-MMMMM.parquet`, its (key, row) pairs in key
+    order, written atomically; its ShardInfo for the manifest."""
+    rows = _in_key_order(keyed)
+    rel = join(folder, table_file(table, index, num_shards))
+    size, digest = atomic_write(join(out, rel), parquet_bytes(rows, schema))
+    return ShardInfo(folder, rel, len(rows), size, digest)
 
 
 def manifest_tables(shards: Iterable[ShardInfo]) -> dict[str, list[dict]]:

@@ -47,8 +47,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from curate.config import ImageConfig
+from curate.config import ImageConfig, TextConfig
 from curate.errors import WeightsError
+from curate.io import join
 from curate.records import TextScore
 
 WEIGHTS = {
@@ -350,6 +351,11 @@ def release_free_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def cache_root(out: str, config: TextConfig) -> str:
+    """Where cached scores live: text.cache, or OUT/cache/ocr; one folder per engine id below it."""
+    return config.cache or join(out, "cache", "ocr")
 
 
 def engine_id(config: Any) -> str:

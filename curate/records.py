@@ -1,4 +1,4 @@
-"""Typed, immutable records that flow between stages (DESIGN.md section 3).
+"""Typed, immutable records that flow between stages (docs/ARCHITECTURE.md, "How a record flows").
 
 NamedTuples: immutable, cheap to pickle across Beam workers, and convertible to Parquet rows with
 `_asdict()`. A record never changes in place; a stage makes the next record from the previous one, so

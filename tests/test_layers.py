@@ -108,6 +108,18 @@ def test_no_module_imports_the_commands() -> None:
             assert not {n for n in imported if n.startswith("curate.commands")}, module
 
 
+def test_beam_is_wired_in_the_pipelines_only() -> None:
+    """Filters are rules, formats and net are plain code: Beam appears in curate.pipelines and nowhere else."""
+    users = set()
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        if any(name.split(".")[0] == "apache_beam" for name in names):
+            users.add(module)
+    assert users and all(m.startswith("curate.pipelines.") for m in users), sorted(users)
+
+
 def test_no_import_cycles() -> None:
     """Tarjan's strongly connected components over module imports: every component is one module."""
     index: dict[str, int] = {}

@@ -419,7 +419,7 @@ def test_environment_proxies_ignored(server: Counting, monkeypatch: pytest.Monke
 
 
 def test_installed_opener_governs_urlopen(server: Counting, trap2: Trap, monkeypatch: pytest.MonkeyPatch) -> None:
-    """img2dataset's Downloader calls urllib.request.urlopen: an installed opener guards it (DESIGN §9)."""
+    """img2dataset's Downloader calls urllib.request.urlopen: an installed opener guards it."""
     monkeypatch.setattr(urllib.request, "_opener", None)  # restored after the test
     urllib.request.install_opener(opener(LOOPBACK))
     server.redirects["/r"] = f"http://127.0.0.2:{trap2.port}/"

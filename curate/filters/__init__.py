@@ -1,2 +1,3 @@
-"""One decision per module (image checks, opt-out, dedup, text): each holds the pure rule and the Beam
-transform that applies it."""
+"""The rules, one decision per module (image checks, opt-out, dedup, text), without Beam: a rule takes a record
+and returns the kept record or a `Rejected` with its reason (datatrove's contract); curate.pipelines applies
+them (`curate.pipelines.common.ApplyFilter`)."""

@@ -11,6 +11,7 @@ references and are only counted, by kind.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from urllib.parse import urljoin
 
 from curate import reasons as R
@@ -21,6 +22,7 @@ from curate.records import ImageRef, Rejected
 from curate.urls import normalize_url, url_key
 from curate.warc import CrawlRecord
 
+MAX_ALTS = 5  # distinct alt texts kept per URL
 MAX_REJECT_URL = 512  # data: URIs can be megabytes; the key is computed from the whole URL
 
 # Record kinds, counted per file (stats.json: extract.records).
@@ -153,3 +155,44 @@ def extract_record(ctx: Context, record: CrawlRecord) -> tuple[str, list[ImageRe
         refs = from_wat(ctx, record)
         return (OTHER, []) if refs is None else (WAT_PAGE, refs)
     return OTHER, []
+
+
+def _order(ref: ImageRef) -> tuple:
+    return (ref.crawl_date, ref.page_url, ref.source_file, ref.record_offset)
+
+
+class RefMerge:
+    """URL dedup: the earliest reference (crawl date, then page URL) represents the URL; occurrences are
+    summed; up to MAX_ALTS distinct alt texts are kept, earliest first; inline bytes, if any reference
+    carried them, ride along so the image is never downloaded. Commutative and associative, so the result
+    does not depend on how a runner splits the work. A Beam CombineFn's four methods, without Beam
+    (curate.pipelines.extract.MergeRefs)."""
+
+    def create_accumulator(self) -> tuple[ImageRef | None, int, dict[str, tuple], bytes | None]:
+        return None, 0, {}, None
+
+    def add_input(self, acc: tuple, ref: ImageRef) -> tuple:
+        alts = {ref.alt: _order(ref)} if ref.alt else {}
+        content = (ref.content, _order(ref)) if ref.content is not None else None
+        return self.merge_accumulators([acc, (ref, ref.occurrences, alts, content)])
+
+    def merge_accumulators(self, accs: Iterable[tuple]) -> tuple:
+        best, total, content = None, 0, None
+        alts: dict[str, tuple] = {}
+        for ref, n, more_alts, more_content in accs:
+            total += n
+            if ref is not None and (best is None or _order(ref) < _order(best)):
+                best = ref
+            for alt, order in more_alts.items():
+                if alt not in alts or order < alts[alt]:
+                    alts[alt] = order
+            if more_content is not None and (content is None or more_content[1] < content[1]):
+                content = more_content
+        alts = dict(sorted(alts.items(), key=lambda kv: (kv[1], kv[0]))[:MAX_ALTS])
+        return best, total, alts, content
+
+    def extract_output(self, acc: tuple) -> ImageRef:
+        best, total, alts, content = acc
+        ordered = tuple(alt for alt, _ in sorted(alts.items(), key=lambda kv: (kv[1], kv[0])))
+        return best._replace(occurrences=total, alts=ordered, alt=best.alt or (ordered[0] if ordered else ""),
+                             content=content[0] if content else None)

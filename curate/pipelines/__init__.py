@@ -1,1 +1,2 @@
-"""Beam wiring only: PipelineOptions, stage graphs and `run(argv)` for each stage. No business logic."""
+"""Beam wiring only: one module per stage (its graph, its `Stage` declaration and `run()`), the steps they
+share (common), the stage runner (stage) and `run_all` (run). The decisions themselves are curate.filters."""

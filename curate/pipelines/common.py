@@ -1,14 +1,13 @@
-"""What every stage's Beam wiring shares: runner flags, the reject/dead-letter tables, the committed shards
-checked and collected for the manifest, and the driver's end-of-run checks (manifest's shards there, counts
-add up, funnel merged into OUT/stats.json)."""
+"""The Beam steps stages share: runner flags, applying a filter, progress, driver-made lists, the reject and
+dead-letter tables, the committed shards checked and collected for the manifest, and picture rows read
+without their bytes. The run of a stage itself (skip, clear, manifest, funnel) is curate.pipelines.stage."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -20,33 +19,30 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from curate import reasons as R
-from curate.config import Config, write_config
-from curate.errors import IntegrityError, UserError
+from curate.errors import UserError
 from curate.io import (
-    MANIFEST,
     ShardInfo,
-    WriteParquetShards,
     atomic_write,
     join,
     read_json,
-    update_stats,
-    verify_listed,
+    shard_of,
     verify_shard,
+    write_table_shard,
 )
 from curate.records import Failed, Rejected
 from curate.tables import FAILED_SCHEMA, REJECT_SCHEMA
 
-# What each stage's output depends on: its config sections (extract's shard count sizes every table) and the
-# tables of the stages before it. A stage is up to date when its manifest records the same digest, so
-# changing the text filter reruns text and write only, and a rerun extract makes every later stage rerun.
-_SECTIONS = {R.EXTRACT: ("extract",), R.DOWNLOAD: ("extract", "download"), R.DECODE: ("extract", "image"),
-             R.DEDUP: ("extract", "dedup"), R.TEXT: ("extract", "text"), R.WRITE: ("extract", "shards")}
-_UPSTREAM = {R.EXTRACT: (), R.DOWNLOAD: ("refs",), R.DECODE: ("fetched",), R.DEDUP: ("images",),
-             R.TEXT: ("images", "dedup"), R.WRITE: ("images", "dedup", "text")}
-
-
 # Tagged outputs: a filter step's rejects and dead letters, and a step's counts for its stage's funnel.
 REJECTED, FAILED, COUNTS = "rejected", "failed", "counts"
+
+
+def dead_letter(stage: str, key: str, url: str, error: BaseException | str, detail: str = "") -> pvalue.TaggedOutput:
+    """A `Failed` on the FAILED output: an exception (its type and message; its traceback as the detail) or
+    an error stated in words."""
+    if isinstance(error, BaseException):
+        return pvalue.TaggedOutput(FAILED, Failed(key, url, stage, f"{type(error).__name__}: {error}",
+                                                  detail or "".join(traceback.format_exception(error, limit=5))))
+    return pvalue.TaggedOutput(FAILED, Failed(key, url, stage, error, detail))
 
 
 class ApplyFilter(beam.DoFn):
@@ -66,10 +62,8 @@ class ApplyFilter(beam.DoFn):
         try:
             result = self.rule(element)
         except Exception as e:  # noqa: BLE001 - a rule that raises fails its element only
-            key, url = self.identify(element)
             Metrics.counter(self.stage, "failed").inc()
-            yield pvalue.TaggedOutput(FAILED, Failed(key, url, self.stage, f"{type(e).__name__}: {e}",
-                                                     traceback.format_exc(limit=5)))
+            yield dead_letter(self.stage, *self.identify(element), e)
             return
         if isinstance(result, Rejected):
             Metrics.counter(self.stage, result.reason).inc()
@@ -105,15 +99,6 @@ class Progress(beam.DoFn):
             logging.getLogger("curate.progress").info("%s: %d%s %s, %.1f/s%s", self.stage, self.done, total,
                                                       self.unit, rate, eta)
         yield element
-
-
-def stage_digest(out: str, config: Config, stage: str) -> str:
-    """The digest a stage's manifest records: its settings and the committed shards it reads."""
-    digest = hashlib.sha256(config.digest(*_SECTIONS[stage]).encode())
-    for folder in _UPSTREAM[stage]:
-        upstream = read_json(join(out, folder, MANIFEST)) or {}
-        digest.update(json.dumps([folder, upstream.get("tables")], sort_keys=True).encode())
-    return digest.hexdigest()[:16]
 
 
 class _Discarded(logging.Handler):
@@ -178,6 +163,32 @@ def _read_chunk(url: str, from_json: Callable[[Any], Any]) -> Iterator[Any]:
         yield from_json(row)
 
 
+class WriteParquetShards(beam.PTransform):
+    """Write records as `OUT/<folder>/<table>-NNNNN-of-MMMMM.parquet` (curate.io.write_table_shard), each record
+    in the shard its key hashes to; outputs one ShardInfo per shard."""
+
+    def __init__(self, out: str, folder: str, table: str, schema: pa.Schema,
+                 to_row: Callable[[Any], dict], key: Callable[[Any], str], num_shards: int):
+        super().__init__()
+        self.out, self.folder, self.table, self.schema = out, folder, table, schema
+        self.to_row, self.key, self.num_shards = to_row, key, num_shards
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        key, to_row, n = self.key, self.to_row, self.num_shards
+        return (
+            pcoll
+            | "Keyed" >> beam.Map(lambda r: (shard_of(key(r), n), (key(r), to_row(r))))
+            | "ByShard" >> beam.GroupByKey()
+            | "Write" >> beam.Map(_write_table_shard, self.out, self.folder, self.table, self.schema, n)
+        )
+
+
+def _write_table_shard(element: tuple[int, Iterable[tuple[str, dict]]], out: str, folder: str, table: str,
+                       schema: pa.Schema, num_shards: int) -> ShardInfo:
+    index, keyed = element
+    return write_table_shard(out, folder, table, index, num_shards, schema, keyed)
+
+
 class WriteRejectsAndFailures(beam.PTransform):
     """OUT/rejects/<stage>-*.parquet and OUT/failed/<stage>-*.parquet; outputs ShardInfo per shard."""
 
@@ -224,29 +235,6 @@ class CollectShards(beam.PTransform):
 def _verified(shard: ShardInfo, out: str) -> ShardInfo:
     verify_shard(out, shard.path, shard.bytes, shard.sha256)
     return shard
-
-
-def finish_stage(out: str, stage: str, folder: str, config: Config, **config_facts: Any) -> dict[str, Any]:
-    """The driver's end of a stage run: the manifest exists, its shards are there as recorded, every funnel
-    adds up; then the funnel goes into OUT/stats.json and the config into OUT/config.yaml."""
-    url = join(out, folder, MANIFEST)
-    manifest: dict[str, Any] | None = read_json(url)
-    if not manifest:
-        raise IntegrityError(f"{stage} finished without writing {url}")
-    verify_listed(out, [s for table in manifest["tables"].values() for s in table])
-    for name, part in manifest["funnel"].items():
-        check_funnel(stage, name, part)
-    update_stats(out, stage, manifest["funnel"])
-    write_config(config, out, **config_facts)
-    return manifest
-
-
-def check_funnel(stage: str, name: str, funnel: dict[str, Any]) -> None:
-    """inputs == kept + rejected + failed, or the run fails loudly."""
-    rejected = sum(funnel.get("rejected", {}).values())
-    total = funnel.get("kept", 0) + rejected + funnel.get("failed", 0)
-    if funnel.get("input") != total:
-        raise IntegrityError(f"{stage} {name}: {funnel.get('input')} in, but kept + rejected + failed = {total}")
 
 
 REF_FIELDS = ("file", "group", "row")

@@ -15,22 +15,18 @@ files.
 from __future__ import annotations
 
 import functools
-import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from curate import __version__
 from curate import reasons as R
 from curate.config import Config
 from curate.filters.image import STAGE, decode_one
-from curate.io import MANIFEST, AtomicFile, ShardInfo, join, manifest_tables, read_json, remove, table_file, write_json
+from curate.io import RowGroupWriter, ShardInfo, join, table_file
 from curate.pipelines.common import (
     COUNTS,
     FAILED,
@@ -40,14 +36,16 @@ from curate.pipelines.common import (
     DriverList,
     Progress,
     WriteRejectsAndFailures,
-    finish_stage,
-    pipeline_options,
-    stage_digest,
+    dead_letter,
 )
+from curate.pipelines.stage import Stage, WriteManifest
 from curate.readers import read_source
-from curate.records import Failed, FetchedImage, ImageRecord
+from curate.records import FetchedImage, ImageRecord
 from curate.tables import IMAGE_SCHEMA, image_row
 from curate.urls import url_key
+
+DECODE = Stage(STAGE, "images", sections=("extract", "image"), upstream=("fetched",),
+               clears=("images", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"), scratch=True)
 
 # Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): decode buffers one row group, the
 # text and write stages read picture bytes one row group at a time, so this bounds what their workers hold
@@ -66,42 +64,6 @@ def split_parts(sources: Sequence[str], num_parts: int) -> list[tuple[int, list[
     return [(i, list(sources[i * len(sources) // n:(i + 1) * len(sources) // n])) for i in range(n)]
 
 
-class ImageFileWriter:
-    """OUT/images rows streamed into one Parquet file, `group_rows` at a time; the file appears at commit."""
-
-    def __init__(self, url: str, group_rows: int = IMAGE_ROW_GROUP):
-        self.url, self.group_rows, self.count = url, group_rows, 0
-        self.rows: list[dict[str, Any]] = []
-        self.file: AtomicFile | None = None
-        self.writer: pq.ParquetWriter | None = None
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) == self.group_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.writer is None:
-            self.file = AtomicFile(self.url)
-            self.writer = pq.ParquetWriter(self.file, IMAGE_SCHEMA, compression="zstd")
-        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=IMAGE_SCHEMA))
-        self.count += len(self.rows)
-        self.rows = []
-
-    def commit(self) -> tuple[int, int, str] | None:
-        """(rows, bytes, sha256) of the committed file; None, and no file, when no row came."""
-        if self.rows:
-            self._flush()
-        if self.writer is None or self.file is None:
-            return None
-        self.writer.close()
-        return self.count, *self.file.commit()
-
-    def discard(self) -> None:
-        if self.file is not None:
-            self.file.discard()
-
-
 class DecodePart(beam.DoFn):
     """One part: every image of its sources decoded (`decode_one`, applied by ApplyFilter), the valid ones
     written to the part's own OUT/images file; yields that file's ShardInfo, the rejects and dead letters, and
@@ -114,7 +76,7 @@ class DecodePart(beam.DoFn):
     def process(self, part: tuple[int, list[str]]) -> Iterator[Any]:
         index, sources = part
         rel = join("images", table_file("images", index, self.num_parts))
-        sink = ImageFileWriter(join(self.out, rel))
+        sink = RowGroupWriter(join(self.out, rel), IMAGE_SCHEMA, IMAGE_ROW_GROUP)
         counts: Counter[str] = Counter()
         try:
             for source in sources:
@@ -142,30 +104,22 @@ class DecodePart(beam.DoFn):
         except Exception as e:  # noqa: BLE001 - an unreadable source is a dead letter, not a failed run
             counts["unreadable_sources"] += 1
             Metrics.counter(STAGE, "unreadable_sources").inc()
-            yield pvalue.TaggedOutput(FAILED, Failed(url_key(source), source, STAGE, f"{type(e).__name__}: {e}",
-                                                     traceback.format_exc(limit=5)))
+            yield dead_letter(STAGE, url_key(source), source, e)
 
 
 def _identify(fetched: FetchedImage) -> tuple[str, str]:
     return fetched.ref.key, fetched.ref.url
 
 
-class _WriteManifest(beam.DoFn):
-    def __init__(self, out: str, inputs: list[str], digest: str):
-        self.out, self.inputs, self.digest = out, inputs, digest
-
-    def process(self, shards: list[Any], counts: dict[str, int]) -> Iterator[None]:
-        tables = manifest_tables(shards)
-        rejected = {k: v for k, v in sorted(counts.items())
-                    if k not in ("input", R.KEPT, "failed", "unreadable_sources")}
-        funnel = {"images": {"input": counts.get("input", 0), "kept": counts.get(R.KEPT, 0), "rejected": rejected,
-                             "failed": counts.get("failed", 0)},
-                  "sources": {"input": len(self.inputs), "kept": len(self.inputs) - counts.get("unreadable_sources", 0),
-                              "rejected": {}, "failed": counts.get("unreadable_sources", 0)}}
-        write_json(join(self.out, "images", MANIFEST), {
-            "stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
-            "inputs": self.inputs, "tables": tables, "funnel": funnel})
-        yield None
+def _describe(sources: int) -> Any:
+    def describe(shards: list[Any], counts: dict[str, int]) -> dict[str, Any]:
+        rejected = {k: v for k, v in sorted(counts.items()) if k not in ("input", R.KEPT, "failed", "unreadable_sources")}
+        unreadable = counts.get("unreadable_sources", 0)
+        return {"funnel": {
+            "images": {"input": counts.get("input", 0), "kept": counts.get(R.KEPT, 0), "rejected": rejected,
+                       "failed": counts.get("failed", 0)},
+            "sources": {"input": sources, "kept": sources - unreadable, "rejected": {}, "failed": unreadable}}}
+    return describe
 
 
 def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> None:
@@ -178,19 +132,10 @@ def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> Non
              | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards))
     counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum)
     all_shards = (results.images, other) | "Shards" >> CollectShards(out)
-    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, sources, stage_digest(out, config, STAGE)),
-                                              beam.pvalue.AsSingleton(counts))
+    _ = all_shards | "Manifest" >> beam.ParDo(
+        WriteManifest(DECODE, out, sources, DECODE.digest(out, config), _describe(len(sources))),
+        beam.pvalue.AsSingleton(counts))
 
 
 def run(sources: list[str], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict:
-    manifest = read_json(join(out, "images", MANIFEST))
-    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == sources
-            and manifest.get("config_digest") == stage_digest(out, config, STAGE)):
-        return {**manifest, "skipped": True}
-    inputs = join(out, "_inputs", STAGE)
-    for stale in (join(out, "images"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*"), inputs):
-        remove(stale)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        build(p, sources, out, config)
-    remove(inputs)
-    return finish_stage(out, STAGE, "images", config)
+    return DECODE.run(out, config, beam_args, sources, lambda p: build(p, sources, out, config), force)

@@ -12,17 +12,18 @@ import apache_beam as beam
 import fsspec
 import pyarrow.parquet as pq
 
-from curate import __version__
 from curate import reasons as R
 from curate.config import Config
 from curate.filters.dedup import Decision, ExclusionIndex, Label, Node, decide, label, load_exclusions, near_pairs, star
 from curate.hashing import band_keys
-from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
-from curate.pipelines.common import CollectShards, WriteRejectsAndFailures, finish_stage, pipeline_options, stage_digest
+from curate.io import join, parquet_files
+from curate.pipelines.common import CollectShards, WriteParquetShards, WriteRejectsAndFailures
+from curate.pipelines.stage import Stage, WriteManifest
 from curate.records import Rejected
 from curate.tables import DECISION_SCHEMA
 
 STAGE = R.DEDUP
+DEDUP = Stage(STAGE, "dedup", sections=("extract", "dedup"), upstream=("images",), clears=("dedup", f"rejects/{STAGE}-*"))
 COLUMNS = ["key", "url", "sha256", "pixel_hash", "phash", "width", "height", "crawl_date"]
 
 
@@ -148,18 +149,16 @@ def _reject(element: tuple[str, dict[str, Any]]) -> Iterator[Rejected]:
         yield Rejected(key, url, STAGE, decision.reason, f"{what} {decision.dup_of}")
 
 
-class _WriteManifest(beam.DoFn):
-    def __init__(self, out: str, inputs: list[str], digest: str):
-        self.out, self.inputs, self.digest = out, inputs, digest
-
-    def process(self, shards: list[Any], counts: dict[str, int], unsettled: int) -> Iterator[None]:
-        tables = manifest_tables(shards)
+def _describe(rounds: int) -> Any:
+    def describe(shards: list[Any], counts: dict[str, int], unsettled: int) -> dict[str, Any]:
         funnel = {"images": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
                              "rejected": {k: v for k, v in counts.items() if k != R.KEPT}, "failed": 0}}
-        write_json(join(self.out, "dedup", MANIFEST), {
-            "stage": STAGE, "complete": unsettled == 0, "unsettled": unsettled, "curate_version": __version__,
-            "config_digest": self.digest, "inputs": self.inputs, "tables": tables, "funnel": funnel})
-        yield None
+        facts: dict[str, Any] = {"complete": unsettled == 0, "unsettled": unsettled, "funnel": funnel}
+        if unsettled:
+            facts["error"] = (f"dedup: {unsettled} images still disagree with a neighbour after {rounds} rounds; "
+                              "raise dedup.rounds")
+        return facts
+    return describe
 
 
 class _Exclude(beam.DoFn):
@@ -199,8 +198,9 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
               | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
     n_unsettled = unsettled | "CountUnsettled" >> beam.combiners.Count.Globally()
     all_shards = (written, other) | "Shards" >> CollectShards(out)
-    _ = all_shards | "Manifest" >> beam.ParDo(_WriteManifest(out, inputs or files, stage_digest(out, config, STAGE)),
-                                              beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
+    _ = all_shards | "Manifest" >> beam.ParDo(
+        WriteManifest(DEDUP, out, inputs or files, DEDUP.digest(out, config), _describe(dd.rounds)),
+        beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
 
 
 def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False,
@@ -211,18 +211,4 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     exclude = load_exclusions(exclude_near, config.dedup.hamming_radius) if exclude_near else []
     digest = hashlib.sha256(",".join(f"{h:016x}" for h in exclude).encode()).hexdigest()[:16]
     inputs = files + ([f"exclude:{len(exclude)} hashes:{digest}"] if exclude else [])
-    manifest = read_json(join(out, "dedup", MANIFEST))
-    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == inputs
-            and manifest.get("config_digest") == stage_digest(out, config, STAGE)):
-        return {**manifest, "skipped": True}
-    for stale in (join(out, "dedup"), join(out, "rejects", f"{STAGE}-*")):
-        remove(stale)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        build(p, files, out, config, exclude, inputs)
-    written = read_json(join(out, "dedup", MANIFEST)) or {}
-    if written.get("unsettled"):
-        from curate.errors import IntegrityError
-
-        raise IntegrityError(f"dedup: {written['unsettled']} images still disagree with a neighbour after "
-                             f"{config.dedup.rounds} rounds; raise dedup.rounds")
-    return finish_stage(out, STAGE, "dedup", config)
+    return DEDUP.run(out, config, beam_args, inputs, lambda p: build(p, files, out, config, exclude, inputs), force)

@@ -16,8 +16,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -26,7 +24,6 @@ import fsspec
 import pyarrow.parquet as pq
 from apache_beam import pvalue
 
-from curate import __version__
 from curate import reasons as R
 from curate.config import Config, DownloadConfig
 from curate.downloader import (
@@ -37,21 +34,25 @@ from curate.downloader import (
     write_inline_shard,
 )
 from curate.errors import InputError
-from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
+from curate.fetch import RobotsGet
+from curate.io import MANIFEST, join, parquet_files, read_json, remove, write_json
 from curate.pipelines.common import (
     REJECTED,
     CollectShards,
     Progress,
+    WriteParquetShards,
     WriteRejectsAndFailures,
-    finish_stage,
     pipeline_options,
-    stage_digest,
 )
+from curate.pipelines.stage import Stage, WriteManifest
 from curate.records import ImageRef, LedgerRow, Rejected
 from curate.robots import RobotsRules, fetch_robots, origin_of, robots_url
 from curate.tables import LEDGER_SCHEMA, ref_from_row
 
 STAGE = R.DOWNLOAD
+# OUT/fetched itself is not cleared: a rerun keeps the shards a killed run committed (see `_start`).
+DOWNLOAD = Stage(STAGE, "fetched", sections=("extract", "download"), upstream=("refs",),
+                 clears=("ledger", f"rejects/{STAGE}-*", "fetched/_MANIFEST.json"))
 
 
 def read_refs(out: str) -> list[str]:
@@ -66,31 +67,18 @@ class ReadRefs(beam.DoFn):
 
 
 class FetchRobots(beam.DoFn):
-    """robots.txt of one origin, fetched through the SSRF guard (no image checks), at most once per worker."""
+    """robots.txt of one origin (curate.fetch.RobotsGet), at most once per worker."""
 
     def __init__(self, config: DownloadConfig):
         self.config = config
 
     def setup(self) -> None:
-        from curate.netguard import guarded_handlers
-
-        self.opener = urllib.request.build_opener(*guarded_handlers(policy_of(self.config).address_policy))
+        self.get = RobotsGet(policy_of(self.config), self.config.user_agent_token)
         self.cache: dict[str, RobotsRules] = {}
-
-    def _get(self, url: str) -> tuple[int | None, bytes | None, str]:
-        agent = f"Mozilla/5.0 (compatible; {self.config.user_agent_token})"
-        request = urllib.request.Request(url, headers={"User-Agent": agent})
-        try:
-            with self.opener.open(request, timeout=self.config.timeout) as response:
-                return response.status, response.read(500 * 1024), ""
-        except urllib.error.HTTPError as e:
-            return e.code, None, str(e)
-        except Exception as e:  # noqa: BLE001 - any failure to fetch robots.txt means "unreachable"
-            return None, None, f"{type(e).__name__}: {e}"
 
     def process(self, origin: str) -> Iterator[tuple[str, RobotsRules]]:
         if origin not in self.cache:
-            self.cache[origin] = fetch_robots(origin, self.config.user_agent_token, self._get)
+            self.cache[origin] = fetch_robots(origin, self.config.user_agent_token, self.get)
         yield origin, self.cache[origin]
 
 
@@ -176,18 +164,9 @@ def _ledger_to_reject(row: LedgerRow) -> Rejected:
     return Rejected(row.key, row.url, STAGE, row.reason, row.detail[:500])
 
 
-class _WriteManifest(beam.DoFn):
-    def __init__(self, out: str, digest: str, inputs: list[str]):
-        self.out, self.digest, self.inputs = out, digest, inputs
-
-    def process(self, shards: list[Any], counts: dict[str, int]) -> Iterator[None]:
-        tables = manifest_tables(shards)
-        funnel = {"references": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
-                                 "rejected": {k: v for k, v in counts.items() if k != R.KEPT}, "failed": 0}}
-        write_json(join(self.out, "fetched", MANIFEST), {
-            "stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
-            "inputs": self.inputs, "tables": tables, "funnel": funnel})
-        yield None
+def _describe(shards: list[Any], counts: dict[str, int]) -> dict[str, Any]:
+    return {"funnel": {"references": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
+                                      "rejected": {k: v for k, v in counts.items() if k != R.KEPT}, "failed": 0}}}
 
 
 def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, first_shard: int = 0,
@@ -233,7 +212,7 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
     counts = (ledger | "Reasons" >> beam.Map(lambda row: row.reason) | "PerReason" >> beam.combiners.Count.PerElement()
               | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
     shards = (ledger_shards, other) | "Shards" >> CollectShards(out)
-    _ = shards | "Manifest" >> beam.ParDo(_WriteManifest(out, stage_digest(out, config, STAGE), ref_files),
+    _ = shards | "Manifest" >> beam.ParDo(WriteManifest(DOWNLOAD, out, ref_files, DOWNLOAD.digest(out, config), _describe),
                                           beam.pvalue.AsSingleton(counts))
 
 
@@ -274,18 +253,13 @@ def _start(out: str, config: Config) -> None:
         write_json(plan_url, identity)
 
 
-def is_done(out: str, config: Config, ref_files: list[str]) -> bool:
-    manifest = read_json(join(out, "fetched", MANIFEST))
-    return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == stage_digest(out, config, STAGE)
-                and manifest.get("inputs") == ref_files)
-
-
 def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: bool = False,
         force: bool = False) -> dict[str, Any]:
     """Fetch every ref of OUT/refs. Shards committed by an earlier, killed run are kept, not fetched again;
     with `retry_failed`, only refs whose last status is retryable are fetched again, into new shards."""
     ref_files = read_refs(out)
-    options = pipeline_options(beam_args)
+    pipeline_options(beam_args)  # a flag Beam does not know is one line before the ledger is touched
+    only, staged, first = None, [], 0
     if retry_failed:
         old = _ledger_files(out)
         if not old:
@@ -293,18 +267,14 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: b
         only = _retryable_keys(old)
         staged = [_copy_aside(url) for url in old]  # the ledger is rewritten from these
         first = _next_shard(out)
+    elif not force and (done := DOWNLOAD.up_to_date(out, config, ref_files)):
+        return {**done, "skipped": True}
     else:
-        if not force and is_done(out, config, ref_files):
-            return {**(read_json(join(out, "fetched", MANIFEST)) or {}), "skipped": True}
-        only, staged, first = None, [], 0
         _start(out, config)
-    for stale in (join(out, "ledger"), join(out, "rejects", f"{STAGE}-*"), join(out, "fetched", MANIFEST)):
-        remove(stale)
-    with beam.Pipeline(options=options) as p:
-        build(p, ref_files, out, config, first_shard=first, only=only, old_ledger=staged)
+    manifest = DOWNLOAD.run(out, config, beam_args, ref_files, force=True, build=lambda p: build(
+        p, ref_files, out, config, first_shard=first, only=only, old_ledger=staged))
     if staged:
         remove(join(out, "ledger-previous"))
-    manifest = finish_stage(out, STAGE, "fetched", config)
     if retry_failed:
         manifest["retried"] = len(only or ())
     return manifest

@@ -21,20 +21,12 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from curate import __version__
 from curate import reasons as R
 from curate.config import Config
 from curate.crawl import CrawlFile, open_binary, snapshot_of
-from curate.filters.extract import Context, extract_record, source_name
+from curate.filters.extract import Context, RefMerge, extract_record, source_name
 from curate.io import (
-    MANIFEST,
     ShardInfo,
-    WriteParquetShards,
-    join,
-    manifest_tables,
-    read_json,
-    remove,
-    write_json,
 )
 from curate.pipelines.common import (
     COUNTS,
@@ -43,18 +35,19 @@ from curate.pipelines.common import (
     CollectShards,
     DriverList,
     Progress,
+    WriteParquetShards,
     WriteRejectsAndFailures,
-    finish_stage,
-    pipeline_options,
-    stage_digest,
+    dead_letter,
 )
-from curate.records import Failed, ImageRef, Rejected
+from curate.pipelines.stage import Stage, WriteManifest
+from curate.records import Rejected
 from curate.tables import REF_SCHEMA, ref_row
 from curate.urls import url_key
 from curate.warc import DamagedFile, NotAWarc, iter_records
 
 STAGE = R.EXTRACT
-MAX_ALTS = 5
+EXTRACT = Stage(STAGE, "refs", sections=("extract",), upstream=(),
+                clears=("refs", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"), scratch=True)
 
 class ExtractFile(beam.DoFn):
     """One crawl file in, its references out. Nothing a file holds can stop the run."""
@@ -97,8 +90,7 @@ class ExtractFile(beam.DoFn):
         except Exception as e:  # noqa: BLE001 - one bad record is a dead letter, not a failed run
             counts["records.failed"] += 1
             where = f"{ctx.source_file}#{record.offset}"
-            yield pvalue.TaggedOutput(FAILED, Failed(url_key(where), where, STAGE, f"{type(e).__name__}: {e}",
-                                                     traceback.format_exc(limit=5)))
+            yield dead_letter(STAGE, url_key(where), where, e)
             return
         counts[f"records.{kind}"] += 1
         for item in items:
@@ -112,47 +104,11 @@ class ExtractFile(beam.DoFn):
     @staticmethod
     def _failed(file: CrawlFile, error: str, detail: str) -> pvalue.TaggedOutput:
         name = source_name(file.url)
-        return pvalue.TaggedOutput(FAILED, Failed(url_key(name), name, STAGE, error, detail))
+        return dead_letter(STAGE, url_key(name), name, error, detail)
 
 
-def _order(ref: ImageRef) -> tuple:
-    return (ref.crawl_date, ref.page_url, ref.source_file, ref.record_offset)
-
-
-class MergeRefs(beam.CombineFn):
-    """URL dedup: the earliest reference (crawl date, then page URL) represents the URL; occurrences are
-    summed; up to MAX_ALTS distinct alt texts are kept, earliest first; inline bytes, if any reference
-    carried them, ride along so the image is never downloaded. Commutative and associative, so the result
-    does not depend on how a runner splits the work."""
-
-    def create_accumulator(self) -> tuple[ImageRef | None, int, dict[str, tuple], bytes | None]:
-        return None, 0, {}, None
-
-    def add_input(self, acc: tuple, ref: ImageRef) -> tuple:
-        alts = {ref.alt: _order(ref)} if ref.alt else {}
-        content = (ref.content, _order(ref)) if ref.content is not None else None
-        return self.merge_accumulators([acc, (ref, ref.occurrences, alts, content)])
-
-    def merge_accumulators(self, accs: Iterable[tuple]) -> tuple:
-        best, total, content = None, 0, None
-        alts: dict[str, tuple] = {}
-        for ref, n, more_alts, more_content in accs:
-            total += n
-            if ref is not None and (best is None or _order(ref) < _order(best)):
-                best = ref
-            for alt, order in more_alts.items():
-                if alt not in alts or order < alts[alt]:
-                    alts[alt] = order
-            if more_content is not None and (content is None or more_content[1] < content[1]):
-                content = more_content
-        alts = dict(sorted(alts.items(), key=lambda kv: (kv[1], kv[0]))[:MAX_ALTS])
-        return best, total, alts, content
-
-    def extract_output(self, acc: tuple) -> ImageRef:
-        best, total, alts, content = acc
-        ordered = tuple(alt for alt, _ in sorted(alts.items(), key=lambda kv: (kv[1], kv[0])))
-        return best._replace(occurrences=total, alts=ordered, alt=best.alt or (ordered[0] if ordered else ""),
-                             content=content[0] if content else None)
+class MergeRefs(RefMerge, beam.CombineFn):
+    """curate.filters.extract.RefMerge as a Beam combiner: one ImageRef per URL key, on any runner."""
 
 
 def _sum_counts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -191,16 +147,10 @@ def inputs_summary(files: list[CrawlFile]) -> dict[str, Any]:
             "snapshots": sorted({f.snapshot for f in files if f.snapshot})}
 
 
-class _WriteManifest(beam.DoFn):
-    def __init__(self, out: str, inputs: dict[str, Any], digest: str):
-        self.out, self.inputs, self.digest = out, inputs, digest
-
-    def process(self, shards: list[ShardInfo], counts: dict[str, int], kept: int) -> Iterator[None]:
-        tables = manifest_tables(shards)
-        manifest = {"stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
-                    "inputs": self.inputs, "tables": tables, "funnel": funnel(counts, kept, self.inputs["files"])}
-        write_json(join(self.out, "refs", MANIFEST), manifest)
-        yield None
+def _describe(files: int) -> Any:
+    def describe(shards: list[ShardInfo], counts: dict[str, int], kept: int) -> dict[str, Any]:
+        return {"funnel": funnel(counts, kept, files)}
+    return describe
 
 
 def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) -> None:
@@ -226,26 +176,13 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
     kept = refs | "CountRefs" >> beam.combiners.Count.Globally()
     all_shards = (ref_shards, other_shards) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
-        _WriteManifest(out, inputs_summary(files), stage_digest(out, config, STAGE)),
+        WriteManifest(EXTRACT, out, inputs_summary(files), EXTRACT.digest(out, config), _describe(len(files))),
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(kept))
-
-
-def is_done(out: str, files: list[CrawlFile], config: Config) -> bool:
-    manifest = read_json(join(out, "refs", MANIFEST))
-    return bool(manifest and manifest.get("complete") and manifest.get("config_digest") == stage_digest(out, config, STAGE)
-                and manifest.get("inputs") == inputs_summary(files))
 
 
 def run(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[str] = (),
         force: bool = False) -> dict[str, Any]:
     """Run the stage (unless its outputs are complete for these inputs and config); return its manifest."""
-    if not force and is_done(out, files, config):
-        return {**(read_json(join(out, "refs", MANIFEST)) or {}), "skipped": True}
-    inputs = join(out, "_inputs", STAGE)
-    for stale in (join(out, "refs"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*"), inputs):
-        remove(stale)
-    options = pipeline_options(beam_args)
-    with beam.Pipeline(options=options) as p:
-        build(p, files, out, config)
-    remove(inputs)
-    return finish_stage(out, STAGE, "refs", config, inputs=inputs_summary(files))
+    summary = inputs_summary(files)
+    return EXTRACT.run(out, config, beam_args, summary, lambda p: build(p, files, out, config), force,
+                       config_facts={"inputs": summary})

@@ -17,7 +17,6 @@ id, so re-running with another filter or thresholds reuses every score.
 
 from __future__ import annotations
 
-import traceback
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -28,11 +27,12 @@ import pyarrow.parquet as pq
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from curate import __version__
 from curate import reasons as R
 from curate.config import Config, TextConfig
 from curate.filters.text import is_heavy, is_light, verdict
-from curate.io import MANIFEST, WriteParquetShards, join, manifest_tables, parquet_files, read_json, remove, write_json
+from curate.io import MANIFEST, join, parquet_files, read_json, write_json
+from curate.ocr import cache_root
+from curate.ocr import engine_id as make_engine_id
 from curate.pipelines.common import (
     FAILED,
     REJECTED,
@@ -40,16 +40,18 @@ from curate.pipelines.common import (
     CollectShards,
     Progress,
     ReadImageRefs,
+    WriteParquetShards,
     WriteRejectsAndFailures,
-    finish_stage,
-    pipeline_options,
+    dead_letter,
     read_image_data,
-    stage_digest,
 )
-from curate.records import Failed, Rejected, TextScore
+from curate.pipelines.stage import Stage, WriteManifest
+from curate.records import Rejected, TextScore
 from curate.tables import CACHE_SCHEMA, TEXT_SCHEMA, score_columns, score_from_row
 
 STAGE = R.TEXT
+TEXT = Stage(STAGE, "text", sections=("extract", "text"), upstream=("images", "dedup"),
+             clears=("text", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"))
 
 
 class TextOutcome(NamedTuple):
@@ -67,11 +69,6 @@ class TextOutcome(NamedTuple):
 def text_row(s: TextOutcome) -> dict[str, Any]:
     return {"key": s.key, "url": s.url, "pixel_hash": s.pixel_hash, **score_columns(s.score),
             "light": s.light, "heavy": s.heavy, "reason": s.reason}
-
-
-def cache_root(out: str, config: TextConfig) -> str:
-    """Where cached scores live: text.cache, or OUT/cache/ocr; one folder per engine id below it."""
-    return config.cache or join(out, "cache", "ocr")
 
 
 class ReadKept(beam.DoFn):
@@ -98,8 +95,7 @@ def _survivors(element: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
         return
     rows = joined["image"]
     if not rows:
-        yield pvalue.TaggedOutput(FAILED, Failed(key, "", STAGE, "IntegrityError: dedup kept a key that "
-                                                            "OUT/images does not hold"))
+        yield dead_letter(STAGE, key, "", "IntegrityError: dedup kept a key that OUT/images does not hold")
         return
     row = rows[0]
     yield row["pixel_hash"], row
@@ -163,9 +159,7 @@ class ScoreText(beam.DoFn):
 
         if isinstance(result, Exception):
             for row in rows:
-                yield pvalue.TaggedOutput(FAILED, Failed(row["key"], row["url"], STAGE,
-                                                         f"{type(result).__name__}: {result}",
-                                                         "".join(traceback.format_exception(result, limit=5))))
+                yield dead_letter(STAGE, row["key"], row["url"], result)
             return
         if isinstance(result, OcrFailure):
             Metrics.counter(STAGE, R.OCR_FAILED).inc(len(rows))
@@ -199,23 +193,17 @@ def _cache_row(element: tuple[str, TextScore]) -> dict[str, Any]:
     return {"pixel_hash": pixel_hash, **score._asdict()}
 
 
-class _WriteManifest(beam.DoFn):
-    def __init__(self, out: str, inputs: list[str], digest: str, engine_id: str):
-        self.out, self.inputs, self.digest, self.engine_id = out, inputs, digest, engine_id
-
-    def process(self, shards: list[Any], n_input: int, counts: dict[str, int], failed: int,
-                work: dict[str, float], new_cache: list[Any]) -> Iterator[None]:
+def _describe(out: str, engine_id: str) -> Any:
+    def describe(shards: list[Any], n_input: int, counts: dict[str, int], failed: int, work: dict[str, float],
+                 new_cache: list[Any]) -> dict[str, Any]:
         # new_cache (the cache files this run added, checked) is a side input so that the manifest, which
         # marks the stage complete, is written only after them; they live outside the stage's tables.
-        tables = manifest_tables(shards)
+        # The work done is a fact about this run, not about the data: it goes beside the manifest, first.
+        write_json(join(out, "text", "_WORK.json"), work)
         rejected = {k: v for k, v in sorted(counts.items()) if k != R.KEPT}
-        funnel = {"images": {"input": n_input, "kept": counts.get(R.KEPT, 0), "rejected": rejected, "failed": failed}}
-        write_json(join(self.out, "text", MANIFEST), {
-            "stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
-            "engine": self.engine_id, "inputs": self.inputs, "tables": tables, "funnel": funnel})
-        # The work done is a fact about this run, not about the data: it lives beside the manifest.
-        write_json(join(self.out, "text", "_WORK.json"), work)
-        yield None
+        return {"engine": engine_id, "funnel": {
+            "images": {"input": n_input, "kept": counts.get(R.KEPT, 0), "rejected": rejected, "failed": failed}}}
+    return describe
 
 
 def _work(pairs: list[tuple[str, float]]) -> dict[str, float]:
@@ -266,27 +254,20 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     cache_shards = new_cache | "CacheShards" >> CollectShards(cache_root(out, tc))
     all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
-        _WriteManifest(out, inputs, stage_digest(out, config, STAGE), engine_id), beam.pvalue.AsSingleton(n_input),
+        WriteManifest(TEXT, out, inputs, TEXT.digest(out, config), _describe(out, engine_id)),
+        beam.pvalue.AsSingleton(n_input),
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_failed), beam.pvalue.AsSingleton(work),
         beam.pvalue.AsSingleton(cache_shards))
 
 
 def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict[str, Any]:
     """Score (or take from the cache) every image dedup kept, and apply the configured text filter."""
-    from curate.ocr import engine_id as make_engine_id
 
     images = parquet_files(out, "images", f"no images under {join(out, 'images')}: run `curate filter` first")
     decisions = parquet_files(out, "dedup", f"no dedup decisions under {join(out, 'dedup')}: run `curate filter` first")
     engine_id = make_engine_id(config.text)
     inputs = images + decisions
-    manifest = read_json(join(out, "text", MANIFEST))
-    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == inputs
-            and manifest.get("config_digest") == stage_digest(out, config, STAGE)):
-        return {**manifest, "skipped": True}
-    for stale in (join(out, "text"), join(out, "rejects", f"{STAGE}-*"), join(out, "failed", f"{STAGE}-*")):
-        remove(stale)
     fs, path = fsspec.core.url_to_fs(join(cache_root(out, config.text), engine_id))
     cache_files = [fs.unstrip_protocol(f) for f in sorted(fs.glob(f"{path}/*.parquet"))]
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        build(p, out, config, images, decisions, cache_files, engine_id, inputs)
-    return finish_stage(out, STAGE, "text", config)
+    return TEXT.run(out, config, beam_args, inputs,
+                    lambda p: build(p, out, config, images, decisions, cache_files, engine_id, inputs), force)

@@ -20,9 +20,7 @@ from typing import Any
 import apache_beam as beam
 import fsspec
 import pyarrow.parquet as pq
-from apache_beam import pvalue
 
-from curate import __version__
 from curate import reasons as R
 from curate.config import Config
 from curate.io import (
@@ -30,30 +28,27 @@ from curate.io import (
     ShardInfo,
     atomic_write,
     join,
-    manifest_tables,
     parquet_files,
     read_json,
-    remove,
     shard_name,
-    write_json,
 )
 from curate.pipelines.common import (
+    FAILED,
     REF_FIELDS,
     CollectShards,
     Progress,
     ReadImageRefs,
     WriteRejectsAndFailures,
-    finish_stage,
-    pipeline_options,
+    dead_letter,
     read_image_data,
-    stage_digest,
 )
-from curate.records import Failed
+from curate.pipelines.stage import Stage, WriteManifest
 from curate.shards import parquet_shard, tar_bytes
 
 STAGE = R.WRITE
+WRITE = Stage(STAGE, "shards", sections=("extract", "shards"), upstream=("images", "dedup", "text"),
+              clears=("shards", f"failed/{STAGE}-*"))
 PREFIX = 3  # hex digits: 4096 rank buckets
-FAILED = "failed"
 
 
 class ReadRows(beam.DoFn):
@@ -75,10 +70,9 @@ def _final(scored: bool):
         key, joined = element
         survived = bool(joined["dedup"]) and (not scored or bool(joined["text"]))
         if joined["dedup"] and scored and not joined["text_seen"]:
-            yield pvalue.TaggedOutput(FAILED, Failed(key, "", STAGE, "IntegrityError: no text score for a "
-                                                                   "dedup survivor"))
+            yield dead_letter(STAGE, key, "", "IntegrityError: no text score for a dedup survivor")
         elif survived and not joined["image"]:
-            yield pvalue.TaggedOutput(FAILED, Failed(key, "", STAGE, "IntegrityError: no image row for a survivor"))
+            yield dead_letter(STAGE, key, "", "IntegrityError: no image row for a survivor")
         elif survived:
             row = {**joined["image"][0], **joined["dedup"][0]}
             if scored:
@@ -135,19 +129,13 @@ class WriteShard(beam.DoFn):
             yield ShardInfo("shards", rel, len(samples), size, digest)
 
 
-class _WriteManifest(beam.DoFn):
-    def __init__(self, out: str, inputs: list[str], digest: str, samples_per_shard: int):
-        self.out, self.inputs, self.digest, self.samples_per_shard = out, inputs, digest, samples_per_shard
-
-    def process(self, shards: list[ShardInfo], n_input: int, n_failed: int) -> Iterator[None]:
-        tables = manifest_tables(shards)
-        written = sum(s.rows for s in shards if s.path.endswith(".tar"))
-        funnel = {"images": {"input": n_input, "kept": written, "rejected": {}, "failed": n_failed}}
-        write_json(join(self.out, "shards", MANIFEST), {
-            "stage": STAGE, "complete": True, "curate_version": __version__, "config_digest": self.digest,
-            "inputs": self.inputs, "samples": written, "samples_per_shard": self.samples_per_shard,
-            "shards": len([s for s in shards if s.path.endswith(".tar")]), "tables": tables, "funnel": funnel})
-        yield None
+def _describe(samples_per_shard: int) -> Any:
+    def describe(shards: list[ShardInfo], n_input: int, n_failed: int) -> dict[str, Any]:
+        tars = [s for s in shards if s.path.endswith(".tar")]
+        written = sum(s.rows for s in tars)
+        return {"samples": written, "samples_per_shard": samples_per_shard, "shards": len(tars),
+                "funnel": {"images": {"input": n_input, "kept": written, "rejected": {}, "failed": n_failed}}}
+    return describe
 
 
 def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: list[str], text: list[str],
@@ -184,7 +172,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
     n_failed = final[FAILED] | "CountFailed" >> beam.combiners.Count.Globally()
     all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
-        _WriteManifest(out, inputs, stage_digest(out, config, STAGE), per_shard),
+        WriteManifest(WRITE, out, inputs, WRITE.digest(out, config), _describe(per_shard)),
         beam.pvalue.AsSingleton(n_input), beam.pvalue.AsSingleton(n_failed))
 
 
@@ -199,14 +187,4 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     dedup = parquet_files(out, "dedup", f"no dedup decisions under {join(out, 'dedup')}: run `curate filter` first")
     text = _optional_files(out, "text") if read_json(join(out, "text", MANIFEST)) else []
     inputs = images + dedup + text
-    digest = stage_digest(out, config, STAGE)
-    manifest = read_json(join(out, "shards", MANIFEST))
-    if (not force and manifest and manifest.get("complete") and manifest.get("inputs") == inputs
-            and manifest.get("config_digest") == digest):
-        return {**manifest, "skipped": True}
-    for stale in (join(out, "shards"), join(out, "failed", f"{STAGE}-*")):
-        remove(stale)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        build(p, out, config, images, dedup, text, inputs)
-    return finish_stage(out, STAGE, "shards", config)
-
+    return WRITE.run(out, config, beam_args, inputs, lambda p: build(p, out, config, images, dedup, text, inputs), force)

@@ -1,1 +1,3 @@
-"""Sample crawl."""
+"""The sample crawl: a small, deterministic web (pages, images, faults, WARC/WAT files, truth) that the demo,
+the tests and the benchmarks serve on 127.0.0.1. A leaf: only the commands, the trainer's toy data and the
+tests import it."""

@@ -11,8 +11,10 @@ import pytest
 
 from curate import reasons as R
 from curate.config import load_config
+from curate.io import RowGroupWriter
 from curate.pipelines import decode
 from curate.readers import list_sources, read_source
+from curate.tables import IMAGE_SCHEMA
 from tests.conftest import parquet_rows
 
 pytestmark = pytest.mark.slow
@@ -103,7 +105,7 @@ def test_each_part_streams_its_sources_into_one_file(downloaded, tmp_path: Path)
 def test_an_image_file_is_written_a_row_group_at_a_time(decoded: Path, tmp_path: Path) -> None:
     rows = parquet_rows(decoded / "images")[:23]
     url = str(tmp_path / "images-00000-of-00001.parquet")
-    writer = decode.ImageFileWriter(url, group_rows=5)
+    writer = RowGroupWriter(url, IMAGE_SCHEMA, group_rows=5)
     for row in rows:
         writer.add(row)
     rows_written, size, digest = writer.commit()
@@ -112,6 +114,6 @@ def test_an_image_file_is_written_a_row_group_at_a_time(decoded: Path, tmp_path:
     meta = pq.ParquetFile(url).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [5, 5, 5, 5, 3]
     assert pq.read_table(url).to_pylist() == rows
-    empty = decode.ImageFileWriter(str(tmp_path / "empty.parquet"))
+    empty = RowGroupWriter(str(tmp_path / "empty.parquet"), IMAGE_SCHEMA, 256)
     assert empty.commit() is None
     assert [p.name for p in tmp_path.iterdir()] == ["images-00000-of-00001.parquet"]

@@ -1,0 +1,113 @@
+"""What every stage repeats, in one place: skip when up to date, clear what a rerun replaces, run the Beam
+graph, write the manifest last, then check it on the driver and merge its funnel into OUT/stats.json.
+
+A stage module declares one `Stage` (its name, its folder under OUT, the config sections and upstream
+tables its outputs depend on, what a rerun clears) and a `build(p)` that wires its graph and ends in
+`WriteManifest`; its `run()` hands both to `Stage.run`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+
+from curate import __version__
+from curate.config import Config, write_config
+from curate.errors import IntegrityError
+from curate.io import MANIFEST, join, manifest_tables, read_json, remove, update_stats, verify_listed, write_json
+from curate.pipelines.common import pipeline_options
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # curate.reasons' stage name: its rejects/failed file prefix, its key in stats.json
+    folder: str  # OUT/<folder> holds its tables and its _MANIFEST.json
+    # What its output depends on: its config sections (extract's shard count sizes every table) and the
+    # tables of the stages before it. A stage is up to date when its manifest records the same digest, so
+    # changing the text filter reruns text and write only, and a rerun extract makes every later stage rerun.
+    sections: tuple[str, ...]
+    upstream: tuple[str, ...]
+    clears: tuple[str, ...]  # under OUT, removed before a run: what the run writes again
+    scratch: bool = False  # it lists its inputs through OUT/_inputs/<name> (DriverList), removed after the run
+
+    def manifest_url(self, out: str) -> str:
+        return join(out, self.folder, MANIFEST)
+
+    def digest(self, out: str, config: Config) -> str:
+        """The digest a manifest records: the stage's settings and the committed shards it reads."""
+        digest = hashlib.sha256(config.digest(*self.sections).encode())
+        for folder in self.upstream:
+            upstream = read_json(join(out, folder, MANIFEST)) or {}
+            digest.update(json.dumps([folder, upstream.get("tables")], sort_keys=True).encode())
+        return digest.hexdigest()[:16]
+
+    def up_to_date(self, out: str, config: Config, inputs: Any) -> dict[str, Any] | None:
+        """The manifest, when it is complete for these inputs and settings; else None."""
+        manifest: dict[str, Any] | None = read_json(self.manifest_url(out))
+        if (manifest and manifest.get("complete") and manifest.get("inputs") == inputs
+                and manifest.get("config_digest") == self.digest(out, config)):
+            return manifest
+        return None
+
+    def run(self, out: str, config: Config, beam_args: Sequence[str], inputs: Any,
+            build: Callable[[beam.Pipeline], None], force: bool = False,
+            config_facts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Skip (the manifest, marked `skipped`) or run the stage; returns its checked manifest. `inputs` is
+        what the manifest records of the inputs; `config_facts` go into OUT/config.yaml beside the settings."""
+        if not force and (manifest := self.up_to_date(out, config, inputs)):
+            return {**manifest, "skipped": True}
+        options = pipeline_options(beam_args)
+        scratch = [join(out, "_inputs", self.name)] if self.scratch else []
+        for stale in [*(join(out, rel) for rel in self.clears), *scratch]:
+            remove(stale)
+        with beam.Pipeline(options=options) as p:
+            build(p)
+        for stale in scratch:
+            remove(stale)
+        return self.finish(out, config, config_facts or {})
+
+    def finish(self, out: str, config: Config, config_facts: dict[str, Any]) -> dict[str, Any]:
+        """The driver's end of a run: the manifest exists and says complete, its shards are there as recorded,
+        every funnel adds up; then the funnel goes into OUT/stats.json and the config into OUT/config.yaml."""
+        url = self.manifest_url(out)
+        manifest: dict[str, Any] | None = read_json(url)
+        if not manifest:
+            raise IntegrityError(f"{self.name} finished without writing {url}")
+        if not manifest.get("complete"):
+            raise IntegrityError(manifest.get("error") or f"{self.name} did not complete: see {url}")
+        verify_listed(out, [s for table in manifest["tables"].values() for s in table])
+        for name, part in manifest["funnel"].items():
+            check_funnel(self.name, name, part)
+        update_stats(out, self.name, manifest["funnel"])
+        write_config(config, out, **config_facts)
+        return manifest
+
+
+class WriteManifest(beam.DoFn):
+    """A stage's last write, once its shards are committed and checked (the main input, one list): the manifest
+    whose presence marks the stage complete. `describe(shards, *side_inputs)` gives the stage's own entries,
+    its `funnel` at least ({part: {input, kept, rejected: {reason: n}, failed}}); it may override `complete`
+    (with an `error` saying why not)."""
+
+    def __init__(self, stage: Stage, out: str, inputs: Any, digest: str, describe: Callable[..., dict[str, Any]]):
+        self.stage, self.out, self.inputs, self.digest, self.describe = stage, out, inputs, digest, describe
+
+    def process(self, shards: list[Any], *side: Any) -> Iterator[None]:
+        manifest = {"stage": self.stage.name, "complete": True, "curate_version": __version__,
+                    "config_digest": self.digest, "inputs": self.inputs, "tables": manifest_tables(shards),
+                    **self.describe(shards, *side)}
+        write_json(self.stage.manifest_url(self.out), manifest)
+        yield None
+
+
+def check_funnel(stage: str, name: str, funnel: dict[str, Any]) -> None:
+    """inputs == kept + rejected + failed, or the run fails loudly."""
+    rejected = sum(funnel.get("rejected", {}).values())
+    total = funnel.get("kept", 0) + rejected + funnel.get("failed", 0)
+    if funnel.get("input") != total:
+        raise IntegrityError(f"{stage} {name}: {funnel.get('input')} in, but kept + rejected + failed = {total}")
