@@ -36,7 +36,7 @@ from curate.mime import sniff
 from curate.records import ImageRef, LedgerRow
 from curate.shards import picture, tar_samples
 
-PROVENANCE = ("ref_key", "page_url", "snapshot", "source_file", "record_offset", "crawl_date", "source")
+CARRIED_COLUMNS = ("ref_key", "page_url", "snapshot", "source_file", "record_offset", "crawl_date", "source")
 _installed: FetchPolicy | None = None
 
 
@@ -71,7 +71,7 @@ def _downloader(config: DownloadConfig, staging: str, n_rows: int) -> Any:
     return Downloader(
         sample_writer_class=WebDatasetSampleWriter, resizer=resizer, thread_count=config.threads,
         save_caption=True, extract_exif=False, output_folder=staging,
-        column_list=["url", "caption", *PROVENANCE], timeout=config.timeout,
+        column_list=["url", "caption", *CARRIED_COLUMNS], timeout=config.timeout,
         number_sample_per_shard=max(n_rows, 1), oom_shard_count=5, compute_hash="sha256", verify_hash_type=None,
         encode_format=config.encode_format, retries=config.retries, user_agent_token=config.user_agent_token,
         disallowed_header_directives=list(config.disallowed_header_directives),
@@ -185,7 +185,7 @@ def write_inline_shard(out: str, shard_id: int, refs: list[ImageRef]) -> list[Le
             mime = sniff(ref.content or b"")
             reason = R.KEPT if mime else R.NOT_AN_IMAGE
             error = None if mime else "inline payload is not an image"
-            meta = {"url": ref.url, "caption": ref.alt, **{k: getattr(ref, k) for k in PROVENANCE if k != "ref_key"},
+            meta = {"url": ref.url, "caption": ref.alt, **{k: getattr(ref, k) for k in CARRIED_COLUMNS if k != "ref_key"},
                     "ref_key": ref.key, "key": key, "status": "success" if mime else "failed_to_download",
                     "error_message": error, "reason": reason, "retryable": False, "mime": mime, "http_status": None}
             if mime:

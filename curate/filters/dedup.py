@@ -2,7 +2,7 @@
 keyed steps that work when the data does not fit one machine).
 
 Edges: images sharing the SHA-256 of their bytes or the hash of their normalized pixels (exact, `star`), and
-pairs whose 64-bit perceptual hashes differ in at most `radius` bits (near, `near_pairs` inside one band
+pairs whose 64-bit perceptual hashes differ in at most `radius` bits (near, `bucket_pairs` inside one band
 bucket of curate.hashing.band_keys: no pair within the radius is missed). Clusters are the connected
 components of those edges. A node's `label` is its survivor rank (largest resolution, then earliest crawl
 date, then key), so the minimum label of a component is its survivor, and `decide` names the others'
@@ -56,7 +56,7 @@ def star(nodes: Iterable[Node]) -> Iterator[tuple[str, str]]:
         yield members[0].key, other.key
 
 
-def near_pairs(nodes: Iterable[Node], radius: int) -> Iterator[tuple[str, str]]:
+def bucket_pairs(nodes: Iterable[Node], radius: int) -> Iterator[tuple[str, str]]:
     """Edges between the members of one band bucket whose perceptual hashes are within `radius` bits."""
     members = sorted(nodes, key=lambda n: n.key)
     for a, b in itertools.combinations(members, 2):

@@ -44,7 +44,7 @@ from curate.records import FetchedImage, ImageRecord
 from curate.tables import IMAGE_SCHEMA, image_row
 from curate.urls import url_key
 
-DECODE = Stage(STAGE, "images", sections=("extract", "image"), upstream=("fetched",),
+DECODE_STAGE = Stage(STAGE, "images", sections=("extract", "image"), upstream=("fetched",),
                clears=("images", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"), scratch=True)
 
 # Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): decode buffers one row group, the
@@ -133,9 +133,9 @@ def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> Non
     counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum)
     all_shards = (results.images, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
-        WriteManifest(DECODE, out, sources, DECODE.digest(out, config), _describe(len(sources))),
+        WriteManifest(DECODE_STAGE, out, sources, DECODE_STAGE.digest(out, config), _describe(len(sources))),
         beam.pvalue.AsSingleton(counts))
 
 
 def run(sources: list[str], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict:
-    return DECODE.run(out, config, beam_args, sources, lambda p: build(p, sources, out, config), force)
+    return DECODE_STAGE.run(out, config, beam_args, sources, lambda p: build(p, sources, out, config), force)

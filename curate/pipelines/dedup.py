@@ -14,7 +14,17 @@ import pyarrow.parquet as pq
 
 from curate import reasons as R
 from curate.config import Config
-from curate.filters.dedup import Decision, ExclusionIndex, Label, Node, decide, label, load_exclusions, near_pairs, star
+from curate.filters.dedup import (
+    Decision,
+    ExclusionIndex,
+    Label,
+    Node,
+    bucket_pairs,
+    decide,
+    label,
+    load_exclusions,
+    star,
+)
 from curate.hashing import band_keys
 from curate.io import join, parquet_files
 from curate.pipelines.common import CollectShards, WriteParquetShards, WriteRejectsAndFailures
@@ -23,7 +33,8 @@ from curate.records import Rejected
 from curate.tables import DECISION_SCHEMA
 
 STAGE = R.DEDUP
-DEDUP = Stage(STAGE, "dedup", sections=("extract", "dedup"), upstream=("images",), clears=("dedup", f"rejects/{STAGE}-*"))
+DEDUP_STAGE = Stage(STAGE, "dedup", sections=("extract", "dedup"), upstream=("images",),
+                    clears=("dedup", f"rejects/{STAGE}-*"))
 COLUMNS = ["key", "url", "sha256", "pixel_hash", "phash", "width", "height", "crawl_date"]
 
 
@@ -115,7 +126,7 @@ class Deduplicate(beam.PTransform):
             near = (nodes
                     | "Bands" >> beam.FlatMap(lambda n: [(band, n) for band in band_keys(n.phash, radius, spare)])
                     | "Buckets" >> beam.GroupByKey()
-                    | "Pairs" >> beam.FlatMap(lambda kv, r: near_pairs(kv[1], r), radius))
+                    | "Pairs" >> beam.FlatMap(lambda kv, r: bucket_pairs(kv[1], r), radius))
             edge_sets.append(near)
         edges = (edge_sets | "AllEdges" >> beam.Flatten() | "BothWays" >> beam.FlatMap(_both_ways)
                  | "DistinctEdges" >> beam.Distinct())
@@ -199,7 +210,7 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
     n_unsettled = unsettled | "CountUnsettled" >> beam.combiners.Count.Globally()
     all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
-        WriteManifest(DEDUP, out, inputs or files, DEDUP.digest(out, config), _describe(dd.rounds)),
+        WriteManifest(DEDUP_STAGE, out, inputs or files, DEDUP_STAGE.digest(out, config), _describe(dd.rounds)),
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
 
 
@@ -211,4 +222,5 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     exclude = load_exclusions(exclude_near, config.dedup.hamming_radius) if exclude_near else []
     digest = hashlib.sha256(",".join(f"{h:016x}" for h in exclude).encode()).hexdigest()[:16]
     inputs = files + ([f"exclude:{len(exclude)} hashes:{digest}"] if exclude else [])
-    return DEDUP.run(out, config, beam_args, inputs, lambda p: build(p, files, out, config, exclude, inputs), force)
+    return DEDUP_STAGE.run(out, config, beam_args, inputs,
+                           lambda p: build(p, files, out, config, exclude, inputs), force)

@@ -51,7 +51,7 @@ from curate.tables import LEDGER_SCHEMA, ref_from_row
 
 STAGE = R.DOWNLOAD
 # OUT/fetched itself is not cleared: a rerun keeps the shards a killed run committed (see `_start`).
-DOWNLOAD = Stage(STAGE, "fetched", sections=("extract", "download"), upstream=("refs",),
+DOWNLOAD_STAGE = Stage(STAGE, "fetched", sections=("extract", "download"), upstream=("refs",),
                  clears=("ledger", f"rejects/{STAGE}-*", "fetched/_MANIFEST.json"))
 
 
@@ -212,8 +212,9 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
     counts = (ledger | "Reasons" >> beam.Map(lambda row: row.reason) | "PerReason" >> beam.combiners.Count.PerElement()
               | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
     shards = (ledger_shards, other) | "Shards" >> CollectShards(out)
-    _ = shards | "Manifest" >> beam.ParDo(WriteManifest(DOWNLOAD, out, ref_files, DOWNLOAD.digest(out, config), _describe),
-                                          beam.pvalue.AsSingleton(counts))
+    _ = shards | "Manifest" >> beam.ParDo(
+        WriteManifest(DOWNLOAD_STAGE, out, ref_files, DOWNLOAD_STAGE.digest(out, config), _describe),
+        beam.pvalue.AsSingleton(counts))
 
 
 def _ledger_files(out: str) -> list[str]:
@@ -267,11 +268,11 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: b
         only = _retryable_keys(old)
         staged = [_copy_aside(url) for url in old]  # the ledger is rewritten from these
         first = _next_shard(out)
-    elif not force and (done := DOWNLOAD.up_to_date(out, config, ref_files)):
+    elif not force and (done := DOWNLOAD_STAGE.up_to_date(out, config, ref_files)):
         return {**done, "skipped": True}
     else:
         _start(out, config)
-    manifest = DOWNLOAD.run(out, config, beam_args, ref_files, force=True, build=lambda p: build(
+    manifest = DOWNLOAD_STAGE.run(out, config, beam_args, ref_files, force=True, build=lambda p: build(
         p, ref_files, out, config, first_shard=first, only=only, old_ledger=staged))
     if staged:
         remove(join(out, "ledger-previous"))

@@ -46,7 +46,7 @@ from curate.urls import url_key
 from curate.warc import DamagedFile, NotAWarc, iter_records
 
 STAGE = R.EXTRACT
-EXTRACT = Stage(STAGE, "refs", sections=("extract",), upstream=(),
+EXTRACT_STAGE = Stage(STAGE, "refs", sections=("extract",), upstream=(),
                 clears=("refs", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"), scratch=True)
 
 class ExtractFile(beam.DoFn):
@@ -176,7 +176,8 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
     kept = refs | "CountRefs" >> beam.combiners.Count.Globally()
     all_shards = (ref_shards, other_shards) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
-        WriteManifest(EXTRACT, out, inputs_summary(files), EXTRACT.digest(out, config), _describe(len(files))),
+        WriteManifest(EXTRACT_STAGE, out, inputs_summary(files), EXTRACT_STAGE.digest(out, config),
+                      _describe(len(files))),
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(kept))
 
 
@@ -184,5 +185,5 @@ def run(files: list[CrawlFile], out: str, config: Config, beam_args: Sequence[st
         force: bool = False) -> dict[str, Any]:
     """Run the stage (unless its outputs are complete for these inputs and config); return its manifest."""
     summary = inputs_summary(files)
-    return EXTRACT.run(out, config, beam_args, summary, lambda p: build(p, files, out, config), force,
+    return EXTRACT_STAGE.run(out, config, beam_args, summary, lambda p: build(p, files, out, config), force,
                        config_facts={"inputs": summary})

@@ -50,7 +50,7 @@ from curate.records import Rejected, TextScore
 from curate.tables import CACHE_SCHEMA, TEXT_SCHEMA, score_columns, score_from_row
 
 STAGE = R.TEXT
-TEXT = Stage(STAGE, "text", sections=("extract", "text"), upstream=("images", "dedup"),
+TEXT_STAGE = Stage(STAGE, "text", sections=("extract", "text"), upstream=("images", "dedup"),
              clears=("text", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"))
 
 
@@ -254,7 +254,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     cache_shards = new_cache | "CacheShards" >> CollectShards(cache_root(out, tc))
     all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
-        WriteManifest(TEXT, out, inputs, TEXT.digest(out, config), _describe(out, engine_id)),
+        WriteManifest(TEXT_STAGE, out, inputs, TEXT_STAGE.digest(out, config), _describe(out, engine_id)),
         beam.pvalue.AsSingleton(n_input),
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_failed), beam.pvalue.AsSingleton(work),
         beam.pvalue.AsSingleton(cache_shards))
@@ -269,5 +269,5 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     inputs = images + decisions
     fs, path = fsspec.core.url_to_fs(join(cache_root(out, config.text), engine_id))
     cache_files = [fs.unstrip_protocol(f) for f in sorted(fs.glob(f"{path}/*.parquet"))]
-    return TEXT.run(out, config, beam_args, inputs,
+    return TEXT_STAGE.run(out, config, beam_args, inputs,
                     lambda p: build(p, out, config, images, decisions, cache_files, engine_id, inputs), force)

@@ -46,7 +46,7 @@ from curate.pipelines.stage import Stage, WriteManifest
 from curate.shards import parquet_shard, tar_bytes
 
 STAGE = R.WRITE
-WRITE = Stage(STAGE, "shards", sections=("extract", "shards"), upstream=("images", "dedup", "text"),
+WRITE_STAGE = Stage(STAGE, "shards", sections=("extract", "shards"), upstream=("images", "dedup", "text"),
               clears=("shards", f"failed/{STAGE}-*"))
 PREFIX = 3  # hex digits: 4096 rank buckets
 
@@ -172,7 +172,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
     n_failed = final[FAILED] | "CountFailed" >> beam.combiners.Count.Globally()
     all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
-        WriteManifest(WRITE, out, inputs, WRITE.digest(out, config), _describe(per_shard)),
+        WriteManifest(WRITE_STAGE, out, inputs, WRITE_STAGE.digest(out, config), _describe(per_shard)),
         beam.pvalue.AsSingleton(n_input), beam.pvalue.AsSingleton(n_failed))
 
 
@@ -187,4 +187,5 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     dedup = parquet_files(out, "dedup", f"no dedup decisions under {join(out, 'dedup')}: run `curate filter` first")
     text = _optional_files(out, "text") if read_json(join(out, "text", MANIFEST)) else []
     inputs = images + dedup + text
-    return WRITE.run(out, config, beam_args, inputs, lambda p: build(p, out, config, images, dedup, text, inputs), force)
+    return WRITE_STAGE.run(out, config, beam_args, inputs,
+                           lambda p: build(p, out, config, images, dedup, text, inputs), force)
