@@ -97,7 +97,8 @@ class WriteManifest(beam.DoFn):
     def __init__(self, stage: Stage, out: str, inputs: Any, digest: str, describe: Callable[..., dict[str, Any]]):
         self.stage, self.out, self.inputs, self.digest, self.describe = stage, out, inputs, digest, describe
 
-    def process(self, shards: list[Any], *side: Any) -> Iterator[None]:
+    def process(self, shards: list[Any], *side) -> Iterator[None]:
+        # (no hint on *side: Beam's type check would want a tuple there when a stage passes no side input)
         manifest = {"stage": self.stage.name, "complete": True, "curate_version": __version__,
                     "config_digest": self.digest, "inputs": self.inputs, "tables": manifest_tables(shards),
                     **self.describe(shards, *side)}
