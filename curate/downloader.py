@@ -17,8 +17,10 @@ img2dataset's, plus the columns curate adds: `reason` (ok or an error class), `r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
+import math
 import os
 import tarfile
 import tempfile
@@ -38,6 +40,21 @@ from curate.shards import picture, tar_samples
 
 CARRIED_COLUMNS = ("ref_key", "page_url", "snapshot", "source_file", "record_offset", "crawl_date", "source")
 _installed: FetchPolicy | None = None
+
+
+def shard_count(total: int, per_shard: int) -> int:
+    """URL shards for `total` URLs, at most `per_shard` in each (one at least)."""
+    return max(1, math.ceil(total / per_shard))
+
+
+def origin_hash(origin: str) -> int:
+    return int.from_bytes(hashlib.sha256(origin.encode()).digest()[:4], "big")
+
+
+def interleaved_shard(rank: int, origin_hashed: int, shards: int) -> int:
+    """The URL shard of an origin's `rank`-th URL (in key order): (rank + origin hash) mod shards, so one host's
+    consecutive URLs land in different shards and no shard hammers one host."""
+    return (rank + origin_hashed) % shards
 
 
 def policy_of(config: DownloadConfig) -> FetchPolicy:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -29,8 +28,11 @@ from curate.config import Config, DownloadConfig
 from curate.downloader import (
     committed,
     download_shard,
+    interleaved_shard,
+    origin_hash,
     policy_of,
     read_committed_ledger,
+    shard_count,
     write_inline_shard,
 )
 from curate.errors import InputError
@@ -89,10 +91,6 @@ def _origin(ref: ImageRef) -> str:
         return ""
 
 
-def _hash(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
-
-
 class ApplyRobots(beam.DoFn):
     """Per origin: refs robots.txt disallows are rejected; the rest get their rank inside the origin."""
 
@@ -105,17 +103,12 @@ class ApplyRobots(beam.DoFn):
                 detail = f"{robots_url(origin)} ({rules.status}{': ' + rules.detail if rules.detail else ''})"
                 yield pvalue.TaggedOutput(REJECTED, Rejected(ref.key, ref.url, STAGE, R.ROBOTS_DISALLOW, detail))
             else:
-                yield rank, _hash(origin), ref
+                yield rank, origin_hash(origin), ref
 
 
 def _remote_shard(item: tuple[int, int, ImageRef], total: int, per_shard: int) -> tuple[int, tuple]:
-    """(rank + origin hash) mod n: consecutive URLs of one host land in different shards."""
-    rank, origin_hash, _ = item
-    return (rank + origin_hash) % _shards(total, per_shard), item
-
-
-def _shards(total: int, per_shard: int) -> int:
-    return max(1, math.ceil(total / per_shard))
+    rank, origin_hashed, _ = item
+    return interleaved_shard(rank, origin_hashed, shard_count(total, per_shard)), item
 
 
 class DownloadShards(beam.DoFn):
@@ -137,7 +130,7 @@ class WriteInlineShards(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[ImageRef]], remote_total: int, per_shard: int) -> Iterator[LedgerRow]:
         shard, refs = element
-        shard_id = self.first_shard + _shards(remote_total, per_shard) + shard
+        shard_id = self.first_shard + shard_count(remote_total, per_shard) + shard
         if committed(self.out, shard_id):
             yield from read_committed_ledger(self.out, shard_id)
         else:
@@ -191,7 +184,7 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
                | "Download" >> beam.ParDo(DownloadShards(out, dl, first_shard)))
     inline_total = inline | "CountInline" >> beam.combiners.Count.Globally()
     inline_rows = (inline
-                   | "InlineShard" >> beam.Map(lambda r, n: (int(r.key[:8], 16) % _shards(n, per_shard), r),
+                   | "InlineShard" >> beam.Map(lambda r, n: (int(r.key[:8], 16) % shard_count(n, per_shard), r),
                                                beam.pvalue.AsSingleton(inline_total))
                    | "ByInlineShard" >> beam.GroupByKey()
                    | "WriteInline" >> beam.ParDo(WriteInlineShards(out, first_shard),
