@@ -59,16 +59,12 @@ def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
     yield b, a
 
 
-
-
 def _messages(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[str, Label]]:
     key, joined = element
-    label = min(joined["label"])
-    yield key, label
+    best = min(joined["label"])
+    yield key, best
     for neighbour in joined["edges"]:
-        yield neighbour, label
-
-
+        yield neighbour, best
 
 
 def _propagate(labels: beam.PCollection, edges: beam.PCollection, round_: int) -> beam.PCollection:
@@ -80,8 +76,6 @@ def _propagate(labels: beam.PCollection, edges: beam.PCollection, round_: int) -
     )
 
 
-
-
 def _unsettled(element: tuple[str, dict[str, Iterable]]) -> Iterator[str]:
     """Keys whose neighbours' labels differ from theirs (after the last round)."""
     key, joined = element
@@ -91,14 +85,10 @@ def _unsettled(element: tuple[str, dict[str, Iterable]]) -> Iterator[str]:
             yield key
 
 
-
-
 class _Decide(beam.DoFn):
     def process(self, element: tuple[tuple, dict[str, Iterable]]) -> Iterator[Decision]:
         _, joined = element
         yield from decide(list(joined["members"]))
-
-
 
 
 class Deduplicate(beam.PTransform):
