@@ -18,8 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.pipelines.extract import REF_SCHEMA
 from curate.sample.serve import SampleServer
+from curate.tables import REF_SCHEMA
 from curate.urls import url_key
 
 

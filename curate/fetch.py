@@ -31,8 +31,8 @@ from curate.robots import MAX_BODY_BYTES
 _CHUNK = 1 << 16
 MAX_REDIRECTS = 5
 # Retrying these may succeed; the others are answers (404, robots, opt-out, not an image...).
-RETRYABLE = frozenset({R.TIMEOUT, R.CONNECTION_ERROR, R.INCOMPLETE_BODY, "http_429", "http_500", "http_502",
-                       "http_503", "http_504"})
+RETRYABLE = frozenset({R.TIMEOUT, R.CONNECTION_ERROR, R.INCOMPLETE_BODY, R.ROBOTS_UNREACHABLE, "http_429",
+                       "http_500", "http_502", "http_503", "http_504"})
 
 class FetchRefused(OSError):
     """A response we will not take; the message starts with `curate:<reason>`."""
@@ -189,7 +189,8 @@ def classify(message: str | None) -> str:
 
 
 class RobotsGet:
-    """GET a robots.txt through the SSRF guard only (it is no image: no magic check; the first MAX_BODY_BYTES are read): `(status, body, error)` as `curate.robots.fetch_robots` reads it; any failure is an error."""
+    """GET a robots.txt through the SSRF guard only (it is no image: no magic check; its first MAX_BODY_BYTES
+    are read): `(status, body, error)` as `curate.robots.fetch_robots` reads it; any failure is an error."""
 
     def __init__(self, policy: FetchPolicy, agent_token: str):
         self.timeout, self.agent = policy.timeout, f"Mozilla/5.0 (compatible; {agent_token})"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import functools
 import hashlib
 import json
@@ -66,9 +67,12 @@ READABLE = 0.6  # fast mode: a reading at least this confident is text (textures
 # large page must not blur into texture), its longer side kept within PAGE_SIDES; a pixel whose Sobel
 # gradient magnitude is below FLAT is flat.
 PAGE_TEXT, PAGE_SIDES, FLAT = 16.0, (256, 1024), 16.0
-# The OCR engine decodes what the decode stage already accepted under the user's `image:` settings: it
-# refuses only what it cannot decode, never a size or shape.
-OCR_IMAGE = ImageConfig(min_side=1, max_aspect_ratio=math.inf)
+
+
+def ocr_image(image: ImageConfig) -> ImageConfig:
+    """How the OCR engine decodes: with the user's `image:` formats and pixel budget, which the decode stage
+    already applied, but never refusing a size or a shape (the decode stage decided those)."""
+    return dataclasses.replace(image, min_side=1, max_aspect_ratio=math.inf)
 
 
 @dataclass(frozen=True)
@@ -250,8 +254,8 @@ class TextEngine:
     """One worker's OCR: models load once; `score_bytes`, `score_image` and `score_many` never raise for any
     picture (a failure is an OcrFailure with a reason code)."""
 
-    def __init__(self, config: Any, models: Any = None):
-        self.config = config
+    def __init__(self, config: Any, models: Any = None, image: ImageConfig | None = None):
+        self.config, self.image = config, ocr_image(image or ImageConfig())
         if config.mode == "full":
             self.reader = models or load_reader(config.threads)
         else:
@@ -280,7 +284,7 @@ class TextEngine:
         # No larger than the engine reads: readtext's canvas, or twice the detection side (lines are read
         # from the decoded picture, at up to twice the detector's resolution). JPEGs decode scaled for free.
         side = self.config.canvas if self.config.mode == "full" else 2 * self.config.detect_side
-        decoded = decode(data, OCR_IMAGE, analysis_side=side)
+        decoded = decode(data, self.image, analysis_side=side)
         if isinstance(decoded, Refusal):
             return OcrFailure(decoded.reason, decoded.detail)
         result = self.score_image(decoded.view)

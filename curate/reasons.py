@@ -30,7 +30,8 @@ MISSING_FILE = "missing_file"  # a listed file that does not exist (404, no such
 TRUNCATED_RECORD = "truncated_record"  # payload shorter than its declared length, or the stream broke
 
 # download
-ROBOTS_DISALLOW = "robots_disallow"
+ROBOTS_DISALLOW = "robots_disallow"  # robots.txt disallows the URL for our user agent
+ROBOTS_UNREACHABLE = "robots_unreachable"  # robots.txt could not be fetched (5xx, 429, network): retry later
 HEADER_OPTOUT = "header_optout"  # X-Robots-Tag on the image response
 BLOCKED_ADDRESS = "blocked_address"  # SSRF guard: private, loopback, link-local ... address
 TIMEOUT = "timeout"

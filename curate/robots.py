@@ -28,6 +28,9 @@ Fetch outcomes: 2xx is parsed (first 500 KiB only); 4xx means no robots.txt, eve
 ("unavailable"); 5xx, a network error and anything unexpected (an unresolved 3xx is "unavailable" as RFC 9309
 allows) mean everything is disallowed ("unreachable"), the cautious reading of a server that cannot answer.
 429 is read as 5xx, as Google does: "slow down" is not "no rules". The reason stays in `detail` for the ledger.
+An unreachable file disallows *for now* (RFC 9309): its URLs are `robots_unreachable`, retryable
+(`--retry-failed` fetches robots.txt again), not `robots_disallow`; an origin the SSRF guard refuses is
+`blocked_address` (`refusal`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ import string
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
+
+from curate import reasons as R
 
 OK = "ok"
 UNAVAILABLE = "unavailable"  # 4xx: no usable robots.txt, all allowed
@@ -136,6 +141,15 @@ def rules_from_response(
     if 300 <= status < 500 and status != 429:
         return RobotsRules(origin, UNAVAILABLE, (), f"HTTP {status}")
     return RobotsRules(origin, UNREACHABLE, (), f"HTTP {status}")
+
+
+def refusal(rules: RobotsRules) -> str:
+    """The reason code for a URL these rules do not allow: `robots_disallow` for a rule of the file;
+    `robots_unreachable` when the file could not be fetched (RFC 9309: a full disallow *for now*, so the URL
+    stays retryable); `blocked_address` when the SSRF guard refused the origin itself."""
+    if rules.status != UNREACHABLE:
+        return R.ROBOTS_DISALLOW
+    return R.BLOCKED_ADDRESS if "blocked address" in rules.detail else R.ROBOTS_UNREACHABLE
 
 
 def fetch_robots(origin: str, agent: str, fetch: Fetch) -> RobotsRules:

@@ -119,7 +119,8 @@ def _final_sample(row: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
     if not KEY.match(key):
         raise ValueError(f"not a shard key (32 lower-case hex digits): {key!r}")
     doc = json.dumps(sample_json(metadata(row)), sort_keys=True, ensure_ascii=False).encode()
-    return key, {EXTENSIONS.get(row["format"], row["format"]): row["data"], "json": doc, "txt": (row["alt"] or "").encode()}
+    picture_ext = EXTENSIONS.get(row["format"], row["format"])
+    return key, {picture_ext: row["data"], "json": doc, "txt": (row["alt"] or "").encode()}
 
 
 def tar_bytes(samples: list[dict[str, Any]]) -> bytes:

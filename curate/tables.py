@@ -68,7 +68,8 @@ SHARD_SCHEMA = pa.schema([  # OUT/shards/*.parquet: one flat row per sample
     *fields(ImageRecord, ("key",)), *fields(ImageRef, ("url", *PROVENANCE)),
     *fields(ImageRecord, PICTURE[:-1]), pa.field("phash", pa.string()),  # hex, as in key.json
     pa.field("bytes", pa.int64()), *fields(TextScore, SCORE, prefix="text_"),
-    pa.field("light", pa.bool_()), pa.field("heavy", pa.bool_()), *fields(DupInfo, ("cluster", "cluster_size"), "dup_")])
+    pa.field("light", pa.bool_()), pa.field("heavy", pa.bool_()),
+    *fields(DupInfo, ("cluster", "cluster_size"), "dup_")])
 SHARD_SCHEMA_WITH_IMAGES = SHARD_SCHEMA.append(pa.field("data", pa.binary()))
 
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from curate import ocr
 from curate import reasons as R
-from curate.config import TextConfig
+from curate.config import IMAGE_FORMATS, ImageConfig, TextConfig
 from curate.errors import WeightsError
 from curate.filters.text import is_heavy, is_light
 from curate.ocr import (
@@ -243,6 +243,24 @@ def test_small_pictures_are_enlarged_for_detection(fast) -> None:
     ImageDraw.Draw(word).text((12, 12), "EXIT 24", font=im._font("DejaVuSans-Bold.ttf", 34), fill="white")
     s = fast.score_bytes(im.encode(word, "jpeg"))
     assert isinstance(s, TextScore) and is_light(s, TextConfig()) and "EXIT" in s.text
+
+
+def test_the_users_image_settings_decide_what_ocr_decodes(fast) -> None:
+    """The text stage scores what the decode stage accepted under the user's `image:` settings: a BMP when
+    `image.formats` has bmp, a 40x10 strip far below the default minimum side and aspect ratio."""
+    sign = Image.new("RGB", (320, 80), (240, 240, 240))
+    ImageDraw.Draw(sign).text((10, 18), "OPEN 24", font=im._font("DejaVuSans-Bold.ttf", 40), fill=(10, 10, 10))
+    bmp = im.encode(sign, "bmp")
+    refused = fast.score_bytes(bmp)  # the engine's default: decode's default formats
+    assert isinstance(refused, OcrFailure) and refused.reason == R.UNSUPPORTED_FORMAT
+    with_bmp = ImageConfig(formats=(*IMAGE_FORMATS, "bmp"), min_side=200, max_aspect_ratio=1.5)
+    engine = TextEngine(TextConfig(), fast.models, image=with_bmp)
+    scored = engine.score_bytes(bmp)
+    assert isinstance(scored, TextScore) and is_light(scored, TextConfig()) and "OPEN" in scored.text
+    strip = engine.score_bytes(im.encode(Image.new("RGB", (40, 10), (255, 255, 255)), "png"))
+    assert isinstance(strip, TextScore) and strip.chars == 0  # size and shape are decode's call, not OCR's
+    too_big = TextEngine(TextConfig(), fast.models, image=ImageConfig(max_pixels=320 * 80 - 1)).score_bytes(bmp)
+    assert isinstance(too_big, OcrFailure)  # the pixel budget still holds (bombs stay refused)
 
 
 def test_undecodable_bytes_are_a_reason_coded_failure(fast) -> None:

@@ -45,6 +45,7 @@ from curate.config import load_config
 from curate.crawl import snapshot_files
 from curate.pipelines import decode, dedup, download, extract, text, write
 from curate.readers import list_sources
+from curate.tables import CACHE_SCHEMA
 from tests.conftest import DOWNLOAD_FLAGS, parquet_rows
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,7 @@ def _seed_cache(scored: Path, out: Path, leave_out: int) -> list[dict]:
     kept = [r for r in rows if r not in dropped]
     folder = out / "cache" / "ocr" / engine
     folder.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(kept, schema=text.CACHE_SCHEMA), folder / "seeded.parquet")
+    pq.write_table(pa.Table.from_pylist(kept, schema=CACHE_SCHEMA), folder / "seeded.parquet")
     return dropped
 
 

@@ -191,11 +191,12 @@ def _ocr(args: argparse.Namespace) -> int:
     from curate.ocr import OcrFailure, TextEngine
 
     flags = {**_text_flags(args), "text.canvas": args.canvas, "text.cache": None}
-    config = load_config(args.config, flags).text
+    full = load_config(args.config, flags)
+    config = full.text
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise UserError(f"no such image: {missing[0]}")
-    engine = TextEngine(config)
+    engine = TextEngine(config, image=full.image)
     for path in args.images:
         result = engine.score_bytes(Path(path).read_bytes())
         if isinstance(result, OcrFailure):

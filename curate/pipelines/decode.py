@@ -113,7 +113,8 @@ def _identify(fetched: FetchedImage) -> tuple[str, str]:
 
 def _describe(sources: int) -> Any:
     def describe(shards: list[Any], counts: dict[str, int]) -> dict[str, Any]:
-        rejected = {k: v for k, v in sorted(counts.items()) if k not in ("input", R.KEPT, "failed", "unreadable_sources")}
+        others = ("input", R.KEPT, "failed", "unreadable_sources")
+        rejected = {k: v for k, v in sorted(counts.items()) if k not in others}
         unreadable = counts.get("unreadable_sources", 0)
         return {"funnel": {
             "images": {"input": counts.get("input", 0), "kept": counts.get(R.KEPT, 0), "rejected": rejected,

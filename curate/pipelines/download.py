@@ -36,7 +36,7 @@ from curate.downloader import (
     write_inline_shard,
 )
 from curate.errors import InputError
-from curate.fetch import RobotsGet
+from curate.fetch import RETRYABLE, RobotsGet
 from curate.io import MANIFEST, join, parquet_files, read_json, remove, write_json
 from curate.pipelines.common import (
     REJECTED,
@@ -48,7 +48,7 @@ from curate.pipelines.common import (
 )
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.records import ImageRef, LedgerRow, Rejected
-from curate.robots import RobotsRules, fetch_robots, origin_of, robots_url
+from curate.robots import RobotsRules, fetch_robots, origin_of, refusal, robots_url
 from curate.tables import LEDGER_SCHEMA, ref_from_row
 
 STAGE = R.DOWNLOAD
@@ -101,7 +101,7 @@ class ApplyRobots(beam.DoFn):
         for rank, ref in enumerate(refs):
             if rules is not None and not rules.allowed(ref.url):
                 detail = f"{robots_url(origin)} ({rules.status}{': ' + rules.detail if rules.detail else ''})"
-                yield pvalue.TaggedOutput(REJECTED, Rejected(ref.key, ref.url, STAGE, R.ROBOTS_DISALLOW, detail))
+                yield pvalue.TaggedOutput(REJECTED, Rejected(ref.key, ref.url, STAGE, refusal(rules), detail))
             else:
                 yield rank, origin_hash(origin), ref
 
@@ -138,7 +138,7 @@ class WriteInlineShards(beam.DoFn):
 
 
 def _robots_ledger(rejected: Rejected) -> LedgerRow:
-    return LedgerRow(rejected.key, rejected.url, rejected.reason, rejected.detail, False, "", "")
+    return LedgerRow(rejected.key, rejected.url, rejected.reason, rejected.detail, rejected.reason in RETRYABLE, "", "")
 
 
 def _newest(rows: Iterable[LedgerRow]) -> LedgerRow:

@@ -28,7 +28,7 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from curate import reasons as R
-from curate.config import Config, TextConfig
+from curate.config import Config, ImageConfig, TextConfig
 from curate.filters.text import is_heavy, is_light, verdict
 from curate.io import MANIFEST, join, parquet_files, read_json, write_json
 from curate.ocr import cache_root
@@ -120,13 +120,13 @@ class ScoreText(beam.DoFn):
     (`TextEngine.score_many`). The engine loads once per worker; one picture's score does not depend on the
     others in its call."""
 
-    def __init__(self, config: TextConfig):
-        self.config = config
+    def __init__(self, config: TextConfig, image: ImageConfig):
+        self.config, self.image = config, image
 
     def setup(self) -> None:
         from curate.ocr import TextEngine
 
-        self.engine = TextEngine(self.config)
+        self.engine = TextEngine(self.config, image=self.image)
 
     def process(self, element: tuple[tuple[str, int], Iterable[list[dict[str, Any]]]]) -> Iterator[Any]:
         (url, group), todo = element
@@ -228,7 +228,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     total = (read_json(join(out, "dedup", MANIFEST)) or {}).get("funnel", {}).get("images", {}).get("kept", 0)
     scored = (resolved.todo | "ByRowGroup" >> beam.Map(lambda rows: ((rows[0]["file"], rows[0]["group"]), rows))
               | "SpreadWork" >> beam.GroupByKey()
-              | "Score" >> beam.ParDo(ScoreText(tc)).with_outputs("new", REJECTED, FAILED, main="scored"))
+              | "Score" >> beam.ParDo(ScoreText(tc, config.image)).with_outputs("new", REJECTED, FAILED, main="scored"))
     progressed = scored.scored | "Progress" >> beam.ParDo(Progress(STAGE, "pictures scored", total))
     outcomes = ((progressed, resolved.cached) | "AllScores" >> beam.Flatten()
                 | "Decide" >> beam.FlatMap(_decide(tc)))

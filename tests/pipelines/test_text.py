@@ -13,6 +13,7 @@ from curate import reasons as R
 from curate.config import load_config
 from curate.pipelines import text
 from curate.sample.images import HEAVY_KINDS
+from curate.tables import CACHE_SCHEMA
 from tests.conftest import parquet_rows
 
 pytestmark = pytest.mark.slow
@@ -113,7 +114,7 @@ def test_batched_scoring_scores_what_one_by_one_scores(scored: Path, tmp_path: P
     dropped = {r["pixel_hash"] for r in rows[::8]}  # every 8th picture is scored again
     shutil.rmtree(cache)
     cache.mkdir()
-    pq.write_table(pa.Table.from_pylist([r for r in rows if r["pixel_hash"] not in dropped], schema=text.CACHE_SCHEMA),
+    pq.write_table(pa.Table.from_pylist([r for r in rows if r["pixel_hash"] not in dropped], schema=CACHE_SCHEMA),
                    cache / "seeded.parquet")
     calls: list[int] = []
     many = TextEngine.score_many

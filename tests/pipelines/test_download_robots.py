@@ -1,0 +1,104 @@
+"""robots.txt outages are a retryable state, not a verdict; an origin the SSRF guard refuses is named so.
+
+A server on 127.0.0.1 whose robots.txt answers 503 (an outage), then 200; an origin on 127.0.0.2, which the
+guard refuses (only 127.0.0.1 is allowed). RFC 9309 reads an unreachable robots.txt as a full disallow *for
+now*: the URLs are `robots_unreachable` and retryable, and `--retry-failed` fetches them once robots.txt is back.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from curate import reasons as R
+from curate.config import load_config
+from curate.pipelines import download
+from curate.tables import REF_SCHEMA
+from curate.urls import url_key
+from tests.conftest import parquet_rows
+
+pytestmark = pytest.mark.slow
+
+
+class _Site:
+    def __init__(self) -> None:
+        self.robots_status = 503
+        buf = io.BytesIO()
+        Image.new("RGB", (96, 64), (200, 30, 30)).save(buf, format="JPEG")
+        self.jpeg = buf.getvalue()
+        self.requests: list[str] = []
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[_Site, int]]:
+    state = _Site()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            state.requests.append(self.path)
+            if self.path == "/robots.txt":
+                body, status, kind = b"User-agent: *\nAllow: /\n", state.robots_status, "text/plain"
+            else:
+                body, status, kind = state.jpeg, 200, "image/jpeg"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _refs(out: Path, urls: list[str]) -> None:
+    rows = [{"key": url_key(u), "url": u, "alt": "", "title": "", "page_url": "", "snapshot": "", "source_file": "",
+             "record_offset": 0, "crawl_date": "", "source": "html", "content": None, "occurrences": 1, "alts": []}
+            for u in urls]
+    (out / "refs").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=REF_SCHEMA), out / "refs" / "refs-00000-of-00001.parquet")
+
+
+def test_an_outage_is_retryable_and_a_blocked_origin_is_named(site: tuple[_Site, int], tmp_path: Path) -> None:
+    state, port = site
+    ours = [f"http://127.0.0.1:{port}/img/{i}.jpg" for i in range(3)]
+    blocked = f"http://127.0.0.2:{port}/img/x.jpg"
+    out = tmp_path / "out"
+    _refs(out, [*ours, blocked])
+    config = load_config(None, {"download.allow_private_hosts": "127.0.0.1", "download.timeout": 2,
+                                "download.deadline": 4})
+
+    manifest = download.run(str(out), config)
+    ledger = {r["url"]: r for r in parquet_rows(out / "ledger")}
+    assert {u: (ledger[u]["reason"], ledger[u]["retryable"]) for u in ours} == {
+        u: (R.ROBOTS_UNREACHABLE, True) for u in ours}
+    assert "HTTP 503" in ledger[ours[0]]["detail"]
+    assert (ledger[blocked]["reason"], ledger[blocked]["retryable"]) == (R.BLOCKED_ADDRESS, False)
+    assert manifest["funnel"]["references"]["rejected"] == {R.ROBOTS_UNREACHABLE: 3, R.BLOCKED_ADDRESS: 1}
+    assert not [p for p in state.requests if p != "/robots.txt"]  # nothing fetched while robots.txt is down
+
+    assert download.run(str(out), config)["skipped"] is True  # a plain rerun keeps the record ...
+    state.robots_status = 200  # ... and once the site is back, --retry-failed fetches exactly the outage's URLs
+    retried = download.run(str(out), config, retry_failed=True)
+    assert retried["retried"] == 3
+    after = {r["url"]: r["reason"] for r in parquet_rows(out / "ledger")}
+    assert after == {**{u: R.KEPT for u in ours}, blocked: R.BLOCKED_ADDRESS}
+    assert sorted(p for p in state.requests if p != "/robots.txt") == [f"/img/{i}.jpg" for i in range(3)]
+    assert retried["funnel"]["references"] == {"input": 4, "kept": 3, "rejected": {R.BLOCKED_ADDRESS: 1}, "failed": 0}
