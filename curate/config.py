@@ -14,6 +14,8 @@ import difflib
 import hashlib
 import ipaddress
 import json
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -62,6 +64,11 @@ class DownloadConfig:
     def validate(self) -> None:
         for name in ("timeout", "deadline"):
             _positive(f"download.{name}", getattr(self, name))
+            if math.isinf(getattr(self, name)):
+                raise ConfigError(f"download.{name} must be a finite number of seconds (got inf)")
+        if not re.fullmatch(r"[A-Za-z_-]+", self.user_agent_token):
+            raise ConfigError("download.user_agent_token must be a product token: letters, '_' and '-' only "
+                              f"(RFC 9309; got {self.user_agent_token!r})")
         _positive("download.threads", self.threads)
         _positive("download.max_bytes", self.max_bytes)
         _non_negative("download.retries", self.retries)
@@ -159,7 +166,12 @@ class Config:
 
     def validate(self) -> Config:
         for section in fields(self):
-            getattr(self, section.name).validate()
+            values = getattr(self, section.name)
+            for item in fields(values):
+                value = getattr(values, item.name)
+                if isinstance(value, float) and math.isnan(value):  # NaN passes every comparison check
+                    raise ConfigError(f"{section.name}.{item.name} must be a number (got nan)")
+            values.validate()
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -91,8 +91,15 @@ def _downloader(config: DownloadConfig, staging: str, n_rows: int) -> Any:
         column_list=["url", "caption", *CARRIED_COLUMNS], timeout=config.timeout,
         number_sample_per_shard=max(n_rows, 1), oom_shard_count=5, compute_hash="sha256", verify_hash_type=None,
         encode_format=config.encode_format, retries=config.retries, user_agent_token=config.user_agent_token,
-        disallowed_header_directives=list(config.disallowed_header_directives),
+        disallowed_header_directives=header_directives(config.disallowed_header_directives),
     )
+
+
+def header_directives(disallowed: tuple[str, ...]) -> list[str]:
+    """img2dataset's list of X-Robots-Tag directives that forbid an image. It compares directives literally,
+    and `none` means `noindex, nofollow` (Google's definition), so `none` joins the list whenever either does."""
+    names = [d.strip().lower() for d in disallowed]
+    return names + (["none"] if {"noindex", "nofollow"} & set(names) and "none" not in names else [])
 
 
 def _mimes(tar_bytes: bytes) -> dict[str, str]:

@@ -40,6 +40,12 @@ def test_yaml_overrides_defaults_and_flags_override_yaml(tmp_path) -> None:
         ({"download.deadline": 1, "download.timeout": 5}, "deadline must be >= download.timeout"),
         ({"image.max_aspect_ratio": 0.5}, "max_aspect_ratio must be >= 1"),
         ({"text.batch": 0}, "text.batch must be > 0"),
+        ({"image.max_aspect_ratio": "nan"}, "image.max_aspect_ratio must be a number (got nan)"),
+        ({"download.timeout": float("nan")}, "download.timeout must be a number (got nan)"),
+        ({"text.heavy_min_page": "nan"}, "text.heavy_min_page must be a number (got nan)"),
+        ({"download.deadline": "inf"}, "download.deadline must be a finite number of seconds"),
+        ({"download.user_agent_token": "curate\r\nX-Evil: 1"}, "must be a product token"),
+        ({"download.user_agent_token": "curate/2.1"}, "must be a product token"),
     ],
 )
 def test_bad_values_give_one_line_errors(flags, message) -> None:

@@ -1,4 +1,5 @@
-"""robots.txt outages are a retryable state, not a verdict; an origin the SSRF guard refuses is named so.
+"""robots.txt outages are a retryable state, not a verdict; an origin the SSRF guard refuses is named so;
+`X-Robots-Tag: none` forbids what noindex forbids.
 
 A server on 127.0.0.1 whose robots.txt answers 503 (an outage), then 200; an origin on 127.0.0.2, which the
 guard refuses (only 127.0.0.1 is allowed). RFC 9309 reads an unreachable robots.txt as a full disallow *for
@@ -49,6 +50,8 @@ def site() -> Iterator[tuple[_Site, int]]:
             else:
                 body, status, kind = state.jpeg, 200, "image/jpeg"
             self.send_response(status)
+            if self.path.startswith("/tagged/"):  # /tagged/<directives>.jpg
+                self.send_header("X-Robots-Tag", self.path[len("/tagged/"):-len(".jpg")].replace("_", ", "))
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -102,3 +105,16 @@ def test_an_outage_is_retryable_and_a_blocked_origin_is_named(site: tuple[_Site,
     assert after == {**{u: R.KEPT for u in ours}, blocked: R.BLOCKED_ADDRESS}
     assert sorted(p for p in state.requests if p != "/robots.txt") == [f"/img/{i}.jpg" for i in range(3)]
     assert retried["funnel"]["references"] == {"input": 4, "kept": 3, "rejected": {R.BLOCKED_ADDRESS: 1}, "failed": 0}
+
+
+def test_x_robots_tag_none_means_noindex_nofollow(site: tuple[_Site, int], tmp_path: Path) -> None:
+    state, port = site
+    state.robots_status = 200
+    tagged = {d: f"http://127.0.0.1:{port}/tagged/{d}.jpg" for d in ("none", "noindex", "nofollow", "noarchive")}
+    out = tmp_path / "out"
+    _refs(out, list(tagged.values()))
+    config = load_config(None, {"download.allow_private_hosts": "127.0.0.1"})
+    download.run(str(out), config)
+    ledger = {r["url"]: r["reason"] for r in parquet_rows(out / "ledger")}
+    assert {d: ledger[u] for d, u in tagged.items()} == {
+        "none": R.HEADER_OPTOUT, "noindex": R.HEADER_OPTOUT, "nofollow": R.KEPT, "noarchive": R.KEPT}
