@@ -206,11 +206,15 @@ def parquet_files(out: str, folder: str, missing: str) -> list[str]:
 
 
 def read_json(url: str) -> Any | None:
+    """The JSON document at `url`, None when there is none; a damaged one (not JSON, not UTF-8) is an
+    InputError naming the file, not a traceback."""
     try:
         with fsspec.open(url, "r", encoding="utf-8") as fh:
             return json.load(fh)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InputError(f"{url} is damaged ({type(e).__name__}: {e}); remove it to rerun its stage") from None
 
 
 def write_json(url: str, value: Any) -> None:

@@ -92,6 +92,30 @@ def test_out_that_is_a_file_is_a_user_error(tmp_path: Path, capsys) -> None:
     assert "is not a directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["run", "--input", "/no/such.warc.gz"], ["filter", "--input", "/tmp"],
+                                     ["download"], ["text"], ["extract", "--input", "/no/such.warc.gz"]])
+def test_an_output_that_is_a_file_is_one_line_before_any_work(command: list[str], tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    for output in (target, target / "below"):
+        result = _curate(*command, "--output", str(output))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "is not a directory" in result.stderr
+
+
+def test_report_on_a_file_and_a_damaged_manifest_are_one_line(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = _curate("report", str(target))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "is a file" in result.stderr
+    out = tmp_path / "out"
+    (out / "refs").mkdir(parents=True)
+    (out / "refs" / "_MANIFEST.json").write_text('{"stage": "extract", "tab')  # killed mid-write by hand
+    result = _curate("report", str(out))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "_MANIFEST.json is damaged" in result.stderr
+
+
 def test_serve_refuses_a_port_the_crawl_was_not_built_for(sample_crawl: Path, crawl_port: int) -> None:
     result = _curate("serve", str(sample_crawl), "--port", str(crawl_port + 100))
     assert result.returncode == 2

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
+from pathlib import Path
+
+from curate.errors import UserError
 
 # cli.main hands each subcommand module's `register` this: add(name, handler, description) -> its parser.
 Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -23,3 +27,16 @@ def int_from(low: int) -> Callable[[str], int]:
 
 
 positive_int = int_from(1)
+
+
+def check_output_folder(text: str) -> None:
+    """A local output must be a folder we can write, or one we can create: checked before any work starts (a
+    UserError, one line); remote URLs are checked by their filesystem when written."""
+    if "://" in text and not text.startswith("file://"):
+        return
+    path = Path(text.removeprefix("file://")).expanduser()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{text} is not a directory ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{text} is not writable ({existing})")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from curate import __version__
-from curate.commands.args import positive_int
+from curate.commands.args import check_output_folder, positive_int
 from curate.config import TEXT_FILTERS
 from curate.errors import UserError, WeightsError
 
@@ -415,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        for name in ("output", "out"):  # every command's output folder, checked before any work
+            if isinstance(getattr(args, name, None), str):
+                check_output_folder(getattr(args, name))
         return int(args.func(args))
     except (UserError, WeightsError) as e:  # a model file missing or altered: the install is the user's to fix
         print(f"curate {args.command}: error: {e}", file=sys.stderr)

@@ -548,6 +548,9 @@ def _px(v: float) -> str:
 
 
 def _report_command(args: argparse.Namespace) -> int:
+    fs, local = fsspec.core.url_to_fs(args.out)
+    if fs.isfile(local):
+        raise UserError(f"{args.out} is a file: name a run's output folder (the one holding stats.json)")
     try:
         path = write_report(args.out)
     except FileNotFoundError as e:

@@ -12,10 +12,12 @@ reason. The same input gives the same survivors on any runner and in any bundle 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from curate import reasons as R
+from curate.errors import InputError
 from curate.hashing import band_keys, hamming
 
 
@@ -74,9 +76,18 @@ def load_exclusions(path: str, radius: int) -> list[int]:
     if path.endswith((".txt", ".hashes")):
         import fsspec
 
-        with fsspec.open(path, "r") as fh:
-            lines = [line.split("#")[0].strip() for line in fh]
-        return sorted({int(line, 16) for line in lines if line})
+        try:
+            with fsspec.open(path, "r") as fh:
+                lines = [line.split("#")[0].strip() for line in fh]
+        except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as e:
+            raise InputError(f"--exclude-near {path}: cannot read it ({type(e).__name__})") from None
+        hashes = set()
+        for number, line in enumerate(lines, 1):
+            if line and not re.fullmatch(r"[0-9a-fA-F]{1,16}", line):
+                raise InputError(f"--exclude-near {path}, line {number}: not a 64-bit hex hash: {line[:40]!r}")
+            if line:
+                hashes.add(int(line, 16))
+        return sorted(hashes)
     hashes = set()
     for source in list_sources([path]):
         for image in read_source(source):

@@ -29,8 +29,9 @@ from apache_beam.metrics import Metrics
 
 from curate import reasons as R
 from curate.config import Config, ImageConfig, TextConfig
+from curate.errors import InputError
 from curate.filters.text import is_heavy, is_light, verdict
-from curate.io import MANIFEST, join, parquet_files, read_json, write_json
+from curate.io import MANIFEST, atomic_write, join, parquet_files, read_json, remove, write_json
 from curate.ocr import cache_root
 from curate.ocr import engine_id as make_engine_id
 from curate.pipelines.common import (
@@ -206,6 +207,16 @@ def _describe(out: str, engine_id: str) -> Any:
     return describe
 
 
+def _check_writable(folder: str) -> None:
+    probe = join(folder, f".probe-{uuid.uuid4().hex[:12]}")
+    try:
+        atomic_write(probe, b"")
+        remove(probe)
+    except OSError as e:
+        raise InputError(f"the OCR cache {folder} is not writable ({type(e).__name__}: {e}); "
+                         "set text.cache to a folder you can write") from None
+
+
 def _work(pairs: list[tuple[str, float]]) -> dict[str, float]:
     scored = [ms for kind, ms in pairs if kind == "scored"]
     return {"scored": len(scored), "cached": sum(1 for kind, _ in pairs if kind == "cached"),
@@ -216,6 +227,7 @@ def _work(pairs: list[tuple[str, float]]) -> dict[str, float]:
 def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisions: list[str],
           cache_files: list[str], engine_id: str, inputs: list[str]) -> None:
     shards, tc = config.extract.shards, config.text
+    _check_writable(join(cache_root(out, tc), engine_id))  # before any OCR, not after it all
     kept = (p | "DedupFiles" >> beam.Create(decisions) | "SpreadDedup" >> beam.Reshuffle()
             | "ReadKept" >> beam.ParDo(ReadKept()))
     rows = (p | "ImageFiles" >> beam.Create(images) | "SpreadImages" >> beam.Reshuffle()

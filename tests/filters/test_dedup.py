@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import apache_beam as beam
 import pytest
@@ -98,3 +99,17 @@ def test_same_survivors_in_any_order_and_with_replayed_bundles() -> None:
     with BeamPipeline(options=options) as p:
         decisions, _ = p | beam.Create(shuffled) | Deduplicate(radius=6, rounds=8)
         assert_that(decisions, equal_to(expected))
+
+
+def test_a_missing_or_malformed_hash_list_is_one_line(tmp_path: Path) -> None:
+    from curate.errors import InputError
+    from curate.filters.dedup import load_exclusions
+
+    with pytest.raises(InputError, match="cannot read it"):
+        load_exclusions(str(tmp_path / "missing.txt"), 6)
+    hashes = tmp_path / "eval.txt"
+    hashes.write_text("# eval set\n00ff00ff00ff00ff\n\nnot-a-hash\n")
+    with pytest.raises(InputError, match=r"line 4: not a 64-bit hex hash: 'not-a-hash'"):
+        load_exclusions(str(hashes), 6)
+    hashes.write_text("00ff00ff00ff00ff  # one\nABC\n")
+    assert load_exclusions(str(hashes), 6) == [0xABC, 0x00FF00FF00FF00FF]

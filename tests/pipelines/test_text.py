@@ -137,3 +137,18 @@ def test_batched_scoring_scores_what_one_by_one_scores(scored: Path, tmp_path: P
         assert {c: after[key][c] for c in ("light", "heavy", "reason", "text_lines", "text_words", "text_boxes")} == {
             c: row[c] for c in ("light", "heavy", "reason", "text_lines", "text_words", "text_boxes")}
         assert after[key]["text_chars"] == pytest.approx(row["text_chars"], rel=0.05, abs=1)
+
+
+def test_an_unwritable_ocr_cache_stops_the_stage_before_any_ocr(tmp_path: Path) -> None:
+    from curate.errors import InputError
+
+    out = tmp_path / "out"
+    for folder in ("images", "dedup"):
+        (out / folder).mkdir(parents=True)
+        (out / folder / "part.parquet").write_bytes(b"never read")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    config = load_config(None, {"text.cache": str(blocker / "cache")})
+    with pytest.raises(InputError, match="OCR cache .* is not writable"):
+        text.run(str(out), config)
+    assert not (out / "text" / "_MANIFEST.json").exists()
