@@ -197,10 +197,11 @@ def manifest_tables(shards: Iterable[ShardInfo]) -> dict[str, list[dict]]:
 
 
 def parquet_files(out: str, folder: str, missing: str) -> list[str]:
-    """The Parquet files of OUT/<folder>, sorted; InputError(missing) when there are none."""
+    """The Parquet files of OUT/<folder>, sorted. None at all is InputError(missing) unless the folder's stage
+    finished (its manifest is there): then the table is legitimately empty (a crawl without images)."""
     fs, path = fsspec.core.url_to_fs(join(out, folder))
     files = sorted(fs.glob(f"{path}/*.parquet"))
-    if not files:
+    if not files and not (read_json(join(out, folder, MANIFEST)) or {}).get("complete"):
         raise InputError(missing)
     return [fs.unstrip_protocol(f) for f in files]
 

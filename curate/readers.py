@@ -29,8 +29,9 @@ def _fs_glob(pattern: str) -> list[str]:
     return [fs.unstrip_protocol(p) for p in sorted(fs.glob(path))]
 
 
-def list_sources(inputs: list[str]) -> list[str]:
-    """Tar shards and image files named by paths, folders (searched recursively) or globs; InputError if none."""
+def list_sources(inputs: list[str], allow_empty: bool = False) -> list[str]:
+    """Tar shards and image files named by paths, folders (searched recursively) or globs; InputError if none
+    (unless `allow_empty`: a glob over a finished stage's folder that holds no shard)."""
     found: list[str] = []
     for given in inputs:
         fs, path = fsspec.core.url_to_fs(given)
@@ -43,7 +44,7 @@ def list_sources(inputs: list[str]) -> list[str]:
         else:
             raise InputError(f"no such file or folder: {given}")
         matches = [m for m in matches if m.lower().endswith((".tar", *IMAGE_SUFFIXES))]
-        if not matches:
+        if not matches and not allow_empty:
             raise InputError(f"no images or .tar shards in {given}")
         found += [m for m in matches if m not in found]
     return found

@@ -104,3 +104,52 @@ def test_run_on_real_web_archives(tmp_path: Path) -> None:
         meta = json.loads(sample["json"])
         assert meta["source"] == "inline" and meta["text"] is not None and meta["source_file"].endswith(
             tuple(p.name for p in real))
+
+
+def _warc(path: Path, body: bytes) -> Path:
+    import io
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as fh:
+        writer = WARCWriter(fh, gzip=True)
+        headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record("http://example.com/", "response", payload=io.BytesIO(body),
+                                                      http_headers=headers))
+    return path
+
+
+def test_a_crawl_without_images_is_an_honest_empty_run(tmp_path: Path) -> None:
+    """Pages whose only images are data: URIs: every stage runs on nothing, exit 0, a funnel that says so,
+    a report, and a rerun that skips every stage (before: exit 2, 'no refs: run curate extract first')."""
+    warc = _warc(tmp_path / "noimg.warc.gz", b"<html><body><p>Text only.</p><img src='data:image/png;base64,AA'>"
+                                             b"</body></html>")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "curate", "run", "--input", str(warc), "--output", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["extract"]["references"] == {"input": 1, "kept": 0, "rejected": {"data_uri": 1, "duplicate_url": 0},
+                                             "failed": 0}
+    for stage, part in (("download", "references"), ("decode", "images"), ("dedup", "images"), ("text", "images"),
+                        ("write", "images")):
+        assert stats[stage][part] == {"input": 0, "kept": 0, "rejected": {}, "failed": 0}, stage
+    assert json.loads((out / "shards" / "_MANIFEST.json").read_text())["samples"] == 0
+    assert (out / "report.html").stat().st_size > 1000
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("up to date, skipped") == 6, again.stdout
+
+
+def test_filter_on_a_folder_of_broken_files_keeps_nothing_and_says_why(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"not a jpeg")
+    (broken / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut after the marker")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "curate", "filter", "--input", str(broken), "--output", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["decode"]["images"] == {"input": 2, "kept": 0, "rejected": {"undecodable": 2}, "failed": 0}
+    assert stats["dedup"]["images"]["input"] == stats["text"]["images"]["input"] == 0

@@ -61,6 +61,8 @@ def _sum(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
 def split_parts(sources: Sequence[str], num_parts: int) -> list[tuple[int, list[str]]]:
     """The sources in min(num_parts, len(sources)) contiguous parts whose sizes differ by at most one."""
     n = min(num_parts, len(sources))
+    if n == 0:
+        return []
     return [(i, list(sources[i * len(sources) // n:(i + 1) * len(sources) // n])) for i in range(n)]
 
 

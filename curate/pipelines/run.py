@@ -32,7 +32,7 @@ def run_all(files: list[CrawlFile], out: str, config: Config, beam_args: Sequenc
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("extract", lambda: extract.run(files, out, config, beam_args, force=force)),
         ("download", lambda: download.run(out, config, beam_args, force=force)),
-        ("decode", lambda: decode.run(list_sources([join(out, "fetched", "*.tar")]), out, config, beam_args,
+        ("decode", lambda: decode.run(list_sources([join(out, "fetched", "*.tar")], allow_empty=True), out, config, beam_args,
                                       force=force)),
         ("dedup", lambda: dedup.run(out, config, beam_args, force=force)),
     ]
