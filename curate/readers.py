@@ -15,9 +15,10 @@ from typing import Any
 
 import fsspec
 
+from curate import reasons as R
 from curate.errors import InputError
 from curate.mime import sniff
-from curate.records import FetchedImage, ImageRef
+from curate.records import Failed, FetchedImage, ImageRef
 from curate.shards import picture, tar_samples
 from curate.urls import normalize_url, url_key
 
@@ -65,18 +66,33 @@ def _normalized(url: str) -> str:
         return url
 
 
-def read_tar(url: str) -> Iterator[FetchedImage]:
+def read_tar(url: str) -> Iterator[FetchedImage | Failed]:
     """The pictures of a webdataset/img2dataset tar, streamed (curate.shards.tar_samples: a cut-short tar gives
-    its samples so far, then a tarfile.ReadError); a sample without a picture gives nothing."""
+    its samples so far, then a tarfile.ReadError); a sample without a picture gives nothing. A sample whose json
+    cannot be read is a `Failed` (the samples around it still come out). A key the tar has already given (a
+    repeated URL, a repeated key stem) is made distinct, `url_key(URL#n)` for the n-th repeat, so no picture
+    hides behind another's key: identical repeats then meet in dedup as duplicates, with a reject row."""
+    seen: dict[str, int] = {}
     for stem, members in tar_samples(url):
         found = picture(members)
         if found is None:
             continue
         data = found[1]
-        meta = json.loads(members["json"]) if "json" in members else {"url": f"{url}#{stem}"}
+        try:
+            meta = json.loads(members["json"]) if "json" in members else {"url": f"{url}#{stem}"}
+            if not isinstance(meta, dict):
+                raise ValueError(f"the json member is a {type(meta).__name__}, not an object")
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            where = f"{url}#{stem}"
+            yield Failed(url_key(where), where, R.DECODE, f"{type(e).__name__}: {e}", "the sample's json member")
+            continue
         caption = members.get("txt", b"").decode("utf-8", "replace")
-        yield FetchedImage(_ref_from_meta(meta, caption), data, sniff(data[:32]) or "",
-                           int(meta.get("http_status") or 0))
+        ref = _ref_from_meta(meta, caption)
+        repeat = seen.get(ref.key, 0)
+        seen[ref.key] = repeat + 1
+        if repeat:
+            ref = ref._replace(key=url_key(f"{ref.url or url + '#' + stem}#{repeat + 1}"))
+        yield FetchedImage(ref, data, sniff(data[:32]) or "", int(meta.get("http_status") or 0))
 
 
 def read_file(url: str) -> FetchedImage:
@@ -87,7 +103,7 @@ def read_file(url: str) -> FetchedImage:
     return FetchedImage(ImageRef(url_key(name), name, "", "", "", "", "", 0, "", "file"), data, sniff(data[:32]) or "", 0)
 
 
-def read_source(url: str) -> Iterator[FetchedImage]:
+def read_source(url: str) -> Iterator[FetchedImage | Failed]:
     if url.lower().endswith(".tar"):
         yield from read_tar(url)
     else:

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from curate import reasons as R
 from curate.errors import InputError
 from curate.hashing import band_keys, hamming
+from curate.records import Failed
 
 
 class Node(NamedTuple):
@@ -91,6 +92,8 @@ def load_exclusions(path: str, radius: int) -> list[int]:
     hashes = set()
     for source in list_sources([path]):
         for image in read_source(source):
+            if isinstance(image, Failed):
+                raise InputError(f"--exclude-near {path}: {image.url}: {image.error}")
             result = decode(image.data)
             if isinstance(result, Decoded):
                 hashes.add(phash64(result.view))

@@ -40,7 +40,7 @@ from curate.pipelines.common import (
 )
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.readers import read_source
-from curate.records import FetchedImage, ImageRecord
+from curate.records import Failed, FetchedImage, ImageRecord
 from curate.tables import IMAGE_SCHEMA, image_row
 from curate.urls import url_key
 
@@ -99,6 +99,10 @@ class DecodePart(beam.DoFn):
         try:
             for fetched in read_source(source):
                 counts["input"] += 1
+                if isinstance(fetched, Failed):  # one sample of the source could not be read
+                    counts["failed"] += 1
+                    yield pvalue.TaggedOutput(FAILED, fetched)
+                    continue
                 for outcome in self.filter.outcomes(fetched):
                     tag = outcome.tag if isinstance(outcome, pvalue.TaggedOutput) else R.KEPT
                     counts[outcome.value.reason if tag == REJECTED else tag] += 1

@@ -34,7 +34,7 @@ from curate.tables import DECISION_SCHEMA
 
 STAGE = R.DEDUP
 DEDUP_STAGE = Stage(STAGE, "dedup", sections=("extract", "dedup"), upstream=("images",),
-                    clears=("dedup", f"rejects/{STAGE}-*"))
+                    clears=("dedup", f"rejects/{STAGE}-*"), fed_by=("images",))
 COLUMNS = ["key", "url", "sha256", "pixel_hash", "phash", "width", "height", "crawl_date"]
 
 

@@ -54,7 +54,7 @@ from curate.tables import LEDGER_SCHEMA, ref_from_row
 STAGE = R.DOWNLOAD
 # OUT/fetched itself is not cleared: a rerun keeps the shards a killed run committed (see `_start`).
 DOWNLOAD_STAGE = Stage(STAGE, "fetched", sections=("extract", "download"), upstream=("refs",),
-                 clears=("ledger", f"rejects/{STAGE}-*", "fetched/_MANIFEST.json"))
+                 clears=("ledger", f"rejects/{STAGE}-*", "fetched/_MANIFEST.json"), fed_by=("refs",))
 
 
 def read_refs(out: str) -> list[str]:

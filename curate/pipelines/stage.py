@@ -34,6 +34,9 @@ class Stage:
     upstream: tuple[str, ...]
     clears: tuple[str, ...]  # under OUT, removed before a run: what the run writes again
     scratch: bool = False  # it lists its inputs through OUT/_inputs/<name> (DriverList), removed after the run
+    # The stage whose kept records are this stage's input (the first of these folders that has a manifest):
+    # its funnel's `input` must equal their `kept`, or something vanished between the two stages.
+    fed_by: tuple[str, ...] = ()
 
     def manifest_url(self, out: str) -> str:
         return join(out, self.folder, MANIFEST)
@@ -83,9 +86,21 @@ class Stage:
         verify_listed(out, [s for table in manifest["tables"].values() for s in table])
         for name, part in manifest["funnel"].items():
             check_funnel(self.name, name, part)
+        self._check_chain(out, manifest)
         update_stats(out, self.name, manifest["funnel"])
         write_config(config, out, **config_facts)
         return manifest
+
+
+    def _check_chain(self, out: str, manifest: dict[str, Any]) -> None:
+        upstream = next((m for folder in self.fed_by if (m := read_json(join(out, folder, MANIFEST)))), None)
+        if not upstream:
+            return
+        part = next(iter(manifest["funnel"]))
+        before, now = upstream["funnel"].get(part, {}).get("kept"), manifest["funnel"][part]["input"]
+        if before is not None and before != now:
+            raise IntegrityError(f"{self.name} took {now} {part} but {upstream['stage']} kept {before}: records were "
+                                 "lost or doubled between the two stages (two images under one key?)")
 
 
 class WriteManifest(beam.DoFn):

@@ -52,7 +52,7 @@ from curate.tables import CACHE_SCHEMA, TEXT_SCHEMA, score_columns, score_from_r
 
 STAGE = R.TEXT
 TEXT_STAGE = Stage(STAGE, "text", sections=("extract", "text"), upstream=("images", "dedup"),
-             clears=("text", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"))
+             clears=("text", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"), fed_by=("dedup",))
 
 
 class TextOutcome(NamedTuple):

@@ -47,7 +47,7 @@ from curate.shards import parquet_shard, tar_bytes
 
 STAGE = R.WRITE
 WRITE_STAGE = Stage(STAGE, "shards", sections=("extract", "shards"), upstream=("images", "dedup", "text"),
-              clears=("shards", f"failed/{STAGE}-*"))
+              clears=("shards", f"failed/{STAGE}-*"), fed_by=("text", "dedup"))
 PREFIX = 3  # hex digits: 4096 rank buckets
 
 
