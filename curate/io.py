@@ -273,3 +273,77 @@ def remove(url: str) -> None:
             fs.rm(found, recursive=True)
 
 
+LOCK = "_LOCK.json"
+
+
+class OutputLock:
+    """One writer per output at a time: OUT/_LOCK.json, created exclusively, holds the holder's pid, host and
+    command, and goes when the holder ends. A second run into the same output stops with one line naming the
+    holder; a lock whose process is gone (same host, pid not running: a kill -9) is stale and taken over.
+    Exclusive creation is atomic on local disks; on object stores it is a check-then-write, which narrows the
+    race to milliseconds but cannot close it (their APIs offer no create-if-absent that fsspec exposes)."""
+
+    def __init__(self, out: str, command: str):
+        self.url, self.command = join(out, LOCK), command
+        self.held = False
+
+    def __enter__(self) -> OutputLock:
+        import os
+        import socket
+        import time
+
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        for _ in range(2):
+            if self._create(json.dumps(me).encode()):
+                self.held = True
+                return self
+            holder = read_json(self.url) or {}
+            if not _stale(holder):
+                raise InputError(f"{self.url} is held by pid {holder.get('pid')} on {holder.get('host')} "
+                                 f"({holder.get('command')}, since {holder.get('started')}): one run per output "
+                                 "at a time; remove the file if that run is gone")
+            remove(self.url)  # the holder was killed: its lock is stale
+        raise InputError(f"could not take {self.url}: another run keeps taking it")
+
+    def _create(self, data: bytes) -> bool:
+        fs, path = fsspec.core.url_to_fs(self.url)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        if "file" in protocols:
+            import os
+
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return True
+        if fs.exists(path):
+            return False
+        fs.pipe_file(path, data)
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            remove(self.url)
+
+
+def _stale(holder: dict[str, Any]) -> bool:
+    """A lock left by a process of this host that no longer runs (or a lock file that says nothing)."""
+    import os
+    import socket
+
+    pid, host = holder.get("pid"), holder.get("host")
+    if not isinstance(pid, int) or host is None:
+        return True
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

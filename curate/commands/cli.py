@@ -418,6 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("output", "out"):  # every command's output folder, checked before any work
             if isinstance(getattr(args, name, None), str):
                 check_output_folder(getattr(args, name))
+        pipeline_output = getattr(args, "output", None) or (args.out if args.command == "demo" else None)
+        if pipeline_output:  # the stages' output: one run at a time
+            from curate.io import OutputLock
+
+            with OutputLock(pipeline_output, " ".join(["curate", *(argv if argv is not None else sys.argv[1:])])):
+                return int(args.func(args))
         return int(args.func(args))
     except (UserError, WeightsError) as e:  # a model file missing or altered: the install is the user's to fix
         print(f"curate {args.command}: error: {e}", file=sys.stderr)
