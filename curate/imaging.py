@@ -136,7 +136,22 @@ def image_format(data: bytes) -> str | None:
     mime = sniff(data[:16])
     if mime is not None:
         return _MIME_FORMATS.get(mime, mime.removeprefix("image/"))
-    return next((name for magic, name in _OTHER_MAGIC if data.startswith(magic)), None)
+    other = next((name for magic, name in _OTHER_MAGIC if data.startswith(magic)), None)
+    return other or _markup(data[:MARKUP_HEAD])
+
+
+MARKUP_HEAD = 1024  # bytes that tell SVG and HTML apart from anything else
+
+
+def _markup(head: bytes) -> str | None:
+    """svg or html for vector pictures and web pages (named .jpg or served as images: not decodable
+    rasters, but formats we do not take, so `unsupported_format`); None for anything else."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if text.startswith(b"<svg") or (text.startswith((b"<?xml", b"<!--", b"<!doctype svg")) and b"<svg" in text):
+        return "svg"
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "html"
+    return None
 
 
 def _shortfall(fmt: str, data: bytes) -> int:

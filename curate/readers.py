@@ -10,6 +10,8 @@ one, else the key of the normalized URL.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +19,7 @@ import fsspec
 
 from curate import reasons as R
 from curate.errors import InputError
-from curate.mime import sniff
+from curate.mime import SNIFF_BYTES, sniff
 from curate.records import Failed, FetchedImage, ImageRef
 from curate.shards import picture, tar_samples
 from curate.urls import normalize_url, url_key
@@ -95,10 +97,20 @@ def read_tar(url: str) -> Iterator[FetchedImage | Failed]:
         yield FetchedImage(ref, data, sniff(data[:32]) or "", int(meta.get("http_status") or 0))
 
 
+HEAD_BYTES = 4096  # what is read of a file that is no raster image we know: enough for its refusal's reason
+
+
 def read_file(url: str) -> FetchedImage:
-    """One image file; its `file://` (or remote) URL is its identity."""
-    with fsspec.open(url, "rb") as fh:
-        data = fh.read()
+    """One image file; its `file://` (or remote) URL is its identity. A local path must be a regular file (a
+    FIFO would block, /dev/zero never ends: OSError, a dead letter); a file whose first bytes are no raster
+    image we know is read no further than HEAD_BYTES (a 1.5 GB non-image costs 4 KiB)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" in protocols and not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"{path} is not a regular file (a FIFO, device or socket): not read")
+    with fs.open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+        data = head + fh.read() if sniff(head[:SNIFF_BYTES]) else head
     name = url if "://" in url else "file://" + url
     return FetchedImage(ImageRef(url_key(name), name, "", "", "", "", "", 0, "", "file"), data, sniff(data[:32]) or "", 0)
 

@@ -83,10 +83,13 @@ def test_other_image_formats_are_unsupported(head, name):
     assert refused(head + bytes(64), R.UNSUPPORTED_FORMAT).detail == name
 
 
-@pytest.mark.parametrize("data", [b"", b"\xff", b"RIFF\x00\x00", im.html_bytes(), b"%PDF-1.7\n" + bytes(100),
-                                  bytes(range(256)) * 4])
+@pytest.mark.parametrize("data", [b"", b"\xff", b"RIFF\x00\x00", b"%PDF-1.7\n" + bytes(100), bytes(range(256)) * 4])
 def test_bytes_that_are_no_image_are_undecodable(data):
-    refused(data, R.UNDECODABLE)
+    refused(data, R.UNDECODABLE)  # (an HTML page is an unsupported format: see the test below)
+
+
+def test_an_error_page_served_as_an_image_is_an_unsupported_format():
+    assert refused(im.html_bytes(), R.UNSUPPORTED_FORMAT).detail == "html"
 
 
 def test_formats_come_from_the_config():
@@ -533,3 +536,15 @@ def test_decode_never_raises_on_short_prefixes():
         for n in range(64):
             assert isinstance(decode(data[:n]), Refusal)
 
+
+
+@pytest.mark.parametrize("data, fmt", [
+    (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "svg"),
+    (b'\xef\xbb\xbf  <?xml version="1.0"?>\n<!-- made by hand -->\n<svg/>', "svg"),
+    (b"<!DOCTYPE html><html><body>404</body></html>", "html"),
+    (b"\n<html><head><title>x</title></head></html>", "html"),
+])
+def test_vector_pictures_and_pages_are_unsupported_formats_not_broken_images(data: bytes, fmt: str) -> None:
+    refusal = decode(data)
+    assert isinstance(refusal, Refusal) and refusal.reason == R.UNSUPPORTED_FORMAT and refusal.detail == fmt
+    assert getattr(decode(b"plain text, no markup"), "reason", None) == R.UNDECODABLE

@@ -102,3 +102,31 @@ def test_a_tar_is_read_as_webdataset_reads_it_one_sample_at_a_time(tmp_path: Pat
         for record in read_source(str(cut)):
             got.append(record)
     assert [r.data for r in got] == [r.data for r in ours[:17]]  # samples 0-19 less 3, 10 and 17 (no picture)
+
+
+def test_special_files_and_large_non_images_cost_nothing(tmp_path: Path) -> None:
+    """A FIFO would block a reader forever and /dev/zero never ends: both are refused before any read; a
+    1 GiB file that is no image is read no further than its first bytes."""
+    import os
+
+    from curate.config import load_config
+    from curate.pipelines import decode
+    from curate.readers import HEAD_BYTES, read_file
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "zero.jpg").symlink_to("/dev/zero")
+    with open(folder / "huge.jpg", "wb") as fh:
+        fh.truncate(1 << 30)  # sparse: no disk used
+    (folder / "logo.jpg").write_bytes(b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>')
+    (folder / "ok.jpg").write_bytes(_jpeg((9, 9, 9)))
+    for name in ("pipe.jpg", "zero.jpg"):
+        with pytest.raises(OSError, match="not a regular file"):
+            read_file(str(folder / name))
+    assert len(read_file(str(folder / "huge.jpg")).data) == HEAD_BYTES
+    out = tmp_path / "out"
+    manifest = decode.run(list_sources([str(folder)]), str(out), load_config(None, {"image.min_side": 1}))
+    assert manifest["funnel"]["sources"] == {"input": 5, "kept": 3, "rejected": {}, "failed": 2}
+    assert manifest["funnel"]["images"] == {"input": 3, "kept": 1, "failed": 0,
+                                            "rejected": {"undecodable": 1, "unsupported_format": 1}}
