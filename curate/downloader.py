@@ -58,7 +58,8 @@ def interleaved_shard(rank: int, origin_hashed: int, shards: int) -> int:
 
 
 def policy_of(config: DownloadConfig) -> FetchPolicy:
-    return FetchPolicy(config.timeout, config.deadline, config.max_bytes, tuple(config.allow_private_hosts))
+    return FetchPolicy(config.timeout, config.deadline, config.max_bytes, tuple(config.allow_private_hosts),
+                       config.user_agent_token)
 
 
 def _ensure_opener(policy: FetchPolicy) -> None:

@@ -26,7 +26,7 @@ from urllib.response import addinfourl
 from curate import reasons as R
 from curate.mime import SNIFF_BYTES, sniff
 from curate.netguard import AddressPolicy, guarded_handlers
-from curate.robots import MAX_BODY_BYTES
+from curate.robots import MAX_BODY_BYTES, RobotsRules, fetch_robots, origin_of, refusal, robots_url
 
 _CHUNK = 1 << 16
 MAX_REDIRECTS = 5
@@ -48,6 +48,7 @@ class FetchPolicy:
     deadline: float = 30.0  # per request, redirects included
     max_bytes: int = 20 * 1024 * 1024
     allow: tuple[str, ...] = ()  # addresses exempt from the SSRF guard (the local sample crawl)
+    agent: str = "curate"  # our product token: User-Agent, and the robots.txt group redirects are checked against
     address_policy: AddressPolicy = field(init=False)
 
     def __post_init__(self) -> None:
@@ -143,18 +144,62 @@ class _Limits(urllib.request.BaseHandler):
     https_response = http_response
 
 
+class RobotsCache:
+    """robots.txt rules per origin for this process, each origin fetched once: shared by the download stage's
+    robots step and by the opener's redirect check (thread-safe: img2dataset fetches from a thread pool)."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, RobotsRules] = {}
+        self._lock = threading.Lock()
+
+    def rules(self, origin: str, policy: FetchPolicy) -> RobotsRules:
+        with self._lock:
+            known = self._rules.get(origin)
+        if known is None:
+            known = fetch_robots(origin, policy.agent, RobotsGet(policy, policy.agent))
+            with self._lock:
+                known = self._rules.setdefault(origin, known)
+        return known
+
+    def clear(self) -> None:
+        """Forget every origin: a new run asks again (an outage may be over)."""
+        with self._lock:
+            self._rules.clear()
+
+
+ROBOTS = RobotsCache()
+
+
 class _Redirects(urllib.request.HTTPRedirectHandler):
+    """At most MAX_REDIRECTS hops; each hop's target must be allowed by its origin's robots.txt (the first URL
+    was checked before the request): a redirect into a disallowed path, or to an origin whose robots.txt
+    disallows us, is refused before it is followed."""
+
     max_redirections = MAX_REDIRECTS
+
+    def __init__(self, policy: FetchPolicy):
+        super().__init__()
+        self.policy = policy
 
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None:
+            try:
+                origin = origin_of(new.full_url)
+            except ValueError:
+                origin = ""
+            rules = ROBOTS.rules(origin, self.policy) if origin else None
+            if rules is not None and not rules.allowed(new.full_url):
+                fp.close()
+                detail = f"{rules.status}{': ' + rules.detail if rules.detail else ''}"
+                raise FetchRefused(refusal(rules), f"redirect to {new.full_url}: {robots_url(origin)} ({detail})")
             setattr(new, "curate_redirect", True)  # noqa: B010 - the deadline keeps counting from the first hop
         return new
 
 
 def build_opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(*guarded_handlers(policy.address_policy), _Redirects(), _Limits(policy))
+    return urllib.request.build_opener(*guarded_handlers(policy.address_policy), _Redirects(policy),
+                                       _Limits(policy))
 
 
 def install(policy: FetchPolicy) -> None:

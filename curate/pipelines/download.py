@@ -36,7 +36,7 @@ from curate.downloader import (
     write_inline_shard,
 )
 from curate.errors import InputError
-from curate.fetch import RETRYABLE, RobotsGet
+from curate.fetch import RETRYABLE, ROBOTS
 from curate.io import MANIFEST, join, parquet_files, read_json, remove, write_json
 from curate.pipelines.common import (
     REJECTED,
@@ -48,7 +48,7 @@ from curate.pipelines.common import (
 )
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.records import ImageRef, LedgerRow, Rejected
-from curate.robots import RobotsRules, fetch_robots, origin_of, refusal, robots_url
+from curate.robots import RobotsRules, origin_of, refusal, robots_url
 from curate.tables import LEDGER_SCHEMA, ref_from_row
 
 STAGE = R.DOWNLOAD
@@ -69,19 +69,17 @@ class ReadRefs(beam.DoFn):
 
 
 class FetchRobots(beam.DoFn):
-    """robots.txt of one origin (curate.fetch.RobotsGet), at most once per worker."""
+    """robots.txt of one origin, through the process's cache (curate.fetch.ROBOTS), which the opener's redirect
+    check shares: in one process an origin is asked once."""
 
     def __init__(self, config: DownloadConfig):
         self.config = config
 
     def setup(self) -> None:
-        self.get = RobotsGet(policy_of(self.config), self.config.user_agent_token)
-        self.cache: dict[str, RobotsRules] = {}
+        self.policy = policy_of(self.config)
 
     def process(self, origin: str) -> Iterator[tuple[str, RobotsRules]]:
-        if origin not in self.cache:
-            self.cache[origin] = fetch_robots(origin, self.config.user_agent_token, self.get)
-        yield origin, self.cache[origin]
+        yield origin, ROBOTS.rules(origin, self.policy)
 
 
 def _origin(ref: ImageRef) -> str:
@@ -265,6 +263,7 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: b
         return {**done, "skipped": True}
     else:
         _start(out, config)
+    ROBOTS.clear()  # this run asks every origin again
     manifest = DOWNLOAD_STAGE.run(out, config, beam_args, ref_files, force=True, build=lambda p: build(
         p, ref_files, out, config, first_shard=first, only=only, old_ledger=staged))
     if staged:

@@ -118,3 +118,54 @@ def test_x_robots_tag_none_means_noindex_nofollow(site: tuple[_Site, int], tmp_p
     ledger = {r["url"]: r["reason"] for r in parquet_rows(out / "ledger")}
     assert {d: ledger[u] for d, u in tagged.items()} == {
         "none": R.HEADER_OPTOUT, "noindex": R.HEADER_OPTOUT, "nofollow": R.KEPT, "noarchive": R.KEPT}
+
+
+def _serve(robots: bytes, redirects: dict[str, str], log: list[str], jpeg: bytes) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            log.append(f"{self.server.server_address[1]}{self.path}")
+            if self.path in redirects:
+                self.send_response(302)
+                self.send_header("Location", redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body, kind = (robots, "text/plain") if self.path == "/robots.txt" else (jpeg, "image/jpeg")
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_robots_txt_is_checked_at_every_redirect(tmp_path: Path) -> None:
+    """An allowed URL redirecting into a disallowed path, or to another origin whose robots.txt disallows us,
+    is refused before the redirect is followed (the README's promise: disallowed URLs are never requested)."""
+    jpeg, log = _Site().jpeg, []
+    other = _serve(b"User-agent: *\nDisallow: /\n", {}, log, jpeg)
+    port2 = other.server_address[1]
+    redirects = {"/in.jpg": "/private/x.jpg", "/out.jpg": f"http://127.0.0.1:{port2}/y.jpg", "/fine.jpg": "/ok.jpg"}
+    main = _serve(b"User-agent: *\nDisallow: /private/\n", redirects, log, jpeg)
+    port = main.server_address[1]
+    try:
+        urls = {name: f"http://127.0.0.1:{port}/{name}.jpg" for name in ("in", "out", "fine")}
+        out = tmp_path / "out"
+        _refs(out, list(urls.values()))
+        download.run(str(out), load_config(None, {"download.allow_private_hosts": "127.0.0.1"}))
+        ledger = {r["url"]: r for r in parquet_rows(out / "ledger")}
+        assert {n: ledger[u]["reason"] for n, u in urls.items()} == {
+            "in": R.ROBOTS_DISALLOW, "out": R.ROBOTS_DISALLOW, "fine": R.KEPT}
+        assert "redirect to" in ledger[urls["in"]]["detail"]
+        assert f"{port}/private/x.jpg" not in log and f"{port2}/y.jpg" not in log  # never requested
+        assert log.count(f"{port}/robots.txt") == 1 and log.count(f"{port2}/robots.txt") == 1
+    finally:
+        for server in (main, other):
+            server.shutdown()
+            server.server_close()
