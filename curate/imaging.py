@@ -124,7 +124,7 @@ def _open_and_decode(data: bytes, fmt: str, config: ImageConfig, analysis_side: 
             warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[fmt]]) as im:
-                return _check(im.size, config) or _decode_open(im, fmt, analysis_side)
+                return _check(im.size, config) or _too_short(fmt, im.size, data) or _decode_open(im, fmt, analysis_side)
         except _BOMB as e:
             return Refusal(R.TOO_MANY_PIXELS, str(e))
         except _BAD_DATA as e:
@@ -171,6 +171,17 @@ def _check(size: tuple[int, int], config: ImageConfig) -> Refusal | None:
         return Refusal(R.BAD_ASPECT_RATIO, f"{w}x{h}: {long / short:.1f}:1 > {config.max_aspect_ratio:g}:1")
     if short < config.min_side:
         return Refusal(R.TOO_SMALL, f"{w}x{h}: shorter side {short} < {config.min_side}")
+    return None
+
+
+def _too_short(fmt: str, size: tuple[int, int], data: bytes) -> Refusal | None:
+    """A JPEG needs at least one bit of entropy-coded data per 8x8 block of its luma (a Huffman code for the DC
+    difference; progressive scans too): fewer bytes cannot hold the pixels the header claims. libjpeg would
+    fill the rest with grey and Pillow would call the image valid."""
+    w, h = size
+    blocks = -(-w // 8) * -(-h // 8)
+    if fmt == "jpeg" and len(data) * 8 < blocks:
+        return Refusal(R.TRUNCATED, f"{len(data)} bytes cannot hold a {w}x{h} JPEG ({blocks} blocks)")
     return None
 
 

@@ -548,3 +548,15 @@ def test_vector_pictures_and_pages_are_unsupported_formats_not_broken_images(dat
     refusal = decode(data)
     assert isinstance(refusal, Refusal) and refusal.reason == R.UNSUPPORTED_FORMAT and refusal.detail == fmt
     assert getattr(decode(b"plain text, no markup"), "reason", None) == R.UNDECODABLE
+
+
+def test_a_jpeg_header_claiming_more_pixels_than_its_bytes_can_hold_is_truncated():
+    """825 bytes whose header says 9000x9000: libjpeg fills the missing blocks with grey and Pillow calls it
+    valid; no JPEG can hold that many 8x8 blocks in so few bits."""
+    small = bytearray(encode(im.photo(3, (64, 48)).image, "JPEG"))
+    sof = small.find(b"\xff\xc0") + 5
+    small[sof:sof + 4] = (9000).to_bytes(2, "big") + (9000).to_bytes(2, "big")
+    refusal = refused(bytes(small), R.TRUNCATED)
+    assert "9000x9000" in refusal.detail
+    tiny = encode(Image.new("RGB", (2000, 2000), (255, 255, 255)), "JPEG", quality=1)  # a real, very compressible one
+    assert isinstance(decode(tiny, ImageConfig(max_pixels=10**8)), Decoded)
