@@ -25,6 +25,7 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 from curate import reasons as R
 from curate.config import DownloadConfig
 from curate.fetch import RETRYABLE, FetchPolicy, classify, install
-from curate.io import atomic_write, join, read_json, shard_name
+from curate.io import atomic_write, join, pid_running, read_json, shard_name
 from curate.mime import sniff
 from curate.records import ImageRef, LedgerRow
 from curate.shards import picture, tar_samples
@@ -156,7 +157,8 @@ def download_shard(refs: list[ImageRef], shard_id: int, out: str, config: Downlo
         return read_committed_ledger(out, shard_id)
     _ensure_opener(policy_of(config))
     name = shard_name(shard_id)
-    with tempfile.TemporaryDirectory(prefix="curate-dl-") as staging:
+    remove_stale_staging()
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
         source = os.path.join(staging, f"input-{name}.feather")
         with pa.OSFile(source, "wb") as sink, pa.ipc.new_file(sink, _input_table(refs).schema) as writer:
             writer.write_table(_input_table(refs))
@@ -177,6 +179,25 @@ def download_shard(refs: list[ImageRef], shard_id: int, out: str, config: Downlo
     stats["reasons"] = _count(r.reason for r in ledger)
     atomic_write(join(out, "fetched", f"{name}_stats.json"), json.dumps(stats, indent=2, sort_keys=True).encode())
     return [dataclasses.replace(row, shard=name) for row in ledger]
+
+
+STAGING_PREFIX = "curate-dl-"  # local staging folders: curate-dl-<pid>-<random>
+
+
+def remove_stale_staging(root: str | None = None) -> list[str]:
+    """Remove the staging folders of download processes that are gone (a kill -9 skips their cleanup);
+    returns what it removed. A folder of a process still running on this machine is left alone."""
+    import shutil
+
+    removed = []
+    base = Path(root or tempfile.gettempdir())
+    for folder in base.glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or pid_running(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(str(folder))
+    return removed
 
 
 def _canonical_tar(source: str, target: str) -> None:

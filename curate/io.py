@@ -332,18 +332,22 @@ class OutputLock:
 
 def _stale(holder: dict[str, Any]) -> bool:
     """A lock left by a process of this host that no longer runs (or a lock file that says nothing)."""
-    import os
     import socket
 
     pid, host = holder.get("pid"), holder.get("host")
     if not isinstance(pid, int) or host is None:
         return True
-    if host != socket.gethostname():
-        return False
+    return host == socket.gethostname() and not pid_running(pid)
+
+
+def pid_running(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (one we may not signal counts as running)."""
+    import os
+
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    return True

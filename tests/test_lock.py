@@ -50,3 +50,17 @@ def test_the_cli_holds_the_lock_for_the_stage_commands(tmp_path: Path) -> None:
                             text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"held by pid {os.getpid()}" in result.stderr and "one run per output at a time" in result.stderr
+
+
+def test_a_killed_downloads_staging_folder_is_removed_by_the_next(tmp_path: Path) -> None:
+    from curate.downloader import STAGING_PREFIX, remove_stale_staging
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{STAGING_PREFIX}{int(gone.stdout)}-abc"
+    live = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-def"
+    older = tmp_path / f"{STAGING_PREFIX}x1y2"  # not ours to judge: no pid in the name
+    for folder in (stale, live, older):
+        (folder / "out").mkdir(parents=True)
+        (folder / "out" / "00000.tar").write_bytes(b"half a shard")
+    assert remove_stale_staging(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and live.exists() and older.exists()
