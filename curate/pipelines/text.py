@@ -17,6 +17,7 @@ id, so re-running with another filter or thresholds reuses every score.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -31,7 +32,17 @@ from curate import reasons as R
 from curate.config import Config, ImageConfig, TextConfig
 from curate.errors import InputError
 from curate.filters.text import is_heavy, is_light, verdict
-from curate.io import MANIFEST, atomic_write, join, parquet_files, read_json, remove, write_json
+from curate.io import (
+    MANIFEST,
+    ShardInfo,
+    atomic_write,
+    join,
+    parquet_bytes,
+    parquet_files,
+    read_json,
+    remove,
+    write_json,
+)
 from curate.ocr import cache_root
 from curate.ocr import engine_id as make_engine_id
 from curate.pipelines.common import (
@@ -119,10 +130,12 @@ class ScoreText(beam.DoFn):
     """OCR for the pictures to score in one row group of one OUT/images file: the group's bytes are read here,
     once, and the pictures (each with the rows that share its pixels) are scored `text.batch` at a time
     (`TextEngine.score_many`). The engine loads once per worker; one picture's score does not depend on the
-    others in its call."""
+    others in its call. The group's new scores are committed to the cache as soon as the group is done (one
+    file, named by its pictures): a run killed mid-stage keeps what it scored, and the rerun takes it from
+    the cache. The file's ShardInfo leaves on "new"."""
 
-    def __init__(self, config: TextConfig, image: ImageConfig):
-        self.config, self.image = config, image
+    def __init__(self, config: TextConfig, image: ImageConfig, cache: str, engine_id: str):
+        self.config, self.image, self.cache, self.engine_id = config, image, cache, engine_id
 
     def setup(self) -> None:
         from curate.ocr import TextEngine
@@ -138,6 +151,7 @@ class ScoreText(beam.DoFn):
             for rows in pictures:
                 yield from self._outcome(rows, e)
             return
+        new: dict[str, TextScore] = {}
         for start in range(0, len(pictures), self.config.batch):
             batch = pictures[start:start + self.config.batch]
             items = [data[rows[0]["row"]].as_py() for rows in batch]
@@ -146,7 +160,18 @@ class ScoreText(beam.DoFn):
             except Exception:  # noqa: BLE001 - the batch as a whole failed (memory?): each picture on its own
                 results = [self._one(item) for item in items]
             for rows, result in zip(batch, results, strict=True):
+                if isinstance(result, TextScore):
+                    new[rows[0]["pixel_hash"]] = result
                 yield from self._outcome(rows, result)
+        if new:
+            yield pvalue.TaggedOutput("new", self._commit(new))
+
+    def _commit(self, new: dict[str, TextScore]) -> ShardInfo:
+        rows = [_cache_row(item) for item in sorted(new.items())]
+        name = hashlib.sha256("\n".join(sorted(new)).encode()).hexdigest()[:16]
+        rel = join(self.engine_id, f"scores-{name}.parquet")
+        size, digest = atomic_write(join(self.cache, rel), parquet_bytes(rows, CACHE_SCHEMA))
+        return ShardInfo(self.engine_id, rel, len(rows), size, digest)
 
     def _one(self, data: bytes) -> Any:
         try:
@@ -169,7 +194,6 @@ class ScoreText(beam.DoFn):
                                                              result.detail))
             return
         Metrics.distribution(STAGE, "ms").update(int(result.ms))
-        yield pvalue.TaggedOutput("new", (rows[0]["pixel_hash"], result))
         yield rows, result
 
 
@@ -240,15 +264,13 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     total = (read_json(join(out, "dedup", MANIFEST)) or {}).get("funnel", {}).get("images", {}).get("kept", 0)
     scored = (resolved.todo | "ByRowGroup" >> beam.Map(lambda rows: ((rows[0]["file"], rows[0]["group"]), rows))
               | "SpreadWork" >> beam.GroupByKey()
-              | "Score" >> beam.ParDo(ScoreText(tc, config.image)).with_outputs("new", REJECTED, FAILED, main="scored"))
+              | "Score" >> beam.ParDo(ScoreText(tc, config.image, cache_root(out, tc), engine_id)).with_outputs(
+                  "new", REJECTED, FAILED, main="scored"))
     progressed = scored.scored | "Progress" >> beam.ParDo(Progress(STAGE, "pictures scored", total))
     outcomes = ((progressed, resolved.cached) | "AllScores" >> beam.Flatten()
                 | "Decide" >> beam.FlatMap(_decide(tc)))
     written = outcomes | "WriteText" >> WriteParquetShards(out, "text", "text", TEXT_SCHEMA, text_row,
                                                            lambda s: s.key, shards)
-    new_cache = scored.new | "WriteCache" >> WriteParquetShards(
-        cache_root(out, tc), engine_id, f"scores-{uuid.uuid4().hex[:12]}", CACHE_SCHEMA, _cache_row, lambda e: e[0],
-        shards)
     filtered = outcomes | "Filtered" >> beam.ParDo(ApplyFilter(STAGE, _filtered, lambda s: (s.key, s.url))).with_outputs(
         REJECTED, FAILED, main="kept")
     rejects = (filtered[REJECTED], scored[REJECTED]) | "AllRejects" >> beam.Flatten()
@@ -263,7 +285,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
              (resolved.cached | "CachedMs" >> beam.Map(lambda e: ("cached", 0.0))))
             | "AllWork" >> beam.Flatten() | "WorkList" >> beam.combiners.ToList() | "Work" >> beam.Map(_work))
     n_input = kept | "CountInput" >> beam.combiners.Count.Globally()
-    cache_shards = new_cache | "CacheShards" >> CollectShards(cache_root(out, tc))
+    cache_shards = scored.new | "CacheShards" >> CollectShards(cache_root(out, tc))
     all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
         WriteManifest(TEXT_STAGE, out, inputs, TEXT_STAGE.digest(out, config), _describe(out, engine_id)),

@@ -152,3 +152,46 @@ def test_an_unwritable_ocr_cache_stops_the_stage_before_any_ocr(tmp_path: Path) 
     with pytest.raises(InputError, match="OCR cache .* is not writable"):
         text.run(str(out), config)
     assert not (out / "text" / "_MANIFEST.json").exists()
+
+
+def test_scores_are_committed_as_they_come_so_a_crash_loses_little_ocr(scored: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage dies while scoring its last picture (as a kill would stop it): the row groups it finished
+    are in the cache already, and the rerun scores only what the crash interrupted."""
+    import pyarrow as pa
+
+    from curate.ocr import TextEngine
+
+    out = tmp_path / "out"
+    shutil.copytree(scored, out)
+    (engine,) = [p.name for p in (out / "cache" / "ocr").iterdir()]
+    cache = out / "cache" / "ocr" / engine
+    rows = sorted(parquet_rows(cache), key=lambda r: r["pixel_hash"])
+    dropped = {r["pixel_hash"] for r in rows[::4]}
+    shutil.rmtree(cache)
+    cache.mkdir()
+    kept = [r for r in rows if r["pixel_hash"] not in dropped]
+    pq.write_table(pa.Table.from_pylist(kept, schema=CACHE_SCHEMA), cache / "seeded.parquet")
+
+    class Killed(BaseException):  # not an Exception: nothing in the stage may catch it, as with a kill
+        pass
+
+    calls: list[int] = []
+    many = TextEngine.score_many
+
+    def dies_at_the_end(self, items):
+        calls.append(len(items))
+        if len(calls) == len(dropped):
+            raise Killed()
+        return many(self, items)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TextEngine, "score_many", dies_at_the_end)
+        with pytest.raises(BaseException):
+            text.run(str(out), load_config(), force=True)
+    assert not (out / "text" / "_MANIFEST.json").exists()
+    committed = {r["pixel_hash"] for r in parquet_rows(cache)} - {r["pixel_hash"] for r in kept}
+    assert committed and committed < dropped  # the finished groups' scores survived the crash
+    text.run(str(out), load_config())
+    work = json.loads((out / "text" / "_WORK.json").read_text())
+    assert work["scored"] == len(dropped - committed)
