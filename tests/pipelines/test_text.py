@@ -187,7 +187,7 @@ def test_scores_are_committed_as_they_come_so_a_crash_loses_little_ocr(scored: P
 
     with monkeypatch.context() as patch:
         patch.setattr(TextEngine, "score_many", dies_at_the_end)
-        with pytest.raises(BaseException):
+        with pytest.raises(BaseException):  # noqa: B017 - Killed itself, or Beam wrapping it
             text.run(str(out), load_config(), force=True)
     assert not (out / "text" / "_MANIFEST.json").exists()
     committed = {r["pixel_hash"] for r in parquet_rows(cache)} - {r["pixel_hash"] for r in kept}
