@@ -17,6 +17,9 @@ import hashlib
 import io
 import itertools
 import json
+import os
+import socket
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -288,17 +291,16 @@ class OutputLock:
         self.held = False
 
     def __enter__(self) -> OutputLock:
-        import os
-        import socket
-        import time
-
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         for _ in range(2):
             if self._create(json.dumps(me).encode()):
                 self.held = True
                 return self
-            holder = read_json(self.url) or {}
+            try:
+                holder = read_json(self.url) or {}
+            except InputError:  # being written this instant by the run that just took it
+                holder = {"pid": "?", "host": "?", "command": "a run that is starting", "started": "now"}
             if not _stale(holder):
                 raise InputError(f"{self.url} is held by pid {holder.get('pid')} on {holder.get('host')} "
                                  f"({holder.get('command')}, since {holder.get('started')}): one run per output "
@@ -311,8 +313,6 @@ class OutputLock:
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
         if "file" in protocols:
-            import os
-
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
@@ -331,19 +331,13 @@ class OutputLock:
 
 
 def _stale(holder: dict[str, Any]) -> bool:
-    """A lock left by a process of this host that no longer runs (or a lock file that says nothing)."""
-    import socket
-
+    """A lock left by a process of this host that no longer runs."""
     pid, host = holder.get("pid"), holder.get("host")
-    if not isinstance(pid, int) or host is None:
-        return True
-    return host == socket.gethostname() and not pid_running(pid)
+    return isinstance(pid, int) and host == socket.gethostname() and not pid_running(pid)
 
 
 def pid_running(pid: int) -> bool:
     """Whether a process with this pid runs on this machine (one we may not signal counts as running)."""
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
