@@ -94,26 +94,27 @@ def test_out_that_is_a_file_is_a_user_error(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize("command", [["run", "--input", "/no/such.warc.gz"], ["filter", "--input", "/tmp"],
                                      ["download"], ["text"], ["extract", "--input", "/no/such.warc.gz"]])
-def test_an_output_that_is_a_file_is_one_line_before_any_work(command: list[str], tmp_path: Path) -> None:
+def test_an_output_that_is_a_file_is_one_line_before_any_work(command: list[str], tmp_path: Path, capsys) -> None:
     target = tmp_path / "file"
     target.write_text("x")
     for output in (target, target / "below"):
-        result = _curate(*command, "--output", str(output))
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and "is not a directory" in result.stderr
+        assert main([*command, "--output", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not a directory" in err and "Traceback" not in err, err
 
 
-def test_report_on_a_file_and_a_damaged_manifest_are_one_line(tmp_path: Path) -> None:
+def test_report_on_a_file_and_a_damaged_manifest_are_one_line(tmp_path: Path, capsys) -> None:
     target = tmp_path / "file"
     target.write_text("x")
-    result = _curate("report", str(target))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "is a file" in result.stderr
+    assert main(["report", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file" in err
     out = tmp_path / "out"
     (out / "refs").mkdir(parents=True)
     (out / "refs" / "_MANIFEST.json").write_text('{"stage": "extract", "tab')  # killed mid-write by hand
-    result = _curate("report", str(out))
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.count("\n") == 1 and "_MANIFEST.json is damaged" in result.stderr
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "_MANIFEST.json is damaged" in err and "Traceback" not in err, err
 
 
 def test_serve_refuses_a_port_the_crawl_was_not_built_for(sample_crawl: Path, crawl_port: int) -> None:

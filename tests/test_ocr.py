@@ -264,7 +264,7 @@ def test_the_users_image_settings_decide_what_ocr_decodes(fast) -> None:
 
 
 def test_undecodable_bytes_are_a_reason_coded_failure(fast) -> None:
-    result = fast.score_bytes(b"<html>not an image</html>")
+    result = fast.score_bytes(b"\x00\x01 not an image, not markup either")
     assert isinstance(result, OcrFailure) and result.reason == R.UNDECODABLE
 
 

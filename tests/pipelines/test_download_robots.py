@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -38,22 +38,18 @@ class _Site:
         self.requests: list[str] = []
 
 
-@pytest.fixture
-def site() -> Iterator[tuple[_Site, int]]:
-    state = _Site()
+Respond = Callable[[str], tuple[int, dict[str, str], bytes]]  # path -> status, headers, body
 
+
+def _serve(respond: Respond, log: list[str]) -> ThreadingHTTPServer:
+    """A server on 127.0.0.1 answering GETs with `respond`; each request is logged as PORT/path."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-            state.requests.append(self.path)
-            if self.path == "/robots.txt":
-                body, status, kind = b"User-agent: *\nAllow: /\n", state.robots_status, "text/plain"
-            else:
-                body, status, kind = state.jpeg, 200, "image/jpeg"
+            log.append(f"{self.server.server_address[1]}{self.path}")
+            status, headers, body = respond(self.path)
             self.send_response(status)
-            if self.path.startswith("/tagged/"):  # /tagged/<directives>.jpg
-                self.send_header("X-Robots-Tag", self.path[len("/tagged/"):-len(".jpg")].replace("_", ", "))
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
@@ -61,14 +57,36 @@ def site() -> Iterator[tuple[_Site, int]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _stop(*servers: ThreadingHTTPServer) -> None:
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[_Site, int]]:
+    """robots.txt allows everything, with the status `state.robots_status`; /tagged/<d1_d2>.jpg answers with
+    `X-Robots-Tag: d1, d2`; any other path is a JPEG."""
+    state = _Site()
+
+    def respond(path: str) -> tuple[int, dict[str, str], bytes]:
+        state.requests.append(path)
+        if path == "/robots.txt":
+            return state.robots_status, {"Content-Type": "text/plain"}, b"User-agent: *\nAllow: /\n"
+        headers = {"Content-Type": "image/jpeg"}
+        if path.startswith("/tagged/"):
+            headers["X-Robots-Tag"] = path[len("/tagged/"):-len(".jpg")].replace("_", ", ")
+        return 200, headers, state.jpeg
+
+    server = _serve(respond, [])
     try:
         yield state, server.server_address[1]
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        _stop(server)
 
 
 def _refs(out: Path, urls: list[str]) -> None:
@@ -120,39 +138,24 @@ def test_x_robots_tag_none_means_noindex_nofollow(site: tuple[_Site, int], tmp_p
         "none": R.HEADER_OPTOUT, "noindex": R.HEADER_OPTOUT, "nofollow": R.KEPT, "noarchive": R.KEPT}
 
 
-def _serve(robots: bytes, redirects: dict[str, str], log: list[str], jpeg: bytes) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-            log.append(f"{self.server.server_address[1]}{self.path}")
-            if self.path in redirects:
-                self.send_response(302)
-                self.send_header("Location", redirects[self.path])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body, kind = (robots, "text/plain") if self.path == "/robots.txt" else (jpeg, "image/jpeg")
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+def _site(robots: bytes, redirects: dict[str, str], jpeg: bytes) -> Respond:
+    def respond(path: str) -> tuple[int, dict[str, str], bytes]:
+        if path in redirects:
+            return 302, {"Location": redirects[path]}, b""
+        if path == "/robots.txt":
+            return 200, {"Content-Type": "text/plain"}, robots
+        return 200, {"Content-Type": "image/jpeg"}, jpeg
+    return respond
 
 
 def test_robots_txt_is_checked_at_every_redirect(tmp_path: Path) -> None:
     """An allowed URL redirecting into a disallowed path, or to another origin whose robots.txt disallows us,
     is refused before the redirect is followed (the README's promise: disallowed URLs are never requested)."""
     jpeg, log = _Site().jpeg, []
-    other = _serve(b"User-agent: *\nDisallow: /\n", {}, log, jpeg)
+    other = _serve(_site(b"User-agent: *\nDisallow: /\n", {}, jpeg), log)
     port2 = other.server_address[1]
     redirects = {"/in.jpg": "/private/x.jpg", "/out.jpg": f"http://127.0.0.1:{port2}/y.jpg", "/fine.jpg": "/ok.jpg"}
-    main = _serve(b"User-agent: *\nDisallow: /private/\n", redirects, log, jpeg)
+    main = _serve(_site(b"User-agent: *\nDisallow: /private/\n", redirects, jpeg), log)
     port = main.server_address[1]
     try:
         urls = {name: f"http://127.0.0.1:{port}/{name}.jpg" for name in ("in", "out", "fine")}
@@ -166,6 +169,4 @@ def test_robots_txt_is_checked_at_every_redirect(tmp_path: Path) -> None:
         assert f"{port}/private/x.jpg" not in log and f"{port2}/y.jpg" not in log  # never requested
         assert log.count(f"{port}/robots.txt") == 1 and log.count(f"{port2}/robots.txt") == 1
     finally:
-        for server in (main, other):
-            server.shutdown()
-            server.server_close()
+        _stop(main, other)
