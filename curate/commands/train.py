@@ -74,8 +74,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def register(add: Add) -> None:
-    from curate.trainer.config import PRESETS
-    from curate.trainer.eval import PROBES
+    from curate.trainer.config import PRESETS, PROBES
 
     p = add("train", _train, "Train a compact DINO ViT on curate's shards (WebDataset tars or Parquet with image "
                              "bytes, any fsspec URL). Writes RUN/last.pt every K steps and at the end; --resume "

@@ -22,6 +22,8 @@ ARCHS: dict[str, tuple[int, int, int]] = {
 }
 
 
+PROBES = ("digits", "textkind")  # the probes curate.trainer.eval runs (here: a name list without torch)
+
 @dataclass(frozen=True)
 class TrainConfig:
     arch: str = "vit-pico"

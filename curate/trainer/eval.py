@@ -20,10 +20,9 @@ from PIL import Image
 from torch import nn
 
 from curate.trainer.augment import eval_tensor
-from curate.trainer.config import TrainConfig
+from curate.trainer.config import PROBES, TrainConfig
 from curate.trainer.loop import build_net, load_checkpoint
 
-PROBES = ("digits", "textkind")
 TEXT_KIND_CLASSES = ("none", "document", "chart", "table", "sign", "screenshot")
 PROBE_SEED_OFFSET = 10**10
 K = 20
