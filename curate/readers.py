@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 import fsspec
@@ -32,21 +34,26 @@ def _fs_glob(pattern: str) -> list[str]:
     return [fs.unstrip_protocol(p) for p in sorted(fs.glob(path))]
 
 
-def list_sources(inputs: list[str], allow_empty: bool = False) -> list[str]:
+def list_sources(inputs: list[str], allow_empty: bool = False, skipped: Counter[str] | None = None) -> list[str]:
     """Tar shards and image files named by paths, folders (searched recursively) or globs; InputError if none
-    (unless `allow_empty`: a glob over a finished stage's folder that holds no shard)."""
+    (unless `allow_empty`: a glob over a finished stage's folder that holds no shard). The files of a folder
+    that are neither, by name, are counted in `skipped` by suffix (a glob chose its files: nothing to count)."""
     found: list[str] = []
     for given in inputs:
         fs, path = fsspec.core.url_to_fs(given)
+        folder = False
         if any(c in path for c in "*?["):
             matches = _fs_glob(given)
         elif fs.isdir(path):
-            matches = [fs.unstrip_protocol(p) for p in sorted(fs.find(path))]
+            matches, folder = [fs.unstrip_protocol(p) for p in sorted(fs.find(path))], True
         elif fs.exists(path):
             matches = [fs.unstrip_protocol(path)]
         else:
             raise InputError(f"no such file or folder: {given}")
-        matches = [m for m in matches if m.lower().endswith((".tar", *IMAGE_SUFFIXES))]
+        accepted = [m for m in matches if m.lower().endswith((".tar", *IMAGE_SUFFIXES))]
+        if folder and skipped is not None:
+            skipped.update(PurePosixPath(m).suffix.lower() or "(none)" for m in matches if m not in accepted)
+        matches = accepted
         if not matches and not allow_empty:
             raise InputError(f"no images or .tar shards in {given}")
         found += [m for m in matches if m not in found]

@@ -130,3 +130,28 @@ def test_special_files_and_large_non_images_cost_nothing(tmp_path: Path) -> None
     assert manifest["funnel"]["sources"] == {"input": 5, "kept": 3, "rejected": {}, "failed": 2}
     assert manifest["funnel"]["images"] == {"input": 3, "kept": 1, "failed": 0,
                                             "rejected": {"undecodable": 1, "unsupported_format": 1}}
+
+
+def test_files_skipped_by_name_are_counted_not_silently_dropped(tmp_path: Path, capsys) -> None:
+    import collections
+
+    from curate.commands.cli import main
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(_jpeg((200, 0, 0), (96, 96)))
+    (folder / "notes.txt").write_text("not a picture")
+    (folder / "sub" / "logo.svg").write_text("<svg/>")
+    (folder / "sub" / "README").write_text("x")
+    skipped: collections.Counter[str] = collections.Counter()
+    assert list_sources([str(folder)], skipped=skipped) == [f"file://{folder / 'a.jpg'}"]
+    assert skipped == {".txt": 1, ".svg": 1, "(none)": 1}
+    assert list_sources([str(folder / "*.jpg")], skipped=skipped) and sum(skipped.values()) == 3  # a glob chose
+
+    out = tmp_path / "out"
+    assert main(["filter", "--input", str(folder), "--output", str(out), "--no-text"]) == 0
+    assert "skipped by name (not an image or .tar): (none) 1, .svg 1, .txt 1" in capsys.readouterr().out
+    decoded = json.loads((out / "images" / "_MANIFEST.json").read_text())
+    assert decoded["funnel"]["sources"] == {"input": 4, "kept": 1, "rejected": {"unsupported_format": 3},
+                                            "failed": 0}
+    assert decoded["skipped_by_name"] == {"(none)": 1, ".svg": 1, ".txt": 1}

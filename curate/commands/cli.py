@@ -132,6 +132,8 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _filter(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from curate.config import load_config
     from curate.pipelines import dedup, text
     from curate.pipelines.decode import run
@@ -142,7 +144,11 @@ def _filter(args: argparse.Namespace) -> int:
              "dedup.hamming_radius": args.hamming_radius, "dedup.near": False if args.no_near else None}
     config = load_config(args.config, {**flags, **_text_flags(args)})
     inputs = args.input or [args.output.rstrip("/") + "/fetched/*.tar"]
-    manifest = run(list_sources(inputs), args.output, config, args.beam_args, force=args.force)
+    skipped: Counter[str] = Counter()
+    sources = list_sources(inputs, skipped=skipped)
+    if skipped:
+        print(f"skipped by name (not an image or .tar): {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))}")
+    manifest = run(sources, args.output, config, args.beam_args, force=args.force, skipped=dict(skipped))
     _print_funnel("decode", manifest, args.output)
     deduped = dedup.run(args.output, config, args.beam_args, force=args.force, exclude_near=args.exclude_near)
     _print_funnel("dedup", deduped, args.output)

@@ -117,7 +117,11 @@ def _identify(fetched: FetchedImage) -> tuple[str, str]:
     return fetched.ref.key, fetched.ref.url
 
 
-def _describe(sources: int) -> Any:
+def _describe(sources: int, skipped: dict[str, int]) -> Any:
+    """The funnel; files of an input folder skipped by name (not an image or .tar suffix) are sources rejected
+    as `unsupported_format`, their suffixes in `skipped_by_name`."""
+    by_name = sum(skipped.values())
+
     def describe(shards: list[Any], counts: dict[str, int]) -> dict[str, Any]:
         others = ("input", R.KEPT, "failed", "unreadable_sources")
         rejected = {k: v for k, v in sorted(counts.items()) if k not in others}
@@ -125,11 +129,13 @@ def _describe(sources: int) -> Any:
         return {"funnel": {
             "images": {"input": counts.get("input", 0), "kept": counts.get(R.KEPT, 0), "rejected": rejected,
                        "failed": counts.get("failed", 0)},
-            "sources": {"input": sources, "kept": sources - unreadable, "rejected": {}, "failed": unreadable}}}
+            "sources": {"input": sources + by_name, "kept": sources - unreadable,
+                        "rejected": {R.UNSUPPORTED_FORMAT: by_name} if by_name else {}, "failed": unreadable}},
+            **({"skipped_by_name": dict(sorted(skipped.items()))} if skipped else {})}
     return describe
 
 
-def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> None:
+def build(p: beam.Pipeline, sources: list[str], out: str, config: Config, skipped: dict[str, int] | None = None) -> None:
     parts = split_parts(sources, config.extract.shards)
     results = (p | "Parts" >> DriverList(parts, out, STAGE, from_json=tuple) | "Spread" >> beam.Reshuffle()
                | "Progress" >> beam.ParDo(Progress(STAGE, "parts", len(parts)))
@@ -140,9 +146,18 @@ def build(p: beam.Pipeline, sources: list[str], out: str, config: Config) -> Non
     counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum)
     all_shards = (results.images, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
-        WriteManifest(DECODE_STAGE, out, sources, DECODE_STAGE.digest(out, config), _describe(len(sources))),
+        WriteManifest(DECODE_STAGE, out, _inputs(sources, skipped), DECODE_STAGE.digest(out, config),
+                      _describe(len(sources), skipped or {})),
         beam.pvalue.AsSingleton(counts))
 
 
-def run(sources: list[str], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict:
-    return DECODE_STAGE.run(out, config, beam_args, sources, lambda p: build(p, sources, out, config), force)
+def _inputs(sources: list[str], skipped: dict[str, int] | None) -> list[str]:
+    """What the manifest records of the inputs: the sources, and the skipped files' count by suffix."""
+    return sources + [f"skipped {suffix}: {n}" for suffix, n in sorted((skipped or {}).items())]
+
+
+def run(sources: list[str], out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False,
+        skipped: dict[str, int] | None = None) -> dict:
+    """Decode `sources`; `skipped` (suffix -> files, from `list_sources`) is counted in the sources funnel."""
+    return DECODE_STAGE.run(out, config, beam_args, _inputs(sources, skipped),
+                            lambda p: build(p, sources, out, config, skipped), force)
