@@ -39,6 +39,7 @@ def list_sources(inputs: list[str], allow_empty: bool = False, skipped: Counter[
     (unless `allow_empty`: a glob over a finished stage's folder that holds no shard). The files of a folder
     that are neither, by name, are counted in `skipped` by suffix (a glob chose its files: nothing to count)."""
     found: list[str] = []
+    seen: set[str] = set()
     for given in inputs:
         fs, path = fsspec.core.url_to_fs(given)
         folder = False
@@ -52,11 +53,13 @@ def list_sources(inputs: list[str], allow_empty: bool = False, skipped: Counter[
             raise InputError(f"no such file or folder: {given}")
         accepted = [m for m in matches if m.lower().endswith((".tar", *IMAGE_SUFFIXES))]
         if folder and skipped is not None:
-            skipped.update(PurePosixPath(m).suffix.lower() or "(none)" for m in matches if m not in accepted)
-        matches = accepted
-        if not matches and not allow_empty:
+            skipped.update(PurePosixPath(m).suffix.lower() or "(none)" for m in set(matches) - set(accepted))
+        if not accepted and not allow_empty:
             raise InputError(f"no images or .tar shards in {given}")
-        found += [m for m in matches if m not in found]
+        for m in accepted:
+            if m not in seen:
+                seen.add(m)
+                found.append(m)
     return found
 
 
