@@ -16,6 +16,7 @@ metadata, flattened (curate.tables.SHARD_SCHEMA), and the image bytes only when 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -36,7 +37,7 @@ SIDECARS = ("json", "txt", "cls")  # members that describe a sample; any other m
 def tar_samples(source: str | IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {extension: bytes}) for each sample of a WebDataset tar (a URL or an open binary file), in tar
     order; extensions lower-cased; compressed tars are read too."""
-    with (fsspec.open(source, "rb") if isinstance(source, str) else _Borrowed(source)) as fh, \
+    with (fsspec.open(source, "rb") if isinstance(source, str) else contextlib.nullcontext(source)) as fh, \
             tarfile.open(fileobj=fh, mode="r|*") as tar:
         key, members = "", dict[str, bytes]()
         for member in tar:
@@ -63,19 +64,6 @@ def tar_samples(source: str | IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]
 def picture(members: dict[str, bytes]) -> tuple[str, bytes] | None:
     """A sample's picture member (extension, bytes): its first member that is no sidecar."""
     return next(((ext, data) for ext, data in members.items() if ext not in SIDECARS), None)
-
-
-class _Borrowed:
-    """A caller's open file in a `with`, left open at the end."""
-
-    def __init__(self, fh: IO[bytes]):
-        self.fh = fh
-
-    def __enter__(self) -> IO[bytes]:
-        return self.fh
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def metadata(row: dict[str, Any]) -> dict[str, Any]:

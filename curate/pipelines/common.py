@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -71,6 +72,22 @@ class ApplyFilter(beam.DoFn):
         else:
             Metrics.counter(self.stage, R.KEPT).inc()
             yield result
+
+
+def sum_counts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Counters summed (a CombineGlobally over the per-worker counts of a stage)."""
+    total: Counter[str] = Counter()
+    for d in dicts:
+        total.update(d)
+    return dict(total)
+
+
+class TallyReasons(beam.PTransform):
+    """PCollection[reason] -> one {reason: n}, sorted: a stage's funnel of outcomes."""
+
+    def expand(self, reasons: beam.PCollection) -> beam.PCollection:
+        return (reasons | "PerReason" >> beam.combiners.Count.PerElement() | "Pairs" >> beam.combiners.ToList()
+                | "Sorted" >> beam.Map(lambda pairs: dict(sorted(pairs))))
 
 
 class Progress(beam.DoFn):

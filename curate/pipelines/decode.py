@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -37,6 +37,7 @@ from curate.pipelines.common import (
     Progress,
     WriteRejectsAndFailures,
     dead_letter,
+    sum_counts,
 )
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.readers import read_source
@@ -51,13 +52,6 @@ DECODE_STAGE = Stage(STAGE, "images", sections=("extract", "image"), upstream=("
 # text and write stages read picture bytes one row group at a time, so this bounds what their workers hold
 # and how finely OCR spreads.
 IMAGE_ROW_GROUP = 256
-def _sum(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for d in dicts:
-        total.update(d)
-    return dict(total)
-
-
 def split_parts(sources: Sequence[str], num_parts: int) -> list[tuple[int, list[str]]]:
     """The sources in min(num_parts, len(sources)) contiguous parts whose sizes differ by at most one."""
     n = min(num_parts, len(sources))
@@ -143,7 +137,7 @@ def build(p: beam.Pipeline, sources: list[str], out: str, config: Config, skippe
                    REJECTED, FAILED, COUNTS, main="images"))
     other = ((results[REJECTED], results[FAILED])
              | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards))
-    counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum)
+    counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(sum_counts)
     all_shards = (results.images, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
         WriteManifest(DECODE_STAGE, out, _inputs(sources, skipped), DECODE_STAGE.digest(out, config),

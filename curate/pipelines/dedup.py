@@ -27,7 +27,7 @@ from curate.filters.dedup import (
 )
 from curate.hashing import band_keys
 from curate.io import join, parquet_files
-from curate.pipelines.common import CollectShards, WriteParquetShards, WriteRejectsAndFailures
+from curate.pipelines.common import CollectShards, TallyReasons, WriteParquetShards, WriteRejectsAndFailures
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.records import Rejected
 from curate.tables import DECISION_SCHEMA
@@ -195,8 +195,7 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
                | "JoinUrls" >> beam.CoGroupByKey() | "Rejects" >> beam.FlatMap(_reject))
     no_dead_letters = p | "NoDeadLetters" >> beam.Create([])
     other = (rejects, no_dead_letters) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
-    counts = (decisions | "Reasons" >> beam.Map(lambda d: d.reason) | "PerReason" >> beam.combiners.Count.PerElement()
-              | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
+    counts = decisions | "Reasons" >> beam.Map(lambda d: d.reason) | "Tally" >> TallyReasons()
     n_unsettled = unsettled | "CountUnsettled" >> beam.combiners.Count.Globally()
     all_shards = (written, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(

@@ -42,6 +42,7 @@ from curate.pipelines.common import (
     REJECTED,
     CollectShards,
     Progress,
+    TallyReasons,
     WriteParquetShards,
     WriteRejectsAndFailures,
     pipeline_options,
@@ -200,8 +201,7 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
         _ledger_to_reject)
     no_dead_letters = p | "NoDeadLetters" >> beam.Create([])
     other = (rejects, no_dead_letters) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards)
-    counts = (ledger | "Reasons" >> beam.Map(lambda row: row.reason) | "PerReason" >> beam.combiners.Count.PerElement()
-              | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
+    counts = ledger | "Reasons" >> beam.Map(lambda row: row.reason) | "Tally" >> TallyReasons()
     shards = (ledger_shards, other) | "Shards" >> CollectShards(out)
     _ = shards | "Manifest" >> beam.ParDo(
         WriteManifest(DOWNLOAD_STAGE, out, ref_files, DOWNLOAD_STAGE.digest(out, config), _describe),

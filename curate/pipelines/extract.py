@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -38,6 +38,7 @@ from curate.pipelines.common import (
     WriteParquetShards,
     WriteRejectsAndFailures,
     dead_letter,
+    sum_counts,
 )
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.records import Rejected
@@ -111,13 +112,6 @@ class MergeRefs(RefMerge, beam.CombineFn):
     """curate.filters.extract.RefMerge as a Beam combiner: one ImageRef per URL key, on any runner."""
 
 
-def _sum_counts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for d in dicts:
-        total.update(d)
-    return dict(total)
-
-
 def funnel(counts: dict[str, int], kept: int, n_files: int) -> dict[str, Any]:
     """stats.json's extract section: files, records and references, each input = kept + rejected + failed."""
     def group(prefix: str) -> dict[str, int]:
@@ -172,7 +166,7 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
     ref_shards = refs | "WriteRefs" >> WriteParquetShards(out, "refs", "refs", REF_SCHEMA, ref_row,
                                                          lambda r: r.key, shards)
     other_shards = (results[REJECTED], results[FAILED]) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
-    counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(_sum_counts)
+    counts = results[COUNTS] | "SumCounts" >> beam.CombineGlobally(sum_counts)
     kept = refs | "CountRefs" >> beam.combiners.Count.Globally()
     all_shards = (ref_shards, other_shards) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(

@@ -52,6 +52,7 @@ from curate.pipelines.common import (
     CollectShards,
     Progress,
     ReadImageRefs,
+    TallyReasons,
     WriteParquetShards,
     WriteRejectsAndFailures,
     dead_letter,
@@ -278,8 +279,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     other = (rejects, failures) | "WriteRejects" >> WriteRejectsAndFailures(out, STAGE, shards)
     counts = (((outcomes | "Reasons" >> beam.Map(lambda s: s.reason)),
                (scored[REJECTED] | "FailReasons" >> beam.Map(lambda r: r.reason)))
-              | "AllReasons" >> beam.Flatten() | "PerReason" >> beam.combiners.Count.PerElement()
-              | "Pairs" >> beam.combiners.ToList() | "Tally" >> beam.Map(lambda pairs: dict(sorted(pairs))))
+              | "AllReasons" >> beam.Flatten() | "Tally" >> TallyReasons())
     n_failed = failures | "CountFailed" >> beam.combiners.Count.Globally()
     work = (((scored.scored | "ScoredMs" >> beam.Map(lambda e: ("scored", e[1].ms * len(e[0])))),
              (resolved.cached | "CachedMs" >> beam.Map(lambda e: ("cached", 0.0))))
