@@ -25,7 +25,6 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -34,7 +33,7 @@ import pyarrow.parquet as pq
 from curate import reasons as R
 from curate.config import DownloadConfig
 from curate.fetch import RETRYABLE, FetchPolicy, classify, install
-from curate.io import atomic_write, join, pid_running, read_json, shard_name
+from curate.io import atomic_write, join, read_json, remove_stale_folders, shard_name
 from curate.mime import sniff
 from curate.records import ImageRef, LedgerRow
 from curate.shards import picture, tar_samples
@@ -185,19 +184,8 @@ STAGING_PREFIX = "curate-dl-"  # local staging folders: curate-dl-<pid>-<random>
 
 
 def remove_stale_staging(root: str | None = None) -> list[str]:
-    """Remove the staging folders of download processes that are gone (a kill -9 skips their cleanup);
-    returns what it removed. A folder of a process still running on this machine is left alone."""
-    import shutil
-
-    removed = []
-    base = Path(root or tempfile.gettempdir())
-    for folder in base.glob(f"{STAGING_PREFIX}*"):
-        pid = folder.name[len(STAGING_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or pid_running(int(pid)):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(str(folder))
-    return removed
+    """Remove the staging folders of download processes that are gone; returns what it removed."""
+    return remove_stale_folders(STAGING_PREFIX, root)
 
 
 def _canonical_tar(source: str, target: str) -> None:

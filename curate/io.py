@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -334,6 +335,23 @@ def _stale(holder: dict[str, Any]) -> bool:
     """A lock left by a process of this host that no longer runs."""
     pid, host = holder.get("pid"), holder.get("host")
     return isinstance(pid, int) and host == socket.gethostname() and not pid_running(pid)
+
+
+def remove_stale_folders(prefix: str, root: str | None = None) -> list[str]:
+    """Remove the local scratch folders named `<prefix><pid>-...` whose process is gone (a kill -9 skips their
+    cleanup); returns what it removed. A folder of a process still running on this machine is left alone, and so
+    is one without a pid in its name."""
+    import shutil
+    from pathlib import Path
+
+    removed = []
+    for folder in sorted(Path(root or tempfile.gettempdir()).glob(f"{prefix}*")):
+        pid = folder.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or pid_running(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(str(folder))
+    return removed
 
 
 def pid_running(pid: int) -> bool:

@@ -64,3 +64,26 @@ def test_a_killed_downloads_staging_folder_is_removed_by_the_next(tmp_path: Path
         (folder / "out" / "00000.tar").write_bytes(b"half a shard")
     assert remove_stale_staging(str(tmp_path)) == [str(stale)]
     assert not stale.exists() and live.exists() and older.exists()
+
+
+def test_a_run_leaves_no_temporary_files_and_removes_a_killed_runs(tmp_path: Path) -> None:
+    """Beam's local job server leaves /tmp/beam-temp* and more per pipeline; each stage runs inside a temporary
+    folder of its own, removed after it, and a killed run's folder is removed by the next run."""
+    from PIL import Image
+
+    from curate.pipelines.stage import BEAM_TEMP_PREFIX
+
+    images, tmp = tmp_path / "images", tmp_path / "tmp"
+    images.mkdir()
+    tmp.mkdir()
+    for i, colour in enumerate(["red", "navy", "olive"]):
+        Image.new("RGB", (96 + 8 * i, 80), colour).save(images / f"{i}.png")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = tmp / f"{BEAM_TEMP_PREFIX}{int(gone.stdout)}-abc"
+    (killed / "beam-temp123").mkdir(parents=True)
+    result = subprocess.run([sys.executable, "-m", "curate", "filter", "--input", str(images), "--output",
+                             str(tmp_path / "out"), "--no-text"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TMPDIR": str(tmp)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["decode"]["images"]["input"] == 3
+    assert sorted(p.name for p in tmp.iterdir()) == []

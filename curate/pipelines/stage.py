@@ -8,8 +8,12 @@ tables its outputs depend on, what a rerun clears) and a `build(p)` that wires i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +23,17 @@ import apache_beam as beam
 from curate import __version__
 from curate.config import Config, write_config
 from curate.errors import IntegrityError
-from curate.io import MANIFEST, join, manifest_tables, read_json, remove, update_stats, verify_listed, write_json
+from curate.io import (
+    MANIFEST,
+    join,
+    manifest_tables,
+    read_json,
+    remove,
+    remove_stale_folders,
+    update_stats,
+    verify_listed,
+    write_json,
+)
 from curate.pipelines.common import pipeline_options
 
 
@@ -68,7 +82,7 @@ class Stage:
         scratch = [join(out, "_inputs", self.name)] if self.scratch else []
         for stale in [*(join(out, rel) for rel in self.clears), *scratch]:
             remove(stale)
-        with beam.Pipeline(options=options) as p:
+        with beam_tempdir(), beam.Pipeline(options=options) as p:
             build(p)
         for stale in scratch:
             remove(stale)
@@ -101,6 +115,30 @@ class Stage:
         if before is not None and before != now:
             raise IntegrityError(f"{self.name} took {now} {part} but {upstream['stage']} kept {before}: records were "
                                  "lost or doubled between the two stages (two images under one key?)")
+
+
+BEAM_TEMP_PREFIX = "curate-beam-"  # curate-beam-<pid>-<random>: one pipeline's local temporary files
+
+
+@contextlib.contextmanager
+def beam_tempdir() -> Iterator[str]:
+    """Local temporary files of one pipeline run in a folder of ours, removed after it. Beam's local job server
+    makes a /tmp/beam-temp* root (and a requirements cache and staging folders) per pipeline and never removes
+    them; pointing `tempfile` and TMPDIR (inherited by worker processes) here for the run catches them all.
+    Folders of killed runs (their pid gone) are removed by the next run."""
+    remove_stale_folders(BEAM_TEMP_PREFIX)
+    folder = tempfile.mkdtemp(prefix=f"{BEAM_TEMP_PREFIX}{os.getpid()}-")
+    saved, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = folder, folder
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class WriteManifest(beam.DoFn):
