@@ -150,21 +150,22 @@ class RobotsCache:
 
     def __init__(self) -> None:
         self._rules: dict[str, RobotsRules] = {}
+        self._origins: dict[str, threading.Lock] = {}  # one per origin: its robots.txt is asked once, not per thread
         self._lock = threading.Lock()
 
     def rules(self, origin: str, policy: FetchPolicy) -> RobotsRules:
         with self._lock:
-            known = self._rules.get(origin)
-        if known is None:
-            known = fetch_robots(origin, policy.agent, RobotsGet(policy, policy.agent))
-            with self._lock:
-                known = self._rules.setdefault(origin, known)
-        return known
+            origin_lock = self._origins.setdefault(origin, threading.Lock())
+        with origin_lock:
+            if origin not in self._rules:
+                self._rules[origin] = fetch_robots(origin, policy.agent, RobotsGet(policy, policy.agent))
+            return self._rules[origin]
 
     def clear(self) -> None:
         """Forget every origin: a new run asks again (an outage may be over)."""
         with self._lock:
             self._rules.clear()
+            self._origins.clear()
 
 
 ROBOTS = RobotsCache()

@@ -47,9 +47,9 @@ DOWNLOAD_FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadlin
 
 
 @pytest.fixture(scope="session")
-def downloaded(sample_crawl: Path, served_crawl, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    """The sample crawl extracted and downloaded once per session (OUT, and the access log's length before
-    the download started). A listener on the blocked redirect target proves it is never connected to."""
+def downloaded(sample_crawl: Path, served_crawl, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """The sample crawl extracted and downloaded once per session (OUT, and the server's access log of the
+    download: the requests it made, none of a later test's). A listener on the blocked redirect target proves it is never connected to."""
     import socket
     from urllib.parse import urlsplit
 
@@ -72,7 +72,7 @@ def downloaded(sample_crawl: Path, served_crawl, tmp_path_factory: pytest.TempPa
         download.run(str(out), config)
         with pytest.raises(BlockingIOError):
             listener.accept()
-    return out, before
+    return out, served_crawl.requests[before:]
 
 
 @pytest.fixture(autouse=True)

@@ -122,3 +122,43 @@ def test_slow_host_past_the_deadline(sample_crawl: Path, served_crawl) -> None:
     started = time.monotonic()
     assert _fetch(row["url"], tight)[0] == R.TIMEOUT
     assert time.monotonic() - started < 1.5
+
+
+def test_robots_txt_is_asked_once_per_origin_by_many_threads() -> None:
+    """img2dataset's fetch threads and the robots step share one cache: 8 threads asking for one origin at once
+    make one request (a slow robots.txt used to be fetched by every thread that missed the cache)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from curate.fetch import RobotsCache
+
+    asked = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            asked.append(self.path)
+            time.sleep(0.3)
+            body = b"User-agent: *\nDisallow: /private/\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin, cache = f"http://127.0.0.1:{server.server_port}", RobotsCache()
+    try:
+        rules: list = []
+        threads = [threading.Thread(target=lambda: rules.append(cache.rules(origin, POLICY))) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert asked == ["/robots.txt"] and len(rules) == 8 and len({id(r) for r in rules}) == 1
+    assert not rules[0].allowed(f"{origin}/private/a.jpg") and rules[0].allowed(f"{origin}/a.jpg")
