@@ -3,8 +3,10 @@
 The filter stages accept datasets users already have, so every source becomes the same record, a
 `FetchedImage` whose `ref` carries the provenance there is: for curate's own fetched shards the ref's
 fields (the json sidecars hold them), for other img2dataset output its url and caption, for a folder the
-file's `file://` URL (so every reject row names its file). Keys stay stable: the ref's key when there is
-one, else the key of the normalized URL.
+file's `file://` URL (so every reject row names its file). Keys are stable and distinct across sources: the
+ref's key for curate's own shards (unique in the run that fetched them), else the key of where the picture
+was read: its file, or its tar and key stem (the same URL in two tars is two pictures, which dedup then
+judges as duplicates by their bytes).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from curate.errors import InputError
 from curate.mime import SNIFF_BYTES, sniff
 from curate.records import Failed, FetchedImage, ImageRef
 from curate.shards import picture, tar_samples
-from curate.urls import normalize_url, url_key
+from curate.urls import url_key
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic")
 
@@ -63,47 +65,40 @@ def list_sources(inputs: list[str], allow_empty: bool = False, skipped: Counter[
     return found
 
 
-def _ref_from_meta(meta: dict[str, Any], caption: str) -> ImageRef:
-    url = meta.get("url") or ""
-    key = meta.get("ref_key") or url_key(_normalized(url))
+def _ref_from_meta(meta: dict[str, Any], caption: str, where: str) -> ImageRef:
+    url = meta.get("url") or where
+    key = meta.get("ref_key") or url_key(where)
     return ImageRef(key, url, meta.get("caption") or caption or "", "", meta.get("page_url") or "",
                     meta.get("snapshot") or "", meta.get("source_file") or "", int(meta.get("record_offset") or 0),
                     meta.get("crawl_date") or "", meta.get("source") or "html")
 
 
-def _normalized(url: str) -> str:
-    try:
-        return normalize_url(url)
-    except ValueError:
-        return url
-
-
 def read_tar(url: str) -> Iterator[FetchedImage | Failed]:
     """The pictures of a webdataset/img2dataset tar, streamed (curate.shards.tar_samples: a cut-short tar gives
     its samples so far, then a tarfile.ReadError); a sample without a picture gives nothing. A sample whose json
-    cannot be read is a `Failed` (the samples around it still come out). A key the tar has already given (a
-    repeated URL, a repeated key stem) is made distinct, `url_key(URL#n)` for the n-th repeat, so no picture
-    hides behind another's key: identical repeats then meet in dedup as duplicates, with a reject row."""
+    cannot be read is a `Failed` (the samples around it still come out). A sample without curate's `ref_key`
+    is keyed by `url_key("<tar URL>#<stem>")`; a key the tar has already given (a repeated key stem, a repeated
+    ref_key) is made distinct, with `#n` for the n-th repeat, so no picture hides behind another's key:
+    identical repeats then meet in dedup as duplicates, with a reject row."""
     seen: dict[str, int] = {}
     for stem, members in tar_samples(url):
         found = picture(members)
         if found is None:
             continue
-        data = found[1]
+        data, where = found[1], f"{url}#{stem}"
         try:
-            meta = json.loads(members["json"]) if "json" in members else {"url": f"{url}#{stem}"}
+            meta = json.loads(members["json"]) if "json" in members else {}
             if not isinstance(meta, dict):
                 raise ValueError(f"the json member is a {type(meta).__name__}, not an object")
         except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-            where = f"{url}#{stem}"
             yield Failed(url_key(where), where, R.DECODE, f"{type(e).__name__}: {e}", "the sample's json member")
             continue
         caption = members.get("txt", b"").decode("utf-8", "replace")
-        ref = _ref_from_meta(meta, caption)
+        ref = _ref_from_meta(meta, caption, where)
         repeat = seen.get(ref.key, 0)
         seen[ref.key] = repeat + 1
         if repeat:
-            ref = ref._replace(key=url_key(f"{ref.url or url + '#' + stem}#{repeat + 1}"))
+            ref = ref._replace(key=url_key(f"{where}#{repeat + 1}"))
         yield FetchedImage(ref, data, sniff(data[:32]) or "", int(meta.get("http_status") or 0))
 
 

@@ -62,6 +62,22 @@ def test_repeats_and_a_broken_sample_are_counted_not_lost(tmp_path: Path) -> Non
     assert sorted(decisions.values()) == [R.DUPLICATE, R.KEPT, R.KEPT, R.KEPT, R.KEPT]
 
 
+def test_one_url_in_two_tars_is_two_pictures_and_one_duplicate(tmp_path: Path) -> None:
+    """Two img2dataset-style tars holding the same URL (a re-crawl, overlapping shards): both pictures are keyed
+    by where they were read, so neither hides behind the other; identical bytes are a duplicate in dedup, a
+    changed picture at that URL stays (before: one key for both, and the run failed its chain check)."""
+    first, second = _tar(tmp_path / "a.tar"), _tar(tmp_path / "b.tar")
+    out, config = tmp_path / "out", load_config()
+    decoded = decode.run(list_sources([str(first), str(second)]), str(out), config)
+    assert decoded["funnel"]["images"] == {"input": 12, "kept": 10, "rejected": {}, "failed": 2}
+    deduped = dedup.run(str(out), config)
+    assert deduped["funnel"]["images"]["input"] == 10
+    decisions = {d["key"]: d["reason"] for d in parquet_rows(out / "dedup")}
+    assert len(decisions) == 10 and list(decisions.values()).count(R.KEPT) == 4  # the 4 distinct pictures, once each
+    same = [decisions[r["key"]] for r in parquet_rows(out / "images") if r["url"] == "http://h/a.jpg"]
+    assert sorted(same) == [R.DUPLICATE, R.DUPLICATE, R.DUPLICATE, R.KEPT]
+
+
 def test_a_stage_whose_input_is_not_its_upstreams_output_fails(tmp_path: Path) -> None:
     tar = _tar(tmp_path / "shard.tar")
     out, config = tmp_path / "out", load_config()
