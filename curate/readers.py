@@ -4,7 +4,7 @@ The filter stages accept datasets users already have, so every source becomes th
 `FetchedImage` whose `ref` carries the provenance there is: for curate's own fetched shards the ref's
 fields (the json sidecars hold them), for other img2dataset output its url and caption, for a folder the
 file's `file://` URL (so every reject row names its file). Keys are stable and distinct across sources: the
-ref's key for curate's own shards (unique in the run that fetched them), else the key of where the picture
+ref's key for the fetched shards of the output being written (unique in the run that fetched them), else the key of where the picture
 was read: its file, or its tar and key stem (the same URL in two tars is two pictures, which dedup then
 judges as duplicates by their bytes).
 """
@@ -23,6 +23,7 @@ import fsspec
 
 from curate import reasons as R
 from curate.errors import InputError
+from curate.io import join
 from curate.mime import SNIFF_BYTES, sniff
 from curate.records import Failed, FetchedImage, ImageRef
 from curate.shards import picture, tar_samples
@@ -34,6 +35,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 def _fs_glob(pattern: str) -> list[str]:
     fs, path = fsspec.core.url_to_fs(pattern)
     return [fs.unstrip_protocol(p) for p in sorted(fs.glob(path))]
+
+
+def fetched_by(out: str, source: str) -> bool:
+    """Whether a source is one of OUT/fetched's shards (curate's own: ref keys unique within that output)."""
+    folder = fsspec.core.url_to_fs(join(out, "fetched"))[1].rstrip("/") + "/"
+    return fsspec.core.url_to_fs(source)[1].startswith(folder)
 
 
 def list_sources(inputs: list[str], allow_empty: bool = False, skipped: Counter[str] | None = None) -> list[str]:
@@ -65,19 +72,20 @@ def list_sources(inputs: list[str], allow_empty: bool = False, skipped: Counter[
     return found
 
 
-def _ref_from_meta(meta: dict[str, Any], caption: str, where: str) -> ImageRef:
+def _ref_from_meta(meta: dict[str, Any], caption: str, where: str, ours: bool) -> ImageRef:
     url = meta.get("url") or where
-    key = meta.get("ref_key") or url_key(where)
+    key = (ours and meta.get("ref_key")) or url_key(where)
     return ImageRef(key, url, meta.get("caption") or caption or "", "", meta.get("page_url") or "",
                     meta.get("snapshot") or "", meta.get("source_file") or "", int(meta.get("record_offset") or 0),
                     meta.get("crawl_date") or "", meta.get("source") or "html")
 
 
-def read_tar(url: str) -> Iterator[FetchedImage | Failed]:
+def read_tar(url: str, ours: bool = False) -> Iterator[FetchedImage | Failed]:
     """The pictures of a webdataset/img2dataset tar, streamed (curate.shards.tar_samples: a cut-short tar gives
     its samples so far, then a tarfile.ReadError); a sample without a picture gives nothing. A sample whose json
-    cannot be read is a `Failed` (the samples around it still come out). A sample without curate's `ref_key`
-    is keyed by `url_key("<tar URL>#<stem>")`; a key the tar has already given (a repeated key stem, a repeated
+    cannot be read is a `Failed` (the samples around it still come out). A sample is keyed by its `ref_key` when
+    the tar is `ours` (the fetched shards of the output being written: keys unique in the run that fetched them),
+    else by `url_key("<tar URL>#<stem>")` (two runs' fetched shards may share a URL, and so a ref key); a key the tar has already given (a repeated key stem, a repeated
     ref_key) is made distinct, with `#n` for the n-th repeat, so no picture hides behind another's key:
     identical repeats then meet in dedup as duplicates, with a reject row."""
     seen: dict[str, int] = {}
@@ -94,7 +102,7 @@ def read_tar(url: str) -> Iterator[FetchedImage | Failed]:
             yield Failed(url_key(where), where, R.DECODE, f"{type(e).__name__}: {e}", "the sample's json member")
             continue
         caption = members.get("txt", b"").decode("utf-8", "replace")
-        ref = _ref_from_meta(meta, caption, where)
+        ref = _ref_from_meta(meta, caption, where, ours)
         repeat = seen.get(ref.key, 0)
         seen[ref.key] = repeat + 1
         if repeat:
@@ -120,8 +128,9 @@ def read_file(url: str) -> FetchedImage:
     return FetchedImage(ImageRef(url_key(name), name, "", "", "", "", "", 0, "", "file"), data, sniff(data[:32]) or "", 0)
 
 
-def read_source(url: str) -> Iterator[FetchedImage | Failed]:
+def read_source(url: str, ours: bool = False) -> Iterator[FetchedImage | Failed]:
+    """The pictures of one source: a tar (`ours`: see read_tar) or an image file."""
     if url.lower().endswith(".tar"):
-        yield from read_tar(url)
+        yield from read_tar(url, ours)
     else:
         yield read_file(url)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from curate.downloader import write_inline_shard
 from curate.errors import InputError
-from curate.readers import list_sources, read_source
+from curate.readers import fetched_by, list_sources, read_source
 from curate.records import ImageRef
 from curate.urls import url_key
 
@@ -52,8 +52,10 @@ def test_curate_fetched_shard_keeps_provenance(tmp_path: Path) -> None:
                      _jpeg((i, i, i))) for i in range(3)]
     write_inline_shard(str(tmp_path), 7, refs)
     sources = list_sources([str(tmp_path / "fetched" / "*.tar")])
-    records = [r for s in sources for r in read_source(s)]
+    records = [r for s in sources for r in read_source(s, ours=fetched_by(str(tmp_path), s))]
     assert [r.ref for r in records] == [ref._replace(content=None) for ref in sorted(refs, key=lambda r: r.key)]
+    assert not fetched_by(str(tmp_path / "elsewhere"), sources[0])
+    assert {r.ref.key for s in sources for r in read_source(s)}.isdisjoint(ref.key for ref in refs)  # not ours
     assert [r.data for r in records] == [ref.content for ref in sorted(refs, key=lambda r: r.key)]
 
 

@@ -40,7 +40,7 @@ from curate.pipelines.common import (
     sum_counts,
 )
 from curate.pipelines.stage import Stage, WriteManifest
-from curate.readers import read_source
+from curate.readers import fetched_by, read_source
 from curate.records import Failed, FetchedImage, ImageRecord
 from curate.tables import IMAGE_SCHEMA, image_row
 from curate.urls import url_key
@@ -91,7 +91,7 @@ class DecodePart(beam.DoFn):
 
     def _source(self, source: str, counts: Counter[str]) -> Iterator[Any]:
         try:
-            for fetched in read_source(source):
+            for fetched in read_source(source, ours=fetched_by(self.out, source)):
                 counts["input"] += 1
                 if isinstance(fetched, Failed):  # one sample of the source could not be read
                     counts["failed"] += 1

@@ -78,6 +78,29 @@ def test_one_url_in_two_tars_is_two_pictures_and_one_duplicate(tmp_path: Path) -
     assert sorted(same) == [R.DUPLICATE, R.DUPLICATE, R.DUPLICATE, R.KEPT]
 
 
+def test_two_runs_fetched_shards_filtered_together_keep_every_picture(tmp_path: Path) -> None:
+    """Two outputs' fetched/ shards share ref keys (the same URL crawled twice); filtered together into a third
+    output, their pictures are keyed by where they were read; in their own output, by their ref key."""
+    from curate.downloader import write_inline_shard
+    from curate.records import ImageRef
+    from curate.urls import url_key
+
+    def refs(seed: int) -> list[ImageRef]:
+        return [ImageRef(url_key(f"http://h/{i}.jpg"), f"http://h/{i}.jpg", "", "", "", "", "", 0, "", "inline",
+                         _jpeg((60 * i, 100, seed), i + seed)) for i in range(3)]
+
+    write_inline_shard(str(tmp_path / "a"), 0, refs(1))
+    write_inline_shard(str(tmp_path / "b"), 0, refs(1)[:2] + refs(90)[2:])  # 2 same pictures, 1 changed
+    sources = list_sources([str(tmp_path / "a" / "fetched"), str(tmp_path / "b" / "fetched")])
+    out, config = tmp_path / "merged", load_config()
+    assert decode.run(sources, str(out), config)["funnel"]["images"]["kept"] == 6
+    assert dedup.run(str(out), config)["funnel"]["images"] == {"input": 6, "kept": 4, "rejected": {R.DUPLICATE: 2},
+                                                                "failed": 0}
+    own = tmp_path / "a"
+    decode.run(list_sources([str(own / "fetched")]), str(own), config)
+    assert {r["key"] for r in parquet_rows(own / "images")} == {ref.key for ref in refs(1)}
+
+
 def test_a_stage_whose_input_is_not_its_upstreams_output_fails(tmp_path: Path) -> None:
     tar = _tar(tmp_path / "shard.tar")
     out, config = tmp_path / "out", load_config()
