@@ -2,7 +2,8 @@
 
 Two spellings of one resource must give one key, so references found on different pages, in different
 snapshots or on different runners meet in the URL-dedup step. We normalize as RFC 3986 section 6.2.2
-describes (case, percent-encoding, dot segments) plus the scheme-based rules (default ports, empty path),
+describes (case, percent-encoding, dot segments as section 5.2.4 removes them) plus the scheme-based rules
+(default ports, empty path), host names through UTS 46 / IDNA 2008 (the `idna` package),
 and drop fragments, which never reach the server. We do not reorder or strip query parameters: that
 changes the resource on real sites.
 """
@@ -10,8 +11,9 @@ changes the resource on real sites.
 from __future__ import annotations
 
 import hashlib
-import posixpath
 from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+import idna
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # Characters allowed unencoded in a path or query (RFC 3986 pchar plus '/' and '?').
@@ -40,22 +42,51 @@ def _normalize_component(text: str) -> str:
 
 
 def _remove_dot_segments(path: str) -> str:
-    if not path:
-        return "/"
-    trailing = path.endswith("/") or path.endswith("/.") or path.endswith("/..")
-    clean = posixpath.normpath(path)
-    clean = "/" + clean.lstrip("/")  # normpath keeps a leading '//'; '..' above the root stays at root
-    if trailing and not clean.endswith("/"):
-        clean += "/"
-    return clean
+    """RFC 3986 section 5.2.4, step by step: '.' and '..' segments resolved, every other segment kept as it
+    is, empty ones too ('/a//b/../c' is '/a//c': a double slash is part of the resource's name). An empty
+    path is '/' (section 6.2.3, for http and https)."""
+    source, output = path, []
+    while source:
+        if source.startswith("../"):
+            source = source[3:]
+        elif source.startswith("./"):
+            source = source[2:]
+        elif source.startswith("/./"):
+            source = source[2:]
+        elif source == "/.":
+            source = "/"
+        elif source.startswith("/../"):
+            source = source[3:]
+            if output:
+                output.pop()
+        elif source == "/..":
+            source = "/"
+            if output:
+                output.pop()
+        elif source in (".", ".."):
+            source = ""
+        else:
+            end = source.find("/", 1)
+            end = len(source) if end < 0 else end
+            output.append(source[:end])
+            source = source[end:]
+    return "".join(output) or "/"
+
+
+def _hostname(host: str) -> str:
+    """The host as DNS asks for it: an ASCII name lower-cased (underscores and all, as browsers keep them),
+    an internationalized one through UTS 46 and IDNA 2008, non-transitional ('faß.de' is xn--fa-hia.de, not
+    fass.de: another domain). A name IDNA refuses is left lower-cased; its fetch fails and says so."""
+    if host.isascii():
+        return host.lower()
+    try:
+        return idna.encode(host, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError:
+        return host.lower()
 
 
 def _host(parts: SplitResult) -> str:
-    host = parts.hostname or ""
-    try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass  # leave an unencodable host as it is; the fetch will fail and say so
+    host = _hostname(parts.hostname or "")
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     port = parts.port

@@ -29,6 +29,32 @@ from curate.urls import normalize_url, url_key
         ("http://127.0.0.1:18701/img/x.jpg", "http://127.0.0.1:18701/img/x.jpg"),
         ("  http://example.com/a.jpg  ", "http://example.com/a.jpg"),
         ("http://example.com/100%.jpg", "http://example.com/100%25.jpg"),
+        # Hosts through UTS 46 / IDNA 2008, non-transitional (what browsers resolve): sharp s is its own
+        # letter (IDNA 2003 mapped it to "ss": another domain), full-width and compatibility forms map.
+        ("http://faß.de/x.jpg", "http://xn--fa-hia.de/x.jpg"),
+        ("http://xn--fa-hia.de/x.jpg", "http://xn--fa-hia.de/x.jpg"),
+        ("http://BÜCHER.de/", "http://xn--bcher-kva.de/"),
+        ("http://ＥＸＡＭＰＬＥ.com/", "http://example.com/"),
+        ("http://example。com/", "http://example.com/"),
+        ("http://Ⅷ.com/", "http://viii.com/"),
+        ("http://a_b.Example.com/x.jpg", "http://a_b.example.com/x.jpg"),  # ASCII names as they are, lower-cased
+        # Dot segments exactly as RFC 3986 section 5.2.4 removes them (paths of its 5.4 examples); empty
+        # segments are kept: "/a//b/../c" is "/a//c", not "/a/c".
+        ("http://example.com/a//b/../c", "http://example.com/a//c"),
+        ("http://example.com/a/b/c/./../../g", "http://example.com/a/g"),  # section 5.2.4's own example
+        ("http://a/mid/content=5/../6", "http://a/mid/6"),
+        ("http://a/b/c/../../../g", "http://a/g"),
+        ("http://a/./g", "http://a/g"),
+        ("http://a/b/c/g.", "http://a/b/c/g."),
+        ("http://a/b/c/.g", "http://a/b/c/.g"),
+        ("http://a/b/c/g..", "http://a/b/c/g.."),
+        ("http://a/b/c/..g", "http://a/b/c/..g"),
+        ("http://a/b/c/./../g", "http://a/b/g"),
+        ("http://a/b/c/./g/.", "http://a/b/c/g/"),
+        ("http://a/b/c/g/./h", "http://a/b/c/g/h"),
+        ("http://a/b/c/g/../h", "http://a/b/c/h"),
+        ("http://a/b/c/..", "http://a/b/"),
+        ("http://a//", "http://a//"),
     ],
 )
 def test_normalize_url(raw: str, expected: str) -> None:
