@@ -45,7 +45,7 @@ def _remove_dot_segments(path: str) -> str:
     """RFC 3986 section 5.2.4, step by step: '.' and '..' segments resolved, every other segment kept as it
     is, empty ones too ('/a//b/../c' is '/a//c': a double slash is part of the resource's name). An empty
     path is '/' (section 6.2.3, for http and https)."""
-    source, output = path, []
+    source, output = path, list[str]()
     while source:
         if source.startswith("../"):
             source = source[3:]
