@@ -109,6 +109,10 @@ class DedupConfig:
     hamming_radius: int = 6  # of the 64-bit perceptual hash
     band_spare: int = 1  # extra pigeonhole bands: more keys per hash, far fewer wasted comparisons at scale
     rounds: int = 12  # label-propagation rounds: clusters up to this many hops across are resolved
+    # Decontamination: evaluation sets whose near-duplicates (within hamming_radius) are dropped as eval_overlap:
+    # folders, globs or tars of images (hashed at the start of the run) or hash lists (.txt/.hashes, one
+    # 16-hex-digit pHash a line). An output built with an exclusion refuses a later run without it.
+    exclude_near: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not 0 <= self.hamming_radius <= 16:

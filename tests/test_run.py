@@ -167,6 +167,66 @@ def test_a_crawl_without_images_is_an_honest_empty_run(tmp_path: Path, capsys) -
     assert capsys.readouterr().out.count("up to date, skipped") == 6
 
 
+def _picture(seed: int, size: tuple[int, int] = (160, 120), quality: int = 90) -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (160, 120), (seed * 53 % 256, 90, 200 - seed * 31 % 200))
+    draw = ImageDraw.Draw(image)
+    for i in range(6):  # shapes per seed: distinct pictures are far apart in pHash
+        x, y = (seed * 37 + i * 53) % 130, (seed * 17 + i * 29) % 90
+        draw.ellipse((x, y, x + 30, y + 30), fill=((i * 80 + seed * 20) % 256, (seed * 90) % 256, i * 40))
+    buf = io.BytesIO()
+    image.resize(size).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_decontamination_survives_a_rerun(tmp_path: Path) -> None:
+    """`run --exclude-near` drops the evaluation picture from the shards; a later run without it is refused in
+    one line before any work (before: dedup reran without the exclusion and the picture was back); the same
+    flag again reruns nothing; a config file's dedup.exclude_near is the same setting."""
+    import io
+
+    import webdataset as wds
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    warc = tmp_path / "pictures.warc.gz"
+    with open(warc, "wb") as fh:
+        writer = WARCWriter(fh, gzip=True)
+        for i in range(5):
+            headers = StatusAndHeaders("200 OK", [("Content-Type", "image/jpeg")], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(f"http://example.com/{i}.jpg", "response",
+                                                          payload=io.BytesIO(_picture(i)), http_headers=headers))
+    evalset = tmp_path / "eval"
+    evalset.mkdir()
+    (evalset / "copy.jpg").write_bytes(_picture(3, size=(120, 90), quality=70))  # picture 3, rescaled, recompressed
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "curate", "run", "--input", str(warc), "--output", str(out), "--no-text"]
+
+    def urls() -> list[str]:
+        tars = [str(p) for p in sorted((out / "shards").glob("*.tar"))]
+        return sorted(json.loads(s["json"])["url"] for s in wds.WebDataset(tars, shardshuffle=False))
+
+    first = subprocess.run([*command, "--exclude-near", str(evalset)], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert urls() == [f"http://example.com/{i}.jpg" for i in (0, 1, 2, 4)]
+    assert json.loads((out / "stats.json").read_text())["dedup"]["images"]["rejected"] == {"eval_overlap": 1}
+
+    forgot = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert forgot.returncode == 2 and forgot.stderr.count("\n") == 1, forgot.stderr
+    assert "was decontaminated (1 hashes" in forgot.stderr and "--exclude-near" in forgot.stderr
+    assert "extract" not in forgot.stdout  # refused before any stage ran
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"dedup": {"exclude_near": [str(evalset)]}}))
+    again = subprocess.run([*command, "--config", str(config)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("up to date, skipped") == 5, again.stdout
+    assert urls() == [f"http://example.com/{i}.jpg" for i in (0, 1, 2, 4)]
+    dropped = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=300)  # on purpose
+    assert dropped.returncode == 0 and urls() == [f"http://example.com/{i}.jpg" for i in range(5)]
+
+
 def test_filter_on_a_folder_of_broken_files_keeps_nothing_and_says_why(tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()

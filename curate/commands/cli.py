@@ -141,8 +141,10 @@ def _filter(args: argparse.Namespace) -> int:
 
     flags = {"image.min_side": args.min_side, "image.max_aspect_ratio": args.max_aspect_ratio,
              "image.max_pixels": args.max_pixels, "image.formats": args.formats,
-             "dedup.hamming_radius": args.hamming_radius, "dedup.near": False if args.no_near else None}
+             "dedup.hamming_radius": args.hamming_radius, "dedup.near": False if args.no_near else None,
+             "dedup.exclude_near": args.exclude_near}
     config = load_config(args.config, {**flags, **_text_flags(args)})
+    dedup.check_settings(args.output, config, args.force)  # the evaluation sets, checked before any work
     inputs = args.input or [args.output.rstrip("/") + "/fetched/*.tar"]
     skipped: Counter[str] = Counter()
     sources = list_sources(inputs, skipped=skipped)
@@ -150,7 +152,7 @@ def _filter(args: argparse.Namespace) -> int:
         print(f"skipped by name (not an image or .tar): {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))}")
     manifest = run(sources, args.output, config, args.beam_args, force=args.force, skipped=dict(skipped))
     _print_funnel("decode", manifest, args.output)
-    deduped = dedup.run(args.output, config, args.beam_args, force=args.force, exclude_near=args.exclude_near)
+    deduped = dedup.run(args.output, config, args.beam_args, force=args.force)
     _print_funnel("dedup", deduped, args.output)
     if not args.no_text:
         _print_funnel("text", text.run(args.output, config, args.beam_args, force=args.force), args.output)
@@ -235,7 +237,8 @@ def _run(args: argparse.Namespace) -> int:
     from curate.pipelines.run import run_all
 
     flags = {**_crawl_flags(args), "download.allow_private_hosts": args.allow_private_hosts,
-             "shards.samples_per_shard": args.samples_per_shard, **_text_flags(args)}
+             "shards.samples_per_shard": args.samples_per_shard, "dedup.exclude_near": args.exclude_near,
+             **_text_flags(args)}
     config = load_config(args.config, flags)
     files = _crawl_files(args, config)
 
@@ -253,6 +256,13 @@ def _demo(args: argparse.Namespace) -> int:
     from curate.commands.demo import run_demo
 
     return run_demo(Path(args.crawl), Path(args.out), seed=args.seed, scale=args.scale, text_filter=args.text_filter)
+
+
+def _exclude_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exclude-near", action="append", default=None, metavar="PATH",
+                   help="decontamination: drop the near-duplicates (eval_overlap) of an evaluation set: a folder, "
+                        "glob or tar of images, or a hash list (.txt, one 16-hex pHash a line); repeat for more "
+                        "sets [config dedup.exclude_near]")
 
 
 def _config_and_force(p: argparse.ArgumentParser, done_when: str) -> None:
@@ -334,6 +344,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-shard", type=positive_int, default=None,
                    help="samples per final shard [config shards.samples_per_shard, default 10000]")
     p.add_argument("--no-text", action="store_true", help="no OCR, no text filter")
+    _exclude_option(p)
     _text_options(p)
     _config_and_force(p, "a stage's outputs are complete (every stage reruns)")
 
@@ -354,9 +365,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hamming-radius", type=int, default=None,
                    help="near duplicates: perceptual hashes at most this many bits apart [default 6]")
     p.add_argument("--no-near", action="store_true", help="exact duplicates only")
-    p.add_argument("--exclude-near", default=None, metavar="PATH",
-                   help="decontamination: drop near-duplicates (eval_overlap) of these images (a folder, tars) or "
-                        "of a hash list (.txt, one 16-hex pHash a line)")
+    _exclude_option(p)
     p.add_argument("--no-text", action="store_true", help="stop after dedup: no OCR, no text filter")
     _text_options(p)
     _config_and_force(p, "the outputs are complete for these inputs")

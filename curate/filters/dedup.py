@@ -67,37 +67,70 @@ def bucket_pairs(nodes: Iterable[Node], radius: int) -> Iterator[tuple[str, str]
             yield a.key, b.key
 
 
-def load_exclusions(path: str, radius: int) -> list[int]:
-    """Perceptual hashes of an evaluation set to keep out of the data: a folder (or glob, or tar) of images,
-    hashed here, or a text file of 16-hex-digit hashes, one a line ('#' comments)."""
+def load_exclusions(paths: Iterable[str]) -> list[int]:
+    """Perceptual hashes of the evaluation sets to keep out of the data, sorted, no repeats: each path a folder
+    (or glob, or tar) of images, hashed here, or a text file of 16-hex-digit hashes, one a line ('#' comments).
+    InputError (one line) for a set that cannot be read."""
+    hashes: set[int] = set()
+    for path in paths:
+        hashes.update(_hash_list(path) if _is_hash_list(path) else _hash_images(path))
+    return sorted(hashes)
+
+
+def check_exclusions(paths: Iterable[str]) -> None:
+    """What can be checked of the evaluation sets before a run's long work, cheaply: hash lists read whole,
+    image sets found (their images are hashed when dedup starts)."""
+    for path in paths:
+        if _is_hash_list(path):
+            _hash_list(path)
+        else:
+            _image_sources(path)
+
+
+def _is_hash_list(path: str) -> bool:
+    return path.endswith((".txt", ".hashes"))
+
+
+def _hash_list(path: str) -> set[int]:
+    import fsspec
+
+    try:
+        with fsspec.open(path, "r") as fh:
+            lines = [line.split("#")[0].strip() for line in fh]
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as e:
+        raise InputError(f"dedup.exclude_near {path}: cannot read it ({type(e).__name__})") from None
+    hashes = set()
+    for number, line in enumerate(lines, 1):
+        if line and not re.fullmatch(r"[0-9a-fA-F]{1,16}", line):
+            raise InputError(f"dedup.exclude_near {path}, line {number}: not a 64-bit hex hash: {line[:40]!r}")
+        if line:
+            hashes.add(int(line, 16))
+    return hashes
+
+
+def _hash_images(path: str) -> set[int]:
     from curate.hashing import phash64
     from curate.imaging import Decoded, decode
-    from curate.readers import list_sources, read_source
+    from curate.readers import read_source
 
-    if path.endswith((".txt", ".hashes")):
-        import fsspec
-
-        try:
-            with fsspec.open(path, "r") as fh:
-                lines = [line.split("#")[0].strip() for line in fh]
-        except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as e:
-            raise InputError(f"--exclude-near {path}: cannot read it ({type(e).__name__})") from None
-        hashes = set()
-        for number, line in enumerate(lines, 1):
-            if line and not re.fullmatch(r"[0-9a-fA-F]{1,16}", line):
-                raise InputError(f"--exclude-near {path}, line {number}: not a 64-bit hex hash: {line[:40]!r}")
-            if line:
-                hashes.add(int(line, 16))
-        return sorted(hashes)
     hashes = set()
-    for source in list_sources([path]):
+    for source in _image_sources(path):
         for image in read_source(source):
             if isinstance(image, Failed):
-                raise InputError(f"--exclude-near {path}: {image.url}: {image.error}")
+                raise InputError(f"dedup.exclude_near {path}: {image.url}: {image.error}")
             result = decode(image.data)
             if isinstance(result, Decoded):
                 hashes.add(phash64(result.view))
-    return sorted(hashes)
+    return hashes
+
+
+def _image_sources(path: str) -> list[str]:
+    from curate.readers import list_sources
+
+    try:
+        return list_sources([path])
+    except InputError as e:
+        raise InputError(f"dedup.exclude_near {path}: {e}") from None
 
 
 class ExclusionIndex:

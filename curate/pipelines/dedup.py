@@ -14,19 +14,21 @@ import pyarrow.parquet as pq
 
 from curate import reasons as R
 from curate.config import Config
+from curate.errors import InputError
 from curate.filters.dedup import (
     Decision,
     ExclusionIndex,
     Label,
     Node,
     bucket_pairs,
+    check_exclusions,
     decide,
     label,
     load_exclusions,
     star,
 )
 from curate.hashing import band_keys
-from curate.io import join, parquet_files
+from curate.io import join, parquet_files, read_json
 from curate.pipelines.common import CollectShards, TallyReasons, WriteParquetShards, WriteRejectsAndFailures
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.records import Rejected
@@ -203,13 +205,37 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
 
 
-def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False,
-        exclude_near: str | None = None) -> dict[str, Any]:
-    """Decide every image of OUT/images; `exclude_near` (a folder of images or a hash list) drops the
-    near-duplicates of an evaluation set as eval_overlap."""
+def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict[str, Any]:
+    """Decide every image of OUT/images, dropping the near-duplicates of the evaluation sets in
+    `dedup.exclude_near` as eval_overlap."""
     files = image_files(out)
-    exclude = load_exclusions(exclude_near, config.dedup.hamming_radius) if exclude_near else []
-    digest = hashlib.sha256(",".join(f"{h:016x}" for h in exclude).encode()).hexdigest()[:16]
-    inputs = files + ([f"exclude:{len(exclude)} hashes:{digest}"] if exclude else [])
-    return DEDUP_STAGE.run(out, config, beam_args, inputs,
-                           lambda p: build(p, files, out, config, exclude, inputs), force)
+    exclude = load_exclusions(config.dedup.exclude_near)
+    _keeps_decontamination(out, exclude, force)
+    inputs = files
+    if exclude:  # the hashes' count and digest: a changed evaluation set reruns dedup
+        digest = hashlib.sha256(",".join(f"{h:016x}" for h in exclude).encode()).hexdigest()[:16]
+        inputs = files + [f"{EXCLUDED}{len(exclude)} hashes:{digest}"]
+    return DEDUP_STAGE.run(out, config, beam_args, inputs, lambda p: build(p, files, out, config, exclude, inputs),
+                           force)
+
+
+EXCLUDED = "exclude:"  # the manifest input that records a decontamination: "exclude:<n> hashes:<digest>"
+
+
+def check_settings(out: str, config: Config, force: bool = False) -> None:
+    """Dedup's user errors, for the commands to raise before any long work: an evaluation set that cannot be
+    found or read, and a run that would drop the decontamination OUT/dedup was built with."""
+    check_exclusions(config.dedup.exclude_near)
+    if not config.dedup.exclude_near:
+        _keeps_decontamination(out, [], force)
+
+
+def _keeps_decontamination(out: str, exclude: list[int], force: bool) -> None:
+    """Refuse, unless `force`, to replace a decontaminated OUT/dedup by one without exclusion: a rerun that
+    forgot the flag would put the evaluation images back into the shards."""
+    before = read_json(DEDUP_STAGE.manifest_url(out)) or {}
+    recorded = [i for i in before.get("inputs") or [] if isinstance(i, str) and i.startswith(EXCLUDED)]
+    if recorded and not exclude and not force:
+        raise InputError(f"{join(out, 'dedup')} was decontaminated ({recorded[0][len(EXCLUDED):]}) and this run "
+                         "excludes no evaluation set: give the same dedup.exclude_near (--exclude-near) again, or "
+                         "remove that folder (or use --force) to rebuild it without")

@@ -29,6 +29,7 @@ def run_all(files: list[CrawlFile], out: str, config: Config, beam_args: Sequenc
     from curate.pipelines import text as text_stage
     from curate.readers import list_sources
 
+    dedup.check_settings(out, config, force)  # the evaluation sets: a user error shows before any work
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("extract", lambda: extract.run(files, out, config, beam_args, force=force)),
         ("download", lambda: download.run(out, config, beam_args, force=force)),

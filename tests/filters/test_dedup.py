@@ -103,13 +103,15 @@ def test_same_survivors_in_any_order_and_with_replayed_bundles() -> None:
 
 def test_a_missing_or_malformed_hash_list_is_one_line(tmp_path: Path) -> None:
     from curate.errors import InputError
-    from curate.filters.dedup import load_exclusions
+    from curate.filters.dedup import check_exclusions, load_exclusions
 
     with pytest.raises(InputError, match="cannot read it"):
-        load_exclusions(str(tmp_path / "missing.txt"), 6)
+        load_exclusions([str(tmp_path / "missing.txt")])
     hashes = tmp_path / "eval.txt"
     hashes.write_text("# eval set\n00ff00ff00ff00ff\n\nnot-a-hash\n")
     with pytest.raises(InputError, match=r"line 4: not a 64-bit hex hash: 'not-a-hash'"):
-        load_exclusions(str(hashes), 6)
+        load_exclusions([str(hashes)])
     hashes.write_text("00ff00ff00ff00ff  # one\nABC\n")
-    assert load_exclusions(str(hashes), 6) == [0xABC, 0x00FF00FF00FF00FF]
+    assert load_exclusions([str(hashes)]) == [0xABC, 0x00FF00FF00FF00FF]
+    with pytest.raises(InputError, match=r"dedup.exclude_near .*/nope: no such file or folder"):
+        check_exclusions([str(hashes), str(tmp_path / "nope")])

@@ -74,7 +74,7 @@ def test_exclude_near_drops_near_duplicates_of_an_evaluation_set(deduped: Path, 
     evalset.mkdir()
     with Image.open(io.BytesIO(target["data"])) as image:  # the evaluation copy: rescaled, re-encoded
         image.convert("RGB").resize((image.width * 3 // 4, image.height * 3 // 4)).save(evalset / "e.jpg", quality=80)
-    manifest = dedup.run(str(out), load_config(), exclude_near=str(evalset))
+    manifest = dedup.run(str(out), load_config(None, {"dedup.exclude_near": [str(evalset)]}))
     after = {d["key"]: d["reason"] for d in parquet_rows(out / "dedup")}
     assert after[target["key"]] == R.EVAL_OVERLAP
     assert {k: r for k, r in after.items() if k != target["key"]} == {
@@ -82,5 +82,5 @@ def test_exclude_near_drops_near_duplicates_of_an_evaluation_set(deduped: Path, 
     assert manifest["funnel"]["images"]["rejected"][R.EVAL_OVERLAP] == 1
     hashes = tmp_path / "eval.txt"
     hashes.write_text(f"# one hash\n{target['phash']:016x}\n")
-    again = dedup.run(str(out), load_config(), exclude_near=str(hashes), force=True)
+    again = dedup.run(str(out), load_config(None, {"dedup.exclude_near": [str(hashes)]}))  # another set: reruns
     assert again["funnel"]["images"]["rejected"][R.EVAL_OVERLAP] == 1
