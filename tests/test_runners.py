@@ -227,9 +227,10 @@ def test_long_input_lists_travel_through_out_not_the_job_graph(
     assert len(list((tmp_path / "staged" / "_inputs" / "extract").glob("chunk-*.json"))) == 2
     monkeypatch.setattr(curate.pipelines.common, "INLINE_LIMIT", 5)
     files = snapshot_files(["CC-MAIN-2021-04", "CC-MAIN-2023-06"], str(sample_crawl), "warc")
-    sources = list_sources([str(baseline / "fetched" / "*.tar")])
-    assert len(files) > 5 and len(sources) > 5
     out = tmp_path / "out"
+    shutil.copytree(baseline / "fetched", out / "fetched")  # this output's own shards: keyed by their refs
+    sources = list_sources([str(out / "fetched" / "*.tar")])
+    assert len(files) > 5 and len(sources) > 5
     extract.run(files, str(out), load_config(None, DOWNLOAD_FLAGS))
     decode.run(sources, str(out), load_config())
     assert not list(out.glob("_inputs/*/*.json"))  # removed after the run
