@@ -153,10 +153,17 @@ class TextConfig:
 @dataclass(frozen=True)
 class ShardConfig:
     samples_per_shard: int = 10_000
-    parquet_images: bool = False  # also store image bytes in each shard's Parquet file (the tar has them)
+    # The picture member of each tar sample. jpg: `<key>.jpg` in every sample, so loaders that want one type per
+    # sample work (Hugging Face datasets, webdataset's to_tuple("jpg", ...)) and every reader sees the picture
+    # as shown (its width x height): a JPEG's original bytes, or a re-encode (RGB, quality 95, `reencoded` in the
+    # metadata) of other formats and of JPEGs with EXIF rotation. original: `<key>.<format>`, the original
+    # bytes of every picture (one shard then mixes jpg, png, webp, gif).
+    image_member: str = "jpg"
+    parquet_images: bool = False  # also store each picture's original bytes in its shard's Parquet file
 
     def validate(self) -> None:
         _positive("shards.samples_per_shard", self.samples_per_shard)
+        _choice("shards.image_member", self.image_member, IMAGE_MEMBERS)
 
 
 @dataclass(frozen=True)
@@ -195,6 +202,9 @@ class Config:
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+IMAGE_MEMBERS = ("jpg", "original")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

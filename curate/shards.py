@@ -5,9 +5,10 @@ members whose paths agree up to the first dot of the base name is one sample, ke
 is in memory at a time. A tar that ends without its end-of-archive blocks was cut short: its samples so far
 come out, then a tarfile.ReadError (Python's tarfile, like webdataset, would just stop there).
 
-Writing (`tar_bytes`), the final shards: a sample is `<key>.<ext>` (the original bytes; ext from the real
-format), `<key>.json` (every field of the record: provenance, sizes, hashes, text score, dup info) and
-`<key>.txt` (the alt text). Keys are 32 lower-case hex digits: nothing a tar reader could split on a dot or
+Writing (`tar_bytes`), the final shards: a sample is its picture (`<key>.jpg` in every sample by default: the
+original bytes of a JPEG, a JPEG copy as shown of any other format or of a JPEG with EXIF rotation; or `<key>.<ext>`, the original bytes under their
+format's extension: `shards.image_member`), `<key>.json` (every field of the record: provenance, sizes,
+hashes, text score, dup info) and `<key>.txt` (the alt text). Keys are 32 lower-case hex digits: nothing a tar reader could split on a dot or
 escape with a slash. Tar members carry no time, owner or mode that could vary (mtime 0, uid/gid 0, mode 0644),
 in key order, so the same samples give the same bytes on every run and runner. The Parquet file holds the same
 metadata, flattened (curate.tables.SHARD_SCHEMA), and the image bytes only when asked
@@ -21,7 +22,7 @@ import io
 import json
 import re
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import fsspec
@@ -66,14 +67,27 @@ def picture(members: dict[str, bytes]) -> tuple[str, bytes] | None:
     return next(((ext, data) for ext, data in members.items() if ext not in SIDECARS), None)
 
 
+def picture_member(row: dict[str, Any], member: str, shown_jpeg: Callable[[bytes], bytes | None]) -> dict[str, Any]:
+    """The row with its tar picture member: `picture` (extension, bytes) and `reencoded`. `member` is
+    shards.image_member: jpg (`shown_jpeg(data)`: None for a JPEG that needs no EXIF rotation, whose own
+    bytes are kept, else a JPEG copy as shown) or original (the original bytes, extension from the format)."""
+    if member == "original":
+        return {**row, "picture": (EXTENSIONS.get(row["format"], row["format"]), row["data"]), "reencoded": False}
+    copy = shown_jpeg(row["data"])
+    return {**row, "picture": ("jpg", row["data"] if copy is None else copy), "reencoded": copy is not None}
+
+
 def metadata(row: dict[str, Any]) -> dict[str, Any]:
-    """The flat metadata of one sample (a Parquet row) from the joined stage rows: image, dedup, text."""
+    """The flat metadata of one sample (a Parquet row) from the joined stage rows: image, dedup, text, and its
+    picture member (`picture_member`). `sha256` and `bytes` are the original picture's."""
     flat = {"key": row["key"], **{k: row[k] for k in ("url", *PROVENANCE)}, **{k: row[k] for k in PICTURE[:-1]},
-            "phash": f"{row['phash']:016x}", "bytes": len(row["data"])}
+            "phash": f"{row['phash']:016x}", "bytes": len(row["data"]), "reencoded": row["reencoded"]}
     for name in SCORE:
         flat[f"text_{name}"] = row.get(f"text_{name}")
     flat["light"], flat["heavy"] = row.get("light"), row.get("heavy")
     flat["dup_cluster"], flat["dup_cluster_size"] = row["cluster"], row["cluster_size"]
+    flat.update(caption=row["alt"], status="success", error_message=None, original_width=row["width"],
+                original_height=row["height"])
     return flat
 
 
@@ -107,15 +121,48 @@ def _final_sample(row: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
     if not KEY.match(key):
         raise ValueError(f"not a shard key (32 lower-case hex digits): {key!r}")
     doc = json.dumps(sample_json(metadata(row)), sort_keys=True, ensure_ascii=False).encode()
-    picture_ext = EXTENSIONS.get(row["format"], row["format"])
-    return key, {picture_ext: row["data"], "json": doc, "txt": (row["alt"] or "").encode()}
+    ext, picture_bytes = row["picture"]
+    return key, {ext: picture_bytes, "json": doc, "txt": (row["alt"] or "").encode()}
 
 
 def tar_bytes(samples: list[dict[str, Any]]) -> bytes:
-    """A final shard's WebDataset tar of the samples (joined rows with `data`), in the given order."""
+    """A final shard's WebDataset tar of the samples (joined rows with `data` and `picture_member`'s fields),
+    in the given order."""
     return write_tar(_final_sample(row) for row in samples)
 
 
 def parquet_shard(samples: list[dict[str, Any]], with_images: bool) -> bytes:
     rows = [metadata(row) | ({"data": row["data"]} if with_images else {}) for row in samples]
     return parquet_bytes(rows, SHARD_SCHEMA_WITH_IMAGES if with_images else SHARD_SCHEMA)
+
+
+def shard_stats(samples: list[dict[str, Any]]) -> bytes:
+    """`<shard>_stats.json`, with img2dataset's fields (its users sum these): every sample of a final shard is
+    a success. Without its timing fields, so the same inputs still give the same bytes."""
+    n = len(samples)
+    stats = {"count": n, "successes": n, "failed_to_download": 0, "failed_to_resize": 0,
+             "status_dict": {"success": n} if n else {}}
+    return json.dumps(stats, indent=4, sort_keys=True).encode()
+
+
+# OUT/shards/README.md: a dataset card whose metadata tells Hugging Face `datasets` that the tars are the data
+# (without it, load_dataset on the folder would take the Parquet files: metadata without pictures).
+DATASET_CARD = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: "*.tar"
+---
+# Dataset made by curate
+
+WebDataset shards (`NNNNN.tar`): each sample is `<key>.jpg` (the picture), `<key>.json` (provenance, sizes,
+hashes, text score, duplicate cluster) and `<key>.txt` (the alt text). Beside each tar, `NNNNN.parquet` holds
+the same metadata as a table, and `NNNNN_stats.json` img2dataset's per-shard counts; `_MANIFEST.json` lists
+every file with its size and SHA-256.
+
+```python
+from datasets import load_dataset
+ds = load_dataset("path/to/this/folder", split="train")  # columns: __key__, __url__, jpg, json, txt
+```
+"""

@@ -64,12 +64,17 @@ TEXT_SCHEMA = pa.schema([  # OUT/text
     *fields(Rejected, ("reason",))])
 CACHE_SCHEMA = pa.schema([  # the OCR cache: one row per distinct picture
     *fields(ImageRecord, ("pixel_hash",)), *fields(TextScore, SCORE), *fields(TextScore, ("ms",))])
+# img2dataset's columns, so its users' scripts read our shards: the caption (our alt text), the fetch status
+# (every sample of a final shard is a success) and the size before its resizing (we never resize).
+IMG2DATASET = (pa.field("caption", pa.string()), pa.field("status", pa.string()),
+               pa.field("error_message", pa.string()), pa.field("original_width", pa.int32()),
+               pa.field("original_height", pa.int32()))
 SHARD_SCHEMA = pa.schema([  # OUT/shards/*.parquet: one flat row per sample
     *fields(ImageRecord, ("key",)), *fields(ImageRef, ("url", *PROVENANCE)),
     *fields(ImageRecord, PICTURE[:-1]), pa.field("phash", pa.string()),  # hex, as in key.json
-    pa.field("bytes", pa.int64()), *fields(TextScore, SCORE, prefix="text_"),
+    pa.field("bytes", pa.int64()), pa.field("reencoded", pa.bool_()), *fields(TextScore, SCORE, prefix="text_"),
     pa.field("light", pa.bool_()), pa.field("heavy", pa.bool_()),
-    *fields(DupInfo, ("cluster", "cluster_size"), "dup_")])
+    *fields(DupInfo, ("cluster", "cluster_size"), "dup_"), *IMG2DATASET])
 SHARD_SCHEMA_WITH_IMAGES = SHARD_SCHEMA.append(pa.field("data", pa.binary()))
 
 

@@ -22,7 +22,8 @@ import fsspec
 import pyarrow.parquet as pq
 
 from curate import reasons as R
-from curate.config import Config
+from curate.config import Config, ShardConfig
+from curate.imaging import shown_jpeg
 from curate.io import (
     MANIFEST,
     ShardInfo,
@@ -43,7 +44,7 @@ from curate.pipelines.common import (
     read_image_data,
 )
 from curate.pipelines.stage import Stage, WriteManifest
-from curate.shards import parquet_shard, tar_bytes
+from curate.shards import DATASET_CARD, parquet_shard, picture_member, shard_stats, tar_bytes
 
 STAGE = R.WRITE
 WRITE_STAGE = Stage(STAGE, "shards", sections=("extract", "shards"), upstream=("images", "dedup", "text"),
@@ -116,17 +117,28 @@ class AttachBytes(beam.DoFn):
 
 
 class WriteShard(beam.DoFn):
-    def __init__(self, out: str, parquet_images: bool):
-        self.out, self.parquet_images = out, parquet_images
+    """One final shard: its tar, its Parquet file and its img2dataset-style `_stats.json`."""
+
+    def __init__(self, out: str, config: ShardConfig):
+        self.out, self.config = out, config
 
     def process(self, element: tuple[int, Iterable[tuple[int, dict[str, Any]]]]) -> Iterator[ShardInfo]:
         index, ranked = element
-        samples = [row for _, row in sorted(ranked, key=lambda rr: rr[0])]
+        samples = [picture_member(row, self.config.image_member, shown_jpeg)
+                   for _, row in sorted(ranked, key=lambda rr: rr[0])]
         name = shard_name(index)
-        for ext, data in (("tar", tar_bytes(samples)), ("parquet", parquet_shard(samples, self.parquet_images))):
-            rel = join("shards", f"{name}.{ext}")
+        for file, data in ((f"{name}.tar", tar_bytes(samples)),
+                           (f"{name}.parquet", parquet_shard(samples, self.config.parquet_images)),
+                           (f"{name}_stats.json", shard_stats(samples))):
+            rel = join("shards", file)
             size, digest = atomic_write(join(self.out, rel), data)
             yield ShardInfo("shards", rel, len(samples), size, digest)
+
+
+def _write_card(out: str) -> Iterator[ShardInfo]:
+    rel = join("shards", "README.md")
+    size, digest = atomic_write(join(out, rel), DATASET_CARD.encode())
+    yield ShardInfo("shards", rel, 0, size, digest)
 
 
 def _describe(samples_per_shard: int) -> Any:
@@ -164,13 +176,14 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
               | "RowGroups" >> beam.GroupByKey() | "AttachBytes" >> beam.ParDo(AttachBytes()))
     written = (placed | "ByShard" >> beam.GroupByKey()
                | "Progress" >> beam.ParDo(Progress(STAGE, "shards", total))
-               | "Write" >> beam.ParDo(WriteShard(out, config.shards.parquet_images)))
+               | "Write" >> beam.ParDo(WriteShard(out, config.shards)))
+    card = p | "CardOnce" >> beam.Create([out]) | "Card" >> beam.FlatMap(_write_card)
     no_rejects = p | "NoRejects" >> beam.Create([])
     other = (no_rejects, final[FAILED]) | "WriteFailures" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards)
     n_input = ((final.rows, final[FAILED]) | "Candidates" >> beam.Flatten()
                | "CountInput" >> beam.combiners.Count.Globally())
     n_failed = final[FAILED] | "CountFailed" >> beam.combiners.Count.Globally()
-    all_shards = (written, other) | "Shards" >> CollectShards(out)
+    all_shards = (written, card, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
         WriteManifest(WRITE_STAGE, out, inputs, WRITE_STAGE.digest(out, config), _describe(per_shard)),
         beam.pvalue.AsSingleton(n_input), beam.pvalue.AsSingleton(n_failed))

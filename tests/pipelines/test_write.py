@@ -1,16 +1,22 @@
-"""The final shards: read back by webdataset, pyarrow and duckdb; deterministic, atomic, on any fsspec URL."""
+"""The final shards: read back by webdataset, Hugging Face datasets, a torch DataLoader, pyarrow, duckdb and
+polars; deterministic, atomic, on any fsspec URL."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import fsspec
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from curate import reasons as R
 from curate.config import load_config
@@ -40,17 +46,27 @@ def test_webdataset_reads_every_sample_with_image_json_and_txt(written: Path) ->
     samples = list(wds.WebDataset(tars, shardshuffle=False))
     keys = [s["__key__"] for s in samples]
     assert keys == sorted(text) and len(keys) == len(set(keys))  # every text survivor, in key order
+    formats, reencoded = set(), set()
     for sample in samples:
         key = sample["__key__"]
         meta = json.loads(sample["json"])
-        ext = {"jpeg": "jpg"}.get(meta["format"], meta["format"])
-        assert set(sample) - {"__key__", "__url__", "__local_path__"} == {ext, "json", "txt"}
-        assert sample[ext] == images[key]["data"]  # the original bytes, unchanged
-        assert hashlib.sha256(sample[ext]).hexdigest() == meta["sha256"] == images[key]["sha256"]
+        formats.add(meta["format"])
+        assert set(sample) - {"__key__", "__url__", "__local_path__"} == {"jpg", "json", "txt"}  # in every sample
+        assert meta["sha256"] == images[key]["sha256"] == hashlib.sha256(images[key]["data"]).hexdigest()
+        with Image.open(io.BytesIO(sample["jpg"])) as shown:  # every picture as shown, as its metadata says
+            assert shown.format == "JPEG" and shown.size == (meta["width"], meta["height"])
+            rotated = shown.getexif().get(0x0112, 1) != 1
+        assert not rotated
+        if meta["reencoded"]:  # a JPEG copy of another format, or of a JPEG with EXIF rotation
+            reencoded.add(meta["format"])
+        else:
+            assert meta["format"] == "jpeg" and sample["jpg"] == images[key]["data"]  # the original bytes
         assert sample["txt"].decode() == (images[key]["alt"] or "")
         assert meta["url"] == images[key]["url"] and meta["phash"] == f"{images[key]['phash']:016x}"
         assert meta["text"]["chars"] == text[key]["text_chars"] and meta["light"] == text[key]["light"]
         assert meta["dup"]["cluster_size"] >= 1 and meta["width"] == images[key]["width"]
+    assert {"jpeg", "png"} <= formats and {"jpeg", "png"} <= reencoded  # the sample crawl's survivors mix formats,
+    # and some of its JPEGs carry EXIF rotation: every path ran
 
 
 def test_shard_sizes_numbering_and_manifest(written: Path) -> None:
@@ -58,12 +74,16 @@ def test_shard_sizes_numbering_and_manifest(written: Path) -> None:
     n = manifest["samples"]
     names = sorted(p.name for p in (written / "shards").iterdir())
     count = -(-n // PER_SHARD)
-    assert names == sorted([f"{i:05d}.tar" for i in range(count)] + [f"{i:05d}.parquet" for i in range(count)]
-                           + ["_MANIFEST.json"])
+    assert names == sorted([f"{i:05d}{ext}" for i in range(count) for ext in (".tar", ".parquet", "_stats.json")]
+                           + ["README.md", "_MANIFEST.json"])
+    listed = {shard["path"] for shard in manifest["tables"]["shards"]}
+    assert listed == {f"shards/{name}" for name in names if name != "_MANIFEST.json"}
     for shard in manifest["tables"]["shards"]:
         data = (written / shard["path"]).read_bytes()
         assert len(data) == shard["bytes"] and hashlib.sha256(data).hexdigest() == shard["sha256"]
-        index = int(Path(shard["path"]).stem)
+        if shard["path"].endswith(".md"):
+            continue
+        index = int(Path(shard["path"]).name[:5])
         assert shard["rows"] == (PER_SHARD if index < count - 1 else n - PER_SHARD * (count - 1))
     with tarfile.open(written / "shards" / "00000.tar") as tar:
         members = tar.getmembers()
@@ -127,3 +147,85 @@ def test_text_filter_and_unscored_outputs(written: Path, tmp_path: Path) -> None
     kept = sorted(d["key"] for d in parquet_rows(bare / "dedup") if d["reason"] == R.KEPT)
     rows = [r for p in sorted((bare / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     assert [r["key"] for r in rows] == kept and all(r["text_chars"] is None and r["light"] is None for r in rows)
+
+
+# The loaders people use, each on the shards as written (issue: shards that load anywhere, unchanged).
+
+def test_hugging_face_datasets_loads_the_folder_and_the_tars_with_one_image_column(written: Path,
+                                                                                     tmp_path: Path) -> None:
+    """In a child process: `datasets` is offline here (HF_HUB_OFFLINE), with its cache in the test's folder."""
+    script = f"""
+import json
+from datasets import load_dataset
+folder = load_dataset({str(written / "shards")!r}, split="train")
+tars = load_dataset("webdataset", data_files={str(written / "shards" / "*.tar")!r}, split="train")
+first = folder[0]
+print(json.dumps({{"n": len(folder), "n_tars": len(tars), "columns": sorted(folder.column_names),
+                   "image": type(first["jpg"]).__name__, "size": list(first["jpg"].size),
+                   "meta": [first["json"]["width"], first["json"]["height"]], "key": first["__key__"]}}))
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    n = json.loads((written / "shards" / "_MANIFEST.json").read_text())["samples"]
+    assert got["n"] == got["n_tars"] == n
+    assert got["columns"] == ["__key__", "__url__", "jpg", "json", "txt"]  # one image column, for every sample
+    assert got["image"].endswith("ImageFile") and got["size"] == got["meta"]
+    assert got["key"] == min(r["key"] for r in parquet_rows(written / "text"))
+
+
+def test_webdataset_idioms_and_a_torch_dataloader(written: Path) -> None:
+    import torch
+    import webdataset as wds
+    from torchvision.transforms import functional as F
+
+    tars = sorted(str(p) for p in (written / "shards").glob("*.tar"))
+    n = json.loads((written / "shards" / "_MANIFEST.json").read_text())["samples"]
+    pairs = list(wds.WebDataset(tars, shardshuffle=False).decode("pil").to_tuple("jpg", "json"))
+    assert len(pairs) == n and all(image.size == (meta["width"], meta["height"]) for image, meta in pairs)
+    dataset = (wds.WebDataset(tars, shardshuffle=False).decode("pil").to_tuple("jpg", "txt")
+               .map_tuple(lambda im: F.to_tensor(F.resize(im.convert("RGB"), [32, 32])), lambda t: t))
+    batches = list(torch.utils.data.DataLoader(dataset, batch_size=16, num_workers=2))
+    assert sum(len(images) for images, _ in batches) == n and batches[0][0].shape[1:] == (3, 32, 32)
+
+
+def test_parquet_loads_in_pyarrow_duckdb_and_polars_with_img2datasets_columns(written: Path) -> None:
+    import duckdb
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    glob = str(written / "shards" / "*.parquet")
+    files = sorted(str(p) for p in (written / "shards").glob("*.parquet"))
+    table = ds.dataset(files, format="parquet").to_table()  # one schema over every shard
+    frame = pl.read_parquet(glob)
+    n = json.loads((written / "shards" / "_MANIFEST.json").read_text())["samples"]
+    assert table.num_rows == frame.height == duckdb.sql(f"select count(*) from '{glob}'").fetchall()[0][0] == n
+    for column in ("key", "url", "caption", "status", "error_message", "width", "height", "original_width",
+                   "original_height", "sha256"):  # what img2dataset's readers expect
+        assert column in frame.columns, column
+    assert frame["status"].unique().to_list() == ["success"] and frame["error_message"].null_count() == n
+    assert frame["original_width"].to_list() == frame["width"].to_list()
+    assert frame["caption"].to_list() == frame["alt"].to_list()
+    stats = [json.loads(p.read_text()) for p in sorted((written / "shards").glob("*_stats.json"))]
+    assert sum(s["successes"] for s in stats) == sum(s["count"] for s in stats) == n
+    assert all(s["failed_to_download"] == 0 and s["status_dict"] == {"success": s["count"]} for s in stats)
+
+
+def test_original_member_keeps_every_pictures_bytes(written: Path, tmp_path: Path) -> None:
+    import webdataset as wds
+
+    out = tmp_path / "original"
+    shutil.copytree(written, out)
+    write.run(str(out), load_config(None, {"shards.samples_per_shard": PER_SHARD, "shards.image_member": "original",
+                                           "shards.parquet_images": True}), force=True)
+    images = {r["key"]: r for r in parquet_rows(out / "images")}
+    tars = sorted(str(p) for p in (out / "shards").glob("*.tar"))
+    for sample in wds.WebDataset(tars, shardshuffle=False):
+        meta = json.loads(sample["json"])
+        ext = {"jpeg": "jpg"}.get(meta["format"], meta["format"])
+        assert sample[ext] == images[sample["__key__"]]["data"] and not meta["reencoded"]
+    rows = [r for p in sorted((written / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    with_bytes = [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert [r["data"] for r in with_bytes] == [images[r["key"]]["data"] for r in rows]  # originals, every format
