@@ -24,6 +24,7 @@ import math
 import os
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,7 @@ from curate.io import atomic_write, join, read_json, remove_stale_folders, shard
 from curate.mime import sniff
 from curate.records import ImageRef, LedgerRow
 from curate.shards import picture, tar_samples
+from curate.tables import FETCHED_SCHEMA
 
 CARRIED_COLUMNS = ("ref_key", "page_url", "snapshot", "source_file", "record_offset", "crawl_date", "source")
 _installed: FetchPolicy | None = None
@@ -123,7 +125,7 @@ def _annotate(table: pa.Table, mimes: dict[str, str]) -> tuple[pa.Table, list[Le
         row["http_status"] = 200 if reason == R.KEPT else _status_of(reason)
         ledger.append(_ledger_row(row, ""))
     ordered = sorted(rows, key=lambda r: r["key"])
-    return pa.Table.from_pylist(ordered), ledger
+    return pa.Table.from_pylist(ordered, schema=FETCHED_SCHEMA), ledger
 
 
 def _status_of(reason: str) -> int | None:
@@ -213,6 +215,7 @@ def write_inline_shard(out: str, shard_id: int, refs: list[ImageRef]) -> list[Le
     name = shard_name(shard_id)
     tar = io.BytesIO()
     rows, ledger = [], []
+    started = time.time()
     with wds.TarWriter(tar, mtime=0) as writer:  # members in key order, fixed mtime: the same bytes every run
         for i, ref in enumerate(refs):
             key = f"{name}{i:05d}"
@@ -221,15 +224,20 @@ def write_inline_shard(out: str, shard_id: int, refs: list[ImageRef]) -> list[Le
             error = None if mime else "inline payload is not an image"
             meta = {"url": ref.url, "caption": ref.alt, **{k: getattr(ref, k) for k in CARRIED_COLUMNS if k != "ref_key"},
                     "ref_key": ref.key, "key": key, "status": "success" if mime else "failed_to_download",
-                    "error_message": error, "reason": reason, "retryable": False, "mime": mime, "http_status": None}
+                    "error_message": error, "sha256": hashlib.sha256(ref.content or b"").hexdigest() if mime else None,
+                    "reason": reason, "retryable": False, "mime": mime, "http_status": None}
             if mime:
                 writer.write({"__key__": key, "jpg": ref.content, "txt": ref.alt, "json": json.dumps(meta).encode()})
             rows.append(meta)
             ledger.append(_ledger_row(meta, name))
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows), buf, compression="zstd")
+    pq.write_table(pa.Table.from_pylist(rows, schema=FETCHED_SCHEMA), buf, compression="zstd")
     atomic_write(join(out, "fetched", f"{name}.tar"), tar.getvalue())
     atomic_write(join(out, "fetched", f"{name}.parquet"), buf.getvalue())
-    stats = {"count": len(refs), "inline": True, "reasons": _count(r.reason for r in ledger)}
+    ended, kept = time.time(), sum(r.reason == R.KEPT for r in ledger)
+    stats = {"count": len(refs), "successes": kept, "failed_to_download": len(refs) - kept, "failed_to_resize": 0,
+             "duration": ended - started, "start_time": started, "end_time": ended,
+             "status_dict": _count(row["error_message"] or "success" for row in rows), "inline": True,
+             "reasons": _count(r.reason for r in ledger)}
     atomic_write(join(out, "fetched", f"{name}_stats.json"), json.dumps(stats, indent=2, sort_keys=True).encode())
     return ledger

@@ -64,6 +64,16 @@ TEXT_SCHEMA = pa.schema([  # OUT/text
     *fields(Rejected, ("reason",))])
 CACHE_SCHEMA = pa.schema([  # the OCR cache: one row per distinct picture
     *fields(ImageRecord, ("pixel_hash",)), *fields(TextScore, SCORE), *fields(TextScore, ("ms",))])
+# OUT/fetched/*.parquet: img2dataset's table (its input columns: url, caption, the ref's provenance; then its
+# own) with the ledger's view of each row; the shards of images captured in the crawl have it too.
+FETCHED_SCHEMA = pa.schema([
+    pa.field("url", pa.string()), pa.field("caption", pa.string()), pa.field("ref_key", pa.string()),
+    *fields(ImageRef, ("page_url", "snapshot", "source_file", "record_offset", "crawl_date", "source")),
+    pa.field("key", pa.string()), pa.field("status", pa.string()), pa.field("error_message", pa.string()),
+    pa.field("width", pa.int32()), pa.field("height", pa.int32()), pa.field("original_width", pa.int32()),
+    pa.field("original_height", pa.int32()), pa.field("sha256", pa.string()), *fields(LedgerRow, ("reason",)),
+    pa.field("retryable", pa.bool_()), pa.field("mime", pa.string()), pa.field("http_status", pa.int32())])
+
 # img2dataset's columns, so its users' scripts read our shards: the caption (our alt text), the fetch status
 # (every sample of a final shard is a success) and the size before its resizing (we never resize).
 IMG2DATASET = (pa.field("caption", pa.string()), pa.field("status", pa.string()),

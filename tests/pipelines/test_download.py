@@ -169,3 +169,22 @@ def test_new_refs_start_the_fetched_folder_afresh(downloaded, tmp_path: Path) ->
     ledger = parquet_rows(again / "ledger")
     assert sorted(r["key"] for r in ledger) == sorted(r["key"] for r in refs)
     assert set(_images(again)) <= {r["key"] for r in refs}
+
+
+def test_every_fetched_shard_has_one_schema_with_real_types(downloaded) -> None:
+    """img2dataset's shards and the shard of pictures captured in the crawl: one schema (polars reads them as
+    one table), widths typed int32 rather than null, and img2dataset's _stats.json fields in every shard."""
+    import polars as pl
+
+    from curate.tables import FETCHED_SCHEMA
+
+    out, _ = downloaded
+    files = sorted((out / "fetched").glob("*.parquet"))
+    stats = [json.loads((out / "fetched" / f"{f.stem}_stats.json").read_text()) for f in files]
+    assert any(s.get("inline") for s in stats) and not all(s.get("inline") for s in stats)  # both kinds here
+    assert all(pq.read_schema(f).remove_metadata() == FETCHED_SCHEMA for f in files)
+    frame = pl.read_parquet(str(out / "fetched" / "*.parquet"))
+    assert frame.height == sum(s["count"] for s in stats) and frame.schema["width"] == pl.Int32
+    for s in stats:
+        assert {"count", "successes", "failed_to_download", "failed_to_resize", "status_dict", "duration"} <= set(s)
+        assert s["successes"] == s["reasons"].get(R.KEPT, 0) and sum(s["status_dict"].values()) == s["count"]
