@@ -36,6 +36,8 @@ class ExtractConfig:
     source: str = "warc"  # warc | wat
     max_files: int | None = None  # per snapshot; None = all
     shards: int = 8  # output Parquet files for refs (and for rejects, failures); ~1M refs a shard suits big jobs
+    url_column: str = "url"  # URL lists (csv, tsv, parquet): the column holding the image URL ...
+    caption_column: str = "caption"  # ... and the one holding its caption (optional), as img2dataset names them
 
     def validate(self) -> None:
         _choice("extract.source", self.source, ("warc", "wat"))

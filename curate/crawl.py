@@ -32,6 +32,7 @@ import fsspec
 from fsspec.core import split_protocol, url_to_fs
 
 from curate.errors import InputError
+from curate.urllists import is_url_list
 
 DEFAULT_BASE_URL = "https://data.commoncrawl.org/"
 SOURCES = ("warc", "wat")
@@ -70,11 +71,11 @@ _HTTP_BUFFER = 1 << 20
 
 @dataclass(frozen=True)
 class CrawlFile:
-    """One WARC or WAT file to read."""
+    """One WARC or WAT file, or URL list, to read."""
 
     url: str  # full fsspec URL or local path
     snapshot: str  # CC-MAIN-YYYY-WW from the path ("crawl-data/<ID>/"), or ""
-    kind: str  # "warc" or "wat"
+    kind: str  # "warc", "wat" or "urls"
 
 
 # ----------------------------------------------------------------------------------------- snapshots
@@ -144,7 +145,10 @@ def snapshot_of(path: str) -> str:
 
 
 def _kind(path: str) -> str:
+    """warc, wat, or urls (a URL list: curate.urllists)."""
     name = path.rsplit("/", 1)[-1].lower()
+    if is_url_list(name):
+        return "urls"
     return "wat" if name.endswith((".wat.gz", ".wat")) else "warc"
 
 

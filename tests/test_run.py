@@ -239,3 +239,75 @@ def test_filter_on_a_folder_of_broken_files_keeps_nothing_and_says_why(tmp_path:
     stats = json.loads((out / "stats.json").read_text())
     assert stats["decode"]["images"] == {"input": 2, "kept": 0, "rejected": {"undecodable": 2}, "failed": 0}
     assert stats["dedup"]["images"]["input"] == stats["text"]["images"]["input"] == 0
+
+
+def _shards_train(out: Path, tmp_path: Path) -> list[dict]:
+    """The samples of OUT/shards (webdataset), after checking that `curate train`'s loop reads them."""
+    import webdataset as wds
+
+    from curate.trainer.loop import train
+    from tests.trainer.conftest import small
+
+    tars = [str(p) for p in sorted((out / "shards").glob("*.tar"))]
+    samples = [json.loads(s["json"]) for s in wds.WebDataset(tars, shardshuffle=False)]
+    result = train(small(steps=2, batch_size=2), str(out / "shards"), str(tmp_path / f"train-{out.name}"),
+                   progress=False)
+    assert len(result.history) == 2 and result.corrupt == {}
+    return samples
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # webdataset's unclosed tars
+def test_run_takes_any_source_and_each_ends_in_shards_the_trainer_reads(served_crawl, sample_crawl: Path,
+                                                                         downloaded, tmp_path: Path) -> None:
+    """`run --input`: a folder of images, a webdataset tar, an img2dataset output folder, a URL list served on
+    127.0.0.1; pictures enter at decode, the list at extract (then download)."""
+    import pyarrow.parquet as pq
+    import webdataset as wds
+
+    def run(*inputs: str, name: str, extra: tuple[str, ...] = ()) -> tuple[Path, dict, str]:
+        out = tmp_path / name
+        result = subprocess.run([sys.executable, "-m", "curate", "run", "--input", *inputs, "--output", str(out),
+                                 "--no-text", *extra], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return out, json.loads((out / "stats.json").read_text()), result.stdout
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        (photos / f"p{i}.jpg").write_bytes(_picture(10 + i))
+    (photos / "notes.md").write_text("not a picture")
+    out, stats, stdout = run(str(photos), name="folder")
+    assert set(stats) == {"decode", "dedup", "write"}  # nothing to fetch: extract and download do not run
+    assert stats["decode"]["sources"]["rejected"] == {"unsupported_format": 1} and "skipped by name: .md 1" in stdout
+    assert sorted(s["url"] for s in _shards_train(out, tmp_path)) == sorted(p.as_uri() for p in photos.glob("*.jpg"))
+
+    tar = tmp_path / "web.tar"
+    with wds.TarWriter(str(tar)) as writer:
+        for i in range(3):
+            writer.write({"__key__": f"s{i}", "jpg": _picture(20 + i), "txt": f"caption {i}",
+                          "json": json.dumps({"url": f"http://example.com/{i}.jpg"}).encode()})
+    out, stats, _ = run(str(tar), name="webdataset")
+    samples = _shards_train(out, tmp_path)
+    assert sorted((s["url"], s["alt"]) for s in samples) == [(f"http://example.com/{i}.jpg", f"caption {i}")
+                                                               for i in range(3)]
+
+    fetched, _ = downloaded
+    img2dataset = tmp_path / "img2dataset-output"  # img2dataset wrote these shards (tar, parquet, _stats.json)
+    shutil.copytree(fetched / "fetched", img2dataset)
+    (img2dataset / "_MANIFEST.json").unlink()
+    out, stats, stdout = run(str(img2dataset), name="img2dataset")
+    kept = sum(1 for p in img2dataset.glob("*.parquet") for r in pq.read_table(p).to_pylist() if r["status"] == "success")
+    assert stats["decode"]["images"]["input"] == kept and "img2dataset metadata" in stdout  # its parquet: not refetched
+    assert len(_shards_train(out, tmp_path)) == stats["write"]["images"]["kept"] > 100
+
+    truth = [r for r in pq.read_table(sample_crawl / "truth.parquet").to_pylist()
+             if r["fate"] == "kept" and r["source"] == "http"][:5]
+    listing = tmp_path / "urls.csv"
+    listing.write_text("url,caption\n" + "".join(f"{r['url']},picture {i}\n" for i, r in enumerate(truth))
+                       + "not/absolute.jpg,\n")
+    out, stats, _ = run(str(listing), name="urls", extra=("--allow-private-hosts",))
+    assert stats["extract"]["references"]["rejected"]["bad_scheme"] == 1
+    assert stats["download"]["references"] == {"input": 5, "kept": 5, "rejected": {}, "failed": 0}
+    samples = _shards_train(out, tmp_path)
+    assert sorted((s["url"], s["alt"], s["source"]) for s in samples) == sorted(
+        (r["url"], f"picture {i}", "list") for i, r in enumerate(truth))

@@ -87,12 +87,28 @@ def _crawl_files(args: argparse.Namespace, config: Any) -> list[Any]:
     return input_files(args.input, args.cc_base_url)
 
 
-def _crawl_options(p: argparse.ArgumentParser) -> None:
+def _run_inputs(args: argparse.Namespace, config: Any) -> Any:
+    """`run`'s inputs by where they enter (curate.inputs); each URL list checked for its URL column."""
+    from curate import urllists
+    from curate.inputs import RunInputs, classify
+
+    if args.snapshot:
+        return RunInputs(crawl=_crawl_files(args, config))
+    inputs = classify(args.input, args.cc_base_url)
+    for file in inputs.crawl:
+        if file.kind == "urls":
+            urllists.check(file.url, config.extract.url_column)
+    return inputs
+
+
+def _crawl_options(p: argparse.ArgumentParser,
+                   inputs: str = "WARC/WAT files, URL lists (txt, csv, tsv, parquet), globs or *.paths.gz listings "
+                                 "(local or remote)") -> None:
     """What to read and where to write: the flags extract and run share."""
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--snapshot", help="crawl IDs, presets (web-ssl) or month ranges (2021-01..2021-06), "
                                          "comma-separated")
-    what.add_argument("--input", nargs="+", help="WARC/WAT files, globs or *.paths.gz listings (local or remote)")
+    what.add_argument("--input", nargs="+", help=inputs)
     p.add_argument("--output", required=True, help="output URL (local path, s3://, gs://, memory:// ...)")
     p.add_argument("--source", choices=("warc", "wat"), default=None,
                    help="with --snapshot: read WARC files (HTML parsed here) or WAT files (links only) "
@@ -240,13 +256,16 @@ def _run(args: argparse.Namespace) -> int:
              "shards.samples_per_shard": args.samples_per_shard, "dedup.exclude_near": args.exclude_near,
              **_text_flags(args)}
     config = load_config(args.config, flags)
-    files = _crawl_files(args, config)
+    inputs = _run_inputs(args, config)
+    if inputs.skipped:
+        print(f"skipped by name: {', '.join(f'{k} {v}' for k, v in sorted(inputs.skipped.items()))}")
 
     def done(stage: str, manifest: dict, seconds: float) -> None:
         print(f"[{seconds:7.1f} s] ", end="")
         _print_funnel(stage, manifest, args.output)
 
-    run_all(files, args.output, config, args.beam_args, force=args.force, text=not args.no_text, on_stage=done)
+    run_all(inputs.crawl, args.output, config, args.beam_args, force=args.force, text=not args.no_text,
+            on_stage=done, pictures=inputs.pictures, skipped=dict(inputs.skipped))
     write_report(args.output)
     print(f"report: {args.output.rstrip('/')}/report.html")
     return 0
@@ -338,7 +357,10 @@ def _build_parser() -> argparse.ArgumentParser:
             "report. A stage whose outputs are complete is skipped, so a killed run resumes where it stopped. "
             "Flags curate does not know go to Apache Beam.")
     p.set_defaults(beam_flags=True)
-    _crawl_options(p)
+    _crawl_options(p, "any mix of: WARC/WAT files and *.paths.gz listings; URL lists (img2dataset's txt, csv, tsv, "
+                      "parquet with a url and optional caption column); image files, folders of them, webdataset "
+                      "or img2dataset tar shards (local or any fsspec URL). Crawls and lists are fetched, "
+                      "pictures join at decode")
     p.add_argument("--allow-private-hosts", nargs="?", const="127.0.0.1", default=None, metavar="ADDRS",
                    help="let downloads reach these non-public addresses (for the local sample crawl only)")
     p.add_argument("--samples-per-shard", type=positive_int, default=None,

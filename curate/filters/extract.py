@@ -139,6 +139,19 @@ def from_wat(ctx: Context, record: CrawlRecord) -> list[ImageRef | Rejected] | N
     return _refs(ctx, record.offset, warc.get("WARC-Date") or record.date, page_url, base, optout, candidates, "wat")
 
 
+LIST_ROW = "list_row"  # a row of a URL list: one reference
+
+
+def from_list_row(ctx: Context, number: int, raw: str, caption: str) -> ImageRef | Rejected:
+    """A URL list's row: its URL judged as a page's would be (absolute http(s) only), its caption as alt text;
+    provenance names the list and the row number (as `record_offset`)."""
+    url, reason = classify(raw, raw)
+    if reason is not None:
+        return Rejected(url_key(url or f"{ctx.source_file}#{number}"), url[:MAX_REJECT_URL], R.EXTRACT, reason,
+                        f"{ctx.source_file}#{number}")
+    return ImageRef(url_key(url), url, caption, "", "", ctx.snapshot, ctx.source_file, number, "", "list")
+
+
 def extract_record(ctx: Context, record: CrawlRecord) -> tuple[str, list[ImageRef | Rejected]]:
     """The record's kind and the references it yields (possibly none)."""
     if record.warc_type == "response" and record.http_status is not None and 200 <= record.http_status < 300:

@@ -1,4 +1,5 @@
-"""Extract: crawl files -> one ImageRef per distinct image URL, every other reference and record accounted.
+"""Extract: crawl files and URL lists -> one ImageRef per distinct image URL, every other reference and record
+accounted (a URL list's row is a record).
 
 Graph: file URLs -> Reshuffle (one file per element, spread over workers) -> ExtractFile (streams the
 file; refs on the main output, rejects and dead letters on tagged outputs, counts per file) ->
@@ -22,9 +23,10 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from curate import reasons as R
-from curate.config import Config
+from curate import urllists
+from curate.config import Config, ExtractConfig
 from curate.crawl import CrawlFile, open_binary, snapshot_of
-from curate.filters.extract import Context, RefMerge, extract_record, source_name
+from curate.filters.extract import LIST_ROW, Context, RefMerge, extract_record, from_list_row, source_name
 from curate.io import (
     ShardInfo,
 )
@@ -51,20 +53,23 @@ EXTRACT_STAGE = Stage(STAGE, "refs", sections=("extract",), upstream=(),
                 clears=("refs", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"), scratch=True)
 
 class ExtractFile(beam.DoFn):
-    """One crawl file in, its references out. Nothing a file holds can stop the run."""
+    """One crawl file (or URL list) in, its references out. Nothing a file holds can stop the run."""
 
-    def __init__(self, agent: str):
-        self.agent = agent
+    def __init__(self, agent: str, config: ExtractConfig):
+        self.agent, self.config = agent, config
 
     def process(self, file: CrawlFile) -> Iterator[Any]:
         counts: Counter[str] = Counter()
         ctx = Context(source_name(file.url), file.snapshot, self.agent)
         try:
-            with open_binary(file.url) as stream:
-                for record in iter_records(stream):
-                    if record.warc_type == "warcinfo" and not ctx.snapshot:
-                        ctx.snapshot = snapshot_of(record.is_part_of) or record.is_part_of
-                    yield from self._record(ctx, record, counts)
+            if file.kind == "urls":
+                yield from self._list(ctx, file.url, counts)
+            else:
+                with open_binary(file.url) as stream:
+                    for record in iter_records(stream):
+                        if record.warc_type == "warcinfo" and not ctx.snapshot:
+                            ctx.snapshot = snapshot_of(record.is_part_of) or record.is_part_of
+                        yield from self._record(ctx, record, counts)
             counts["files.read"] += 1
         except DamagedFile as e:
             counts["files.truncated"] += 1
@@ -82,6 +87,11 @@ class ExtractFile(beam.DoFn):
             Metrics.counter(STAGE, name).inc(n)
         yield pvalue.TaggedOutput(COUNTS, dict(counts))
 
+    def _list(self, ctx: Context, url: str, counts: Counter[str]) -> Iterator[Any]:
+        for number, raw, caption in urllists.read(url, self.config.url_column, self.config.caption_column):
+            counts[f"records.{LIST_ROW}"] += 1
+            yield from self._references(counts, [from_list_row(ctx, number, raw, caption)])
+
     def _record(self, ctx: Context, record: Any, counts: Counter[str]) -> Iterator[Any]:
         if not record.complete:
             counts["records.truncated_record"] += 1
@@ -94,6 +104,10 @@ class ExtractFile(beam.DoFn):
             yield dead_letter(STAGE, url_key(where), where, e)
             return
         counts[f"records.{kind}"] += 1
+        yield from self._references(counts, items)
+
+    @staticmethod
+    def _references(counts: Counter[str], items: list[Any]) -> Iterator[Any]:
         for item in items:
             counts["references.input"] += 1
             if isinstance(item, Rejected):
@@ -154,7 +168,7 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
         | "Files" >> DriverList(files, out, STAGE, dataclasses.asdict, lambda row: CrawlFile(**row))
         | "Spread" >> beam.Reshuffle()
         | "Progress" >> beam.ParDo(Progress(STAGE, "crawl files", len(files)))
-        | "Extract" >> beam.ParDo(ExtractFile(config.download.user_agent_token)).with_outputs(
+        | "Extract" >> beam.ParDo(ExtractFile(config.download.user_agent_token, config.extract)).with_outputs(
             REJECTED, FAILED, COUNTS, main="refs")
     )
     refs = (
