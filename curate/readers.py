@@ -75,9 +75,11 @@ def list_sources(inputs: list[str], allow_empty: bool = False, skipped: Counter[
 def _ref_from_meta(meta: dict[str, Any], caption: str, where: str, ours: bool) -> ImageRef:
     url = meta.get("url") or where
     key = (ours and meta.get("ref_key")) or url_key(where)
+    # Provenance: what the sample's json says (curate's own shards name the crawl record); else the tar and
+    # its sample key, as `source_file`, and `source` "tar".
     return ImageRef(key, url, meta.get("caption") or caption or "", "", meta.get("page_url") or "",
-                    meta.get("snapshot") or "", meta.get("source_file") or "", int(meta.get("record_offset") or 0),
-                    meta.get("crawl_date") or "", meta.get("source") or "html")
+                    meta.get("snapshot") or "", meta.get("source_file") or where, int(meta.get("record_offset") or 0),
+                    meta.get("crawl_date") or "", meta.get("source") or "tar")
 
 
 def read_tar(url: str, ours: bool = False) -> Iterator[FetchedImage | Failed]:
@@ -125,7 +127,8 @@ def read_file(url: str) -> FetchedImage:
         head = fh.read(HEAD_BYTES)
         data = head + fh.read() if sniff(head[:SNIFF_BYTES]) else head
     name = url if "://" in url else "file://" + url
-    return FetchedImage(ImageRef(url_key(name), name, "", "", "", "", "", 0, "", "file"), data, sniff(data[:32]) or "", 0)
+    return FetchedImage(ImageRef(url_key(name), name, "", "", "", "", name, 0, "", "file"), data,
+                        sniff(data[:32]) or "", 0)
 
 
 def read_source(url: str, ours: bool = False) -> Iterator[FetchedImage | Failed]:

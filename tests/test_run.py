@@ -279,7 +279,9 @@ def test_run_takes_any_source_and_each_ends_in_shards_the_trainer_reads(served_c
     out, stats, stdout = run(str(photos), name="folder")
     assert set(stats) == {"decode", "dedup", "write"}  # nothing to fetch: extract and download do not run
     assert stats["decode"]["sources"]["rejected"] == {"unsupported_format": 1} and "skipped by name: .md 1" in stdout
-    assert sorted(s["url"] for s in _shards_train(out, tmp_path)) == sorted(p.as_uri() for p in photos.glob("*.jpg"))
+    samples = _shards_train(out, tmp_path)
+    assert sorted(s["url"] for s in samples) == sorted(p.as_uri() for p in photos.glob("*.jpg"))
+    assert all(s["source"] == "file" and s["source_file"] == s["url"] for s in samples)
 
     tar = tmp_path / "web.tar"
     with wds.TarWriter(str(tar)) as writer:
@@ -290,6 +292,7 @@ def test_run_takes_any_source_and_each_ends_in_shards_the_trainer_reads(served_c
     samples = _shards_train(out, tmp_path)
     assert sorted((s["url"], s["alt"]) for s in samples) == [(f"http://example.com/{i}.jpg", f"caption {i}")
                                                                for i in range(3)]
+    assert sorted((s["source"], s["source_file"]) for s in samples) == [("tar", f"{tar.as_uri()}#s{i}") for i in range(3)]
 
     fetched, _ = downloaded
     img2dataset = tmp_path / "img2dataset-output"  # img2dataset wrote these shards (tar, parquet, _stats.json)
