@@ -44,6 +44,7 @@ def parquet_rows(folder: Path) -> list[dict]:
 
 DOWNLOAD_FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadline": 4, "download.timeout": 2,
                   "download.samples_per_shard": 60}
+WRITE_FLAGS = {"shards.samples_per_shard": 40}  # several final shards, so shard numbering is compared too
 
 
 @pytest.fixture(scope="session")
@@ -100,4 +101,19 @@ def scored(downloaded) -> Path:
     decode.run(list_sources([str(out / "fetched" / "*.tar")]), str(out), load_config())
     dedup.run(str(out), load_config())
     text.run(str(out), load_config())
+    return out
+
+
+@pytest.fixture(scope="session")
+def baseline(scored: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole pipeline on the sample crawl, in process (DirectRunner): a copy of `scored` written into
+    shards; what other runners and a killed-and-resumed `curate run` must reproduce byte for byte."""
+    import shutil
+
+    from curate.config import load_config
+    from curate.pipelines import write
+
+    out = tmp_path_factory.mktemp("baseline") / "out"
+    shutil.copytree(scored, out)
+    write.run(str(out), load_config(None, WRITE_FLAGS))
     return out

@@ -46,7 +46,7 @@ from curate.crawl import snapshot_files
 from curate.pipelines import decode, dedup, download, extract, text, write
 from curate.readers import list_sources
 from curate.tables import CACHE_SCHEMA
-from tests.conftest import DOWNLOAD_FLAGS, parquet_rows
+from tests.conftest import DOWNLOAD_FLAGS, WRITE_FLAGS, parquet_rows
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,6 @@ FOLDERS = ("refs", "ledger", "fetched", "images", "dedup", "text", "shards", "re
 TOP_LEVEL = ("stats.json", "config.yaml")
 FETCH_TIMES = {"start_time", "end_time", "duration"}
 RUN_FACTS = {"text/_WORK.json"}  # how much this run scored or took from the cache, and its OCR time
-WRITE_FLAGS = {"shards.samples_per_shard": 40}  # several final shards, so shard numbering is compared too
 UNCACHED = {"portable": 8}  # runner -> pictures whose cached score is removed, to be scored by its workers
 
 
@@ -100,15 +99,6 @@ def _stages(crawl: Path, out: Path, beam_args: list[str]) -> dict[str, float]:
         step()
         seconds[name] = round(time.monotonic() - start, 1)
     return seconds
-
-
-@pytest.fixture(scope="module")
-def baseline(scored: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The in-process DirectRunner's OUT: a copy of the session's, written into shards."""
-    out = tmp_path_factory.mktemp("runner-baseline") / "out"
-    shutil.copytree(scored, out)
-    write.run(str(out), load_config(None, WRITE_FLAGS))
-    return out
 
 
 class Ran(NamedTuple):

@@ -1,4 +1,4 @@
-"""Training runs: resume exactness, corrupt samples, a non-finite loss, the CLI; and (slow) a few hundred
+"""Training runs: resume exactness, corrupt samples, a non-finite loss, the CLI; and (slow) 140
 cpu-tiny steps that learn something without collapsing."""
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def _loss_against(teacher, student, loss, batches) -> float:
 
 @pytest.mark.slow
 def test_cpu_tiny_learns_without_collapse_and_beats_random_init(toy_shards, tmp_path) -> None:
-    """A few hundred cpu-tiny steps. The cross-entropy itself is not monotone here: the random-init teacher
+    """A hundred and forty cpu-tiny steps. The cross-entropy itself is not monotone here: the random-init teacher
     is very sharp (entropy ~0.2 nats) and its entropy rises as it learns, so 'the loss falls' is checked
     where it means something: against the final teacher, on batches the run never saw, the trained student's
     DINO loss is far below that of the network it started from."""
@@ -136,7 +136,7 @@ def test_cpu_tiny_learns_without_collapse_and_beats_random_init(toy_shards, tmp_
     from curate.trainer.eval import evaluate
     from curate.trainer.loop import State
 
-    steps = 240
+    steps = 140  # margins at 140 (2026-12-07): loss 2.04 vs 4.68 untrained, entropies 2.04 and 1.45, probe gain 0.083
     config = small(steps=steps, batch_size=32, local_crops=4, head_hidden=512, checkpoint_every=steps)
     result = train(config, str(toy_shards), str(tmp_path / "run"), progress=False)
     end = State.restore(load_checkpoint(result.checkpoint), torch.device("cpu"))
