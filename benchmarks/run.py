@@ -20,6 +20,8 @@ Benchmarks so far:
 - ocr: the fast text engine next to naive easyocr readtext, interleaved per image, one thread, on a labelled
   real image set when --labelled names one (images/, labels.tsv), else on the sample crawl's decoded images:
   images/s/core ratio (goal >= 20x), light and heavy precision/recall, peak memory.
+- neardup (with --labelled): near-duplicate recall per edit family and false merges on its real pictures,
+  today's pHash rule next to an ORB verification step (benchmarks/neardup.py; build/bench/neardup.json).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -109,6 +112,9 @@ def main() -> int:
     dedup_rows = dedup_bench.bench(args.dedup_nodes)
     if args.labelled:
         ocr_rows = ocr_bench.bench(["--labelled", args.labelled], args.ocr_quick)
+        # near-duplicate recall per edit family on the same real pictures (benchmarks/neardup.py; JSON only)
+        subprocess.run([sys.executable, str(Path(__file__).with_name("neardup.py")), "--images",
+                        str(Path(args.labelled) / "images"), "--out", str(out / "neardup.json")], check=True)
     else:
         ocr_rows = ocr_bench.bench_crawl(out / "sample-x1", out / "ocr", args.ocr_quick) if 1 in scales else []
     pipeline_rows = pipeline_bench.bench(out / "pipeline", [int(s) for s in args.pipeline_scales.split(",") if s])
