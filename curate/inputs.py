@@ -4,8 +4,9 @@
   references download then fetches.
 - Pictures enter at decode: image files, and webdataset / img2dataset tar shards (local or any fsspec URL).
 A folder is searched recursively and each file sorted by its name: an img2dataset output folder gives its
-tars (their `.parquet` and `_stats.json` siblings are its metadata, not URL lists to fetch again), and what
-is neither kind is counted by suffix, never silently dropped. A file named on its own, or a glob, that is
+tars (their `.parquet` and `_stats.json` siblings are its metadata, not URL lists to fetch again), a `.txt`
+beside a picture of the same name is its caption, not a URL list, and what is neither kind is counted by
+suffix, never silently dropped. A file named on its own, or a glob, that is
 no picture by name is read as a crawl file (a file that is no WARC either is then a dead letter).
 """
 
@@ -52,6 +53,7 @@ def classify(given: list[str], base_url: str = DEFAULT_BASE_URL) -> RunInputs:
 
 def _folder(item: str, files: list[str], found: RunInputs, crawl: list[str]) -> None:
     tars = {f.lower()[: -len(".tar")] for f in files if f.lower().endswith(".tar")}
+    pictures = {f.lower().rsplit(".", 1)[0] for f in files if f.lower().endswith(IMAGE_SUFFIXES)}
     before = len(found.pictures) + len(crawl)
     for f in files:
         lower = f.lower()
@@ -59,6 +61,8 @@ def _folder(item: str, files: list[str], found: RunInputs, crawl: list[str]) -> 
             found.pictures.append(f)
         elif lower.endswith((".parquet", "_stats.json")) and lower.rsplit(".", 1)[0].removesuffix("_stats") in tars:
             found.skipped["img2dataset metadata"] += 1
+        elif lower.endswith(".txt") and lower[: -len(".txt")] in pictures:  # photo.jpg + photo.txt: a caption
+            found.skipped["caption sidecar .txt"] += 1
         elif lower.endswith(CRAWL_SUFFIXES) or is_url_list(lower):
             crawl.append(f)
         else:

@@ -276,9 +276,11 @@ def test_run_takes_any_source_and_each_ends_in_shards_the_trainer_reads(served_c
     for i in range(4):
         (photos / f"p{i}.jpg").write_bytes(_picture(10 + i))
     (photos / "notes.md").write_text("not a picture")
+    (photos / "p0.txt").write_text("a caption beside its picture, not a URL list")
     out, stats, stdout = run(str(photos), name="folder")
     assert set(stats) == {"decode", "dedup", "write"}  # nothing to fetch: extract and download do not run
-    assert stats["decode"]["sources"]["rejected"] == {"unsupported_format": 1} and "skipped by name: .md 1" in stdout
+    assert stats["decode"]["sources"]["rejected"] == {"unsupported_format": 2}
+    assert "skipped by name: .md 1, caption sidecar .txt 1" in stdout
     samples = _shards_train(out, tmp_path)
     assert sorted(s["url"] for s in samples) == sorted(p.as_uri() for p in photos.glob("*.jpg"))
     assert all(s["source"] == "file" and s["source_file"] == s["url"] for s in samples)
