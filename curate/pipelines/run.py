@@ -1,8 +1,8 @@
 """`curate run`: every stage in order, each skipped when its manifest is complete for its inputs and settings.
 
 extract (crawl files, URL lists -> OUT/refs) -> download (OUT/fetched) -> decode (OUT/fetched and any given
-pictures -> OUT/images) -> dedup (OUT/dedup) -> text (OUT/text) -> write (OUT/shards); the `run` command then writes OUT/report.html. Each stage commits its
-shards atomically and its manifest last, so a run killed at any point resumes at the first stage whose
+pictures -> OUT/images) -> dedup (OUT/dedup) -> text (OUT/text) -> write (OUT/shards); the `run` command then
+writes OUT/report.html. Each stage commits its shards atomically and its manifest last, so a run killed at any point resumes at the first stage whose
 manifest is missing and ends with the same shards as an uninterrupted run (the stages are deterministic;
 download keeps the shards an earlier run committed).
 """
