@@ -2,9 +2,9 @@
 
 extract (crawl files, URL lists -> OUT/refs) -> download (OUT/fetched) -> decode (OUT/fetched and any given
 pictures -> OUT/images) -> dedup (OUT/dedup) -> text (OUT/text) -> write (OUT/shards); the `run` command then
-writes OUT/report.html. Each stage commits its shards atomically and its manifest last, so a run killed at any point resumes at the first stage whose
-manifest is missing and ends with the same shards as an uninterrupted run (the stages are deterministic;
-download keeps the shards an earlier run committed).
+writes OUT/report.html. Each stage commits its shards atomically and its manifest last, so a run killed at any
+point resumes at the first stage whose manifest is missing and ends with the same shards as an uninterrupted
+run (the stages are deterministic; download keeps the shards an earlier run committed).
 """
 
 from __future__ import annotations
