@@ -28,7 +28,7 @@ chromium:
 		$$s apt-get update && DEBIAN_FRONTEND=noninteractive $$s apt-get install -y chromium; }
 
 demo: install
-	$(PY) -m curate demo --crawl build/sample --out build/demo
+	$(PY) -m curate demo --crawl build/sample --output build/demo
 
 # BENCH_ARGS='--labelled DIR' runs the OCR benchmark on a labelled real image set (images/, labels.tsv).
 BENCH_ARGS ?=

@@ -57,7 +57,7 @@ def test_subcommand_help_shows_every_flag_and_default(command: str, flags: list[
         (["sample-crawl", "--out", "x", "--scale", "0"], "--scale: must be >= 1"),
         (["sample-crawl", "--out", "x", "--scale", "many"], "not an integer"),
         (["sample-crawl", "--out", "x", "--port", "80"], "--port: must be between 1024"),
-        (["sample-crawl"], "the following arguments are required: --out"),
+        (["sample-crawl"], "one of the arguments -o/--output is required"),
         (["serve", "/no/such/dir"], "not found"),
         (["no-such-command"], "invalid choice"),
         (["sample-crawl", "--out", "x", "--unknown"], "unrecognized arguments: --unknown"),
@@ -214,3 +214,24 @@ def test_ocr_command_prints_one_json_line_per_image(tmp_path: Path) -> None:
     full = json.loads(_curate("ocr", str(doc), "--ocr-mode", "full", timeout=300).stdout)
     assert full["read"] == full["boxes"] >= 4 and full["light"] and full["heavy"]
     assert sum(w.lower() in full["text"].lower() for w in document.words) >= 0.6 * len(document.words)
+
+
+def test_every_command_that_writes_names_its_output_o_or_output() -> None:
+    """One vocabulary: `-o/--output` wherever a command writes a folder; `--out` (the old spelling of some
+    commands) still parses, unlisted, for a release."""
+    import argparse
+
+    from curate.commands.cli import _build_parser
+
+    parser = _build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    writers = {name for name, sub in commands.items() if any(a.dest == "output" for a in sub._actions)}
+    assert {"sample-crawl", "extract", "download", "filter", "text", "run", "demo", "train"} <= writers
+    for name in writers:
+        sub = commands[name]
+        shown = [a for a in sub._actions if a.dest == "output" and a.help != argparse.SUPPRESS]
+        assert [a.option_strings for a in shown] == [["-o", "--output"]], name
+        assert "--out " not in sub.format_help(), name
+    assert parser.parse_args(["train", "--data", "d", "--out", "r"]).output == "r"  # the old spelling
+    assert parser.parse_args(["train", "--data", "d", "-o", "r"]).output == "r"
+    assert parser.parse_args(["demo"]).output == "build/demo"

@@ -29,6 +29,14 @@ def int_from(low: int) -> Callable[[str], int]:
 positive_int = int_from(1)
 
 
+def output_option(p: argparse.ArgumentParser, help: str, required: bool = False, default: str | None = None) -> None:
+    """`-o/--output`: every command names its output folder so. `--out`, the old spelling of some commands, is
+    still accepted for a release, unlisted. A required output missing is argparse's own one-line error."""
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("-o", "--output", dest="output", default=default, help=help)
+    group.add_argument("--out", dest="output", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def check_output_folder(text: str) -> None:
     """A local output must be a folder we can write, or one we can create: checked before any work starts (a
     UserError, one line); remote URLs are checked by their filesystem when written."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from curate import __version__
-from curate.commands.args import check_output_folder, positive_int
+from curate.commands.args import check_output_folder, output_option, positive_int
 from curate.config import TEXT_FILTERS
 from curate.errors import UserError, WeightsError
 
@@ -54,7 +54,7 @@ def _port(text: str) -> int:
 def _sample_crawl(args: argparse.Namespace) -> int:
     from curate.sample.build import build_sample_crawl
 
-    out = Path(args.out)
+    out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
     summary = build_sample_crawl(out, seed=args.seed, scale=args.scale, port=args.port)
@@ -109,7 +109,7 @@ def _crawl_options(p: argparse.ArgumentParser,
     what.add_argument("--snapshot", help="crawl IDs, presets (web-ssl) or month ranges (2021-01..2021-06), "
                                          "comma-separated")
     what.add_argument("--input", nargs="+", help=inputs)
-    p.add_argument("--output", required=True, help="output URL (local path, s3://, gs://, memory:// ...)")
+    output_option(p, "output URL (local path, s3://, gs://, memory:// ...)", required=True)
     p.add_argument("--source", choices=("warc", "wat"), default=None,
                    help="with --snapshot: read WARC files (HTML parsed here) or WAT files (links only) "
                         "[config extract.source, default warc]")
@@ -274,7 +274,8 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from curate.commands.demo import run_demo
 
-    return run_demo(Path(args.crawl), Path(args.out), seed=args.seed, scale=args.scale, text_filter=args.text_filter)
+    return run_demo(Path(args.crawl), Path(args.output), seed=args.seed, scale=args.scale,
+                    text_filter=args.text_filter)
 
 
 def _exclude_option(p: argparse.ArgumentParser) -> None:
@@ -304,7 +305,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = add("sample-crawl", _sample_crawl,
             "Build the embedded sample crawl: CommonCrawl-shaped WARC/WAT files, image hosts and truth.parquet.")
-    p.add_argument("--out", required=True, help="directory to write the crawl into")
+    output_option(p, "directory to write the crawl into", required=True)
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same bytes")
     p.add_argument("--scale", type=positive_int, default=1, help="multiply the number of pages and images")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT,
@@ -329,7 +330,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "X-Robots-Tag, SSRF guard, byte cap, total deadline, magic-byte check. Writes OUT/fetched "
             "(img2dataset layout) and OUT/ledger (one status per ref). Other flags go to Apache Beam.")
     p.set_defaults(beam_flags=True)
-    p.add_argument("--output", required=True, help="the output of `curate extract` (reads OUT/refs)")
+    output_option(p, "the output of `curate extract` (reads OUT/refs)", required=True)
     p.add_argument("--refs", default=None, help="OUTPUT/refs (accepted for clarity; must be under --output)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per socket operation [default 10]")
     p.add_argument("--deadline", type=float, default=None, help="seconds per request, redirects included [default 30]")
@@ -378,7 +379,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(beam_flags=True)
     p.add_argument("--input", nargs="+", default=None,
                    help="tar shards, image files, folders or globs [default: OUTPUT/fetched/*.tar]")
-    p.add_argument("--output", required=True, help="output URL (writes OUTPUT/images)")
+    output_option(p, "output URL (writes OUTPUT/images)", required=True)
     p.add_argument("--min-side", type=positive_int, default=None, help="shortest side in pixels [default 64]")
     p.add_argument("--max-aspect-ratio", type=float, default=None, help="long side / short side [default 4.0]")
     p.add_argument("--max-pixels", type=positive_int, default=None,
@@ -396,7 +397,7 @@ def _build_parser() -> argparse.ArgumentParser:
                            "text filter: writes OUT/text. Rerun it with other thresholds or another filter: cached "
                            "scores are reused. Other flags go to Apache Beam.")
     p.set_defaults(beam_flags=True)
-    p.add_argument("--output", required=True, help="the output of `curate filter` (reads OUT/images, OUT/dedup)")
+    output_option(p, "the output of `curate filter` (reads OUT/images, OUT/dedup)", required=True)
     _text_options(p)
     _config_and_force(p, "OUT/text is complete for these inputs and settings")
 
@@ -411,7 +412,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", _demo, "Build the sample crawl, serve it, and `curate run` the whole pipeline on it.")
     p.add_argument("--crawl", default="build/sample", help="where to build the sample crawl")
-    p.add_argument("--out", default="build/demo", help="output directory of the pipeline run")
+    output_option(p, "output directory of the pipeline run", default="build/demo")
     p.add_argument("--seed", type=int, default=0, help="sample crawl seed")
     p.add_argument("--scale", type=positive_int, default=1, help="sample crawl scale")
     p.add_argument("--text-filter", choices=TEXT_FILTERS, default="light",
@@ -452,14 +453,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        for name in ("output", "out"):  # every command's output folder, checked before any work
-            if isinstance(getattr(args, name, None), str):
-                check_output_folder(getattr(args, name))
-        pipeline_output = getattr(args, "output", None) or (args.out if args.command == "demo" else None)
-        if pipeline_output:  # the stages' output: one run at a time
+        output = getattr(args, "output", None)
+        if isinstance(output, str):  # every command's output folder: checked before any work, one writer at a time
             from curate.io import OutputLock
 
-            with OutputLock(pipeline_output, " ".join(["curate", *(argv if argv is not None else sys.argv[1:])])):
+            check_output_folder(output)
+            with OutputLock(output, " ".join(["curate", *(argv if argv is not None else sys.argv[1:])])):
                 return int(args.func(args))
         return int(args.func(args))
     except (UserError, WeightsError) as e:  # a model file missing or altered: the install is the user's to fix

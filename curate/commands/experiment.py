@@ -34,7 +34,7 @@ from typing import Any
 
 import fsspec
 
-from curate.commands.args import Add, int_from, positive_int
+from curate.commands.args import Add, int_from, output_option, positive_int
 from curate.config import TEXT_FILTERS, TextConfig
 from curate.errors import ConfigError, InputError, UserError
 from curate.records import TextScore
@@ -486,7 +486,7 @@ def _command(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     overrides.update(dict(args.train or ()))
     base = args.data.rstrip("/")
-    out = args.out or f"{base[:-len('/shards')] if base.endswith('/shards') else base}/experiments/text-filter"
+    out = args.output or f"{base[:-len('/shards')] if base.endswith('/shards') else base}/experiments/text-filter"
     plan = Plan(data=args.data, out=out, filters=args.filters, seeds=tuple(range(args.seed, args.seed + args.seeds)),
                 preset=args.preset, overrides=overrides, text=text, per_class=args.per_class, force=args.force,
                 progress=not args.no_progress)
@@ -518,7 +518,7 @@ def register(add: Add) -> None:
                    help="any other TrainConfig field (curate/trainer/config.py), e.g. --train arch=vit-nano "
                         "--train warmup_steps=0; repeatable")
     p.add_argument("--per-class", type=positive_int, default=40, help="textkind probe images per class")
-    p.add_argument("--out", default=None, help="experiment folder [default: DATA/experiments/text-filter]")
+    output_option(p, "experiment folder [default: DATA/experiments/text-filter]")
     p.add_argument("--config", default=None, help="YAML config file: its text section's thresholds decide light "
                                                   "and heavy (defaults < file < flags)")
     for flag, field, kind in _THRESHOLDS:

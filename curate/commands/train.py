@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from curate.commands.args import Add
+from curate.commands.args import Add, output_option
 from curate.errors import ConfigError, UserError
 
 # flag -> TrainConfig field, type, help
@@ -47,7 +47,7 @@ def _train(args: argparse.Namespace) -> int:
         config = preset(args.preset, **overrides)
     except ConfigError as e:
         raise UserError(str(e)) from e
-    result = train(config, args.data, args.out, resume=args.resume, progress=not args.no_progress,
+    result = train(config, args.data, args.output, resume=args.resume, progress=not args.no_progress,
                    data_format=args.format)
     last = result.history[-1] if result.history else {}
     summary = {"checkpoint": result.checkpoint, "steps": len(result.history), "final_loss": last.get("loss"),
@@ -80,7 +80,7 @@ def register(add: Add) -> None:
                              "bytes, any fsspec URL). Writes RUN/last.pt every K steps and at the end; --resume "
                              "continues exactly where it stopped.")
     p.add_argument("--data", required=True, help="folder of shards (OUT/shards): *.tar, else *.parquet")
-    p.add_argument("--out", required=True, help="run folder (RUN/last.pt)")
+    output_option(p, "run folder (RUN/last.pt)", required=True)
     p.add_argument("--preset", choices=tuple(PRESETS), default="cpu-tiny",
                    help="cpu-tiny: small ViT on 32-px crops, fp32, minutes on a CPU; gpu-small: ViT-S/16 at "
                         "224 px, bf16 autocast")
