@@ -235,3 +235,36 @@ def test_every_command_that_writes_names_its_output_o_or_output() -> None:
     assert parser.parse_args(["train", "--data", "d", "--out", "r"]).output == "r"  # the old spelling
     assert parser.parse_args(["train", "--data", "d", "-o", "r"]).output == "r"
     assert parser.parse_args(["demo"]).output == "build/demo"
+
+
+def test_set_reaches_any_setting_and_bad_ones_are_one_line(tmp_path: Path, capsys) -> None:
+    """`--set SECTION.KEY=VALUE` on every stage command: above the config file, below the command's own flags."""
+    import yaml
+    from PIL import Image
+
+    from curate.commands.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, side in enumerate((90, 140, 300)):
+        Image.new("RGB", (side, side), (40 * i, 90, 200)).save(photos / f"p{i}.png")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"image": {"min_side": 120, "max_aspect_ratio": 3.0}}))
+    out = tmp_path / "out"
+    assert main(["filter", "--input", str(photos), "-o", str(out), "--no-text", "--config", str(config),
+                 "--set", "image.min_side=200", "--set", "dedup.hamming_radius=4"]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["decode"]["images"]["rejected"] == {"too_small": 2}  # --set beat the file's 120
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written["image"]["min_side"] == 200 and written["image"]["max_aspect_ratio"] == 3.0
+    assert written["dedup"]["hamming_radius"] == 4
+    assert main(["filter", "--input", str(photos), "-o", str(out), "--no-text", "--set", "image.min_side=200",
+                 "--min-side", "100", "--force"]) == 0  # the command's own flag beats --set
+    assert json.loads((out / "stats.json").read_text())["decode"]["images"]["rejected"] == {"too_small": 1}
+    capsys.readouterr()
+    for bad, message in ((["--set", "min_side=5"], "give SECTION.KEY=VALUE"),
+                         (["--set", "image.min_sides=5"], "did you mean 'min_side'"),
+                         (["--set", "image.min_side=small"], "must be an integer")):
+        assert main(["filter", "--input", str(photos), "-o", str(tmp_path / "x"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err

@@ -120,17 +120,15 @@ def _crawl_options(p: argparse.ArgumentParser,
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from curate.config import load_config
     from curate.pipelines.extract import run
 
-    config = load_config(args.config, {**_crawl_flags(args), "extract.shards": args.shards})
+    config = _config(args, {**_crawl_flags(args), "extract.shards": args.shards})
     manifest = run(_crawl_files(args, config), args.output, config, args.beam_args, force=args.force)
     _print_funnel("extract", manifest, args.output)
     return 0
 
 
 def _download(args: argparse.Namespace) -> int:
-    from curate.config import load_config
     from curate.pipelines.download import run
 
     out = args.output
@@ -141,7 +139,7 @@ def _download(args: argparse.Namespace) -> int:
                                                           "encode_format", "min_image_size", "samples_per_shard")}
     flags["download.disallowed_header_directives"] = args.disallowed_header_directives
     flags["download.allow_private_hosts"] = args.allow_private_hosts
-    config = load_config(args.config, flags)
+    config = _config(args, flags)
     manifest = run(out, config, args.beam_args, retry_failed=args.retry_failed, force=args.force)
     _print_funnel("download", manifest, out)
     return 0
@@ -150,7 +148,6 @@ def _download(args: argparse.Namespace) -> int:
 def _filter(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from curate.config import load_config
     from curate.pipelines import dedup, text
     from curate.pipelines.decode import run
     from curate.readers import list_sources
@@ -159,7 +156,7 @@ def _filter(args: argparse.Namespace) -> int:
              "image.max_pixels": args.max_pixels, "image.formats": args.formats,
              "dedup.hamming_radius": args.hamming_radius, "dedup.near": False if args.no_near else None,
              "dedup.exclude_near": args.exclude_near}
-    config = load_config(args.config, {**flags, **_text_flags(args)})
+    config = _config(args, {**flags, **_text_flags(args)})
     dedup.check_settings(args.output, config, args.force)  # the evaluation sets, checked before any work
     inputs = args.input or [args.output.rstrip("/") + "/fetched/*.tar"]
     skipped: Counter[str] = Counter()
@@ -176,10 +173,9 @@ def _filter(args: argparse.Namespace) -> int:
 
 
 def _text(args: argparse.Namespace) -> int:
-    from curate.config import load_config
     from curate.pipelines import text
 
-    config = load_config(args.config, _text_flags(args))
+    config = _config(args, _text_flags(args))
     _print_funnel("text", text.run(args.output, config, args.beam_args, force=args.force), args.output)
     return 0
 
@@ -249,13 +245,12 @@ def _print_funnel(stage: str, manifest: dict, out: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from curate.commands.report import write_report
-    from curate.config import load_config
     from curate.pipelines.run import run_all
 
     flags = {**_crawl_flags(args), "download.allow_private_hosts": args.allow_private_hosts,
              "shards.samples_per_shard": args.samples_per_shard, "dedup.exclude_near": args.exclude_near,
              **_text_flags(args)}
-    config = load_config(args.config, flags)
+    config = _config(args, flags)
     inputs = _run_inputs(args, config)
     if inputs.skipped:
         print(f"skipped by name: {', '.join(f'{k} {v}' for k, v in sorted(inputs.skipped.items()))}")
@@ -285,9 +280,25 @@ def _exclude_option(p: argparse.ArgumentParser) -> None:
                         "sets [config dedup.exclude_near]")
 
 
+def _config(args: argparse.Namespace, flags: dict[str, Any]) -> Any:
+    """The command's settings: defaults < --config file < --set SECTION.KEY=VALUE < the command's own flags."""
+    from curate.config import load_config
+
+    settings: dict[str, Any] = {}
+    for item in args.set or []:
+        dotted, eq, value = item.partition("=")
+        if not eq or "." not in dotted:
+            raise UserError(f"--set {item!r}: give SECTION.KEY=VALUE, e.g. --set download.timeout=5")
+        settings[dotted.strip()] = value
+    return load_config(args.config, {**settings, **{k: v for k, v in flags.items() if v is not None}})
+
+
 def _config_and_force(p: argparse.ArgumentParser, done_when: str) -> None:
-    """The two flags every stage command has."""
-    p.add_argument("--config", default=None, help="YAML config file (defaults < file < flags)")
+    """The flags every stage command has."""
+    p.add_argument("--config", default=None, help="YAML config file (defaults < file < --set < flags)")
+    p.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
+                   help="any setting of curate/config.py, e.g. --set download.timeout=5 --set "
+                        "image.min_side=32 (repeatable; a list is comma-separated)")
     p.add_argument("--force", action="store_true", help=f"run even if {done_when}")
 
 
