@@ -176,6 +176,20 @@ def test_demo_runs_the_whole_pipeline(scored: Path, tmp_path: Path) -> None:
     assert stats["write"]["images"]["kept"] == stats["text"]["images"]["kept"]
     assert (tmp_path / "demo" / "shards" / "00000.tar").is_file() and (tmp_path / "demo" / "report.html").is_file()
     assert "report: " in result.stdout
+    assert "  curate run --snapshot " in result.stdout  # the equivalent command line (checked below)
+
+
+def test_demo_prints_a_run_command_with_the_demos_settings(tmp_path: Path) -> None:
+    import shlex
+
+    from curate.commands.cli import _build_parser, run_config
+    from curate.commands.demo import DEMO_FLAGS, run_command
+    from curate.config import load_config
+
+    command = run_command("http://127.0.0.1:18700/", tmp_path / "demo", "heavy")
+    args = _build_parser().parse_args(shlex.split(command)[1:])
+    assert args.command == "run" and args.output == str(tmp_path / "demo") and args.force
+    assert run_config(args).to_dict() == load_config(None, {**DEMO_FLAGS, "text.filter": "heavy"}).to_dict()
 
 
 def test_extract_command_on_input_files(sample_crawl: Path, tmp_path: Path) -> None:

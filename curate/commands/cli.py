@@ -243,14 +243,18 @@ def _print_funnel(stage: str, manifest: dict, out: str) -> None:
             print(f"  {table:11s} {sum(s['rows'] for s in shards)} rows in {len(shards)} Parquet files")
 
 
+def run_config(args: argparse.Namespace) -> Any:
+    """`curate run`'s settings from its parsed command line."""
+    return _config(args, {**_crawl_flags(args), "download.allow_private_hosts": args.allow_private_hosts,
+                          "shards.samples_per_shard": args.samples_per_shard,
+                          "dedup.exclude_near": args.exclude_near, **_text_flags(args)})
+
+
 def _run(args: argparse.Namespace) -> int:
     from curate.commands.report import write_report
     from curate.pipelines.run import run_all
 
-    flags = {**_crawl_flags(args), "download.allow_private_hosts": args.allow_private_hosts,
-             "shards.samples_per_shard": args.samples_per_shard, "dedup.exclude_near": args.exclude_near,
-             **_text_flags(args)}
-    config = _config(args, flags)
+    config = run_config(args)
     inputs = _run_inputs(args, config)
     if inputs.skipped:
         print(f"skipped by name: {', '.join(f'{k} {v}' for k, v in sorted(inputs.skipped.items()))}")

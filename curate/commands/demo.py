@@ -64,6 +64,13 @@ def _report(stage: str, manifest: dict, seconds: float, truth: list[dict]) -> No
         print(f"{'':31s}rejected: {rejected}")
 
 
+def run_command(base_url: str, out: Path, text_filter: str) -> str:
+    """The `curate run` command line that does what the demo's run does (while the crawl is served)."""
+    sets = " ".join(f"--set {k}={v}" for k, v in DEMO_FLAGS.items() if k != "download.allow_private_hosts")
+    return (f"curate run --snapshot {','.join(s[0] for s in SNAPSHOTS)} --cc-base-url {base_url} -o {out} "
+            f"--allow-private-hosts --text-filter {text_filter} {sets} --force")
+
+
 def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1, text_filter: str = "light") -> int:
     started = time.time()
     port = _port_for(crawl)
@@ -75,7 +82,8 @@ def run_demo(crawl: Path, out: Path, seed: int = 0, scale: int = 1, text_filter:
     with SampleServer(crawl) as server:
         print(f"serving on {server.url('crawl')} .. port {port + len(HOSTS) - 1} (127.0.0.1 only)")
         files = snapshot_files([s[0] for s in SNAPSHOTS], server.url("crawl"), "warc")
-        print(f"curate run: {len(files)} WARC files over HTTP -> {out} (text filter: {text_filter})")
+        print(f"curate run: {len(files)} WARC files over HTTP -> {out} (text filter: {text_filter}); the same as")
+        print(f"  {run_command(server.url('crawl'), out, text_filter)}")
         run_all(files, str(out), config, force=True,
                 on_stage=lambda stage, manifest, seconds: _report(stage, manifest, seconds, truth))
         write_report(str(out))
