@@ -37,9 +37,13 @@ def test_help_lists_subcommands() -> None:
                     "--hamming-radius", "--no-near", "--config", "--force", "[default 64]", "[default 6]"]),
         ("ocr", ["--text-filter", "--ocr-mode", "--detect-side", "--read", "--canvas", "--config", "images"]),
         ("text", ["--output", "--text-filter", "--ocr-mode", "--detect-side", "--read", "--ocr-cache", "--force"]),
-        ("download", ["--output", "--timeout", "--deadline", "--retries", "--threads", "--max-bytes",
+        ("download", ["--output", "--timeout", "--deadline", "--retries", "--fetch-threads", "--max-bytes",
                       "--user-agent-token", "--disallowed-header-directives", "--allow-private-hosts", "--resize-mode",
-                      "--retry-failed", "[default 30]", "[default noai,noimageai,noindex,noimageindex]"]),
+                      "--resize-size", "--urls-per-shard", "--retry-failed", "[default 30]",
+                      "[default noai,noimageai,noindex,noimageindex]", "[config download.threads]"]),
+        ("run", ["--input", "--output", "--timeout", "--deadline", "--fetch-threads", "--urls-per-shard",
+                 "--allow-private-hosts", "--min-side", "--max-pixels", "--formats", "--hamming-radius", "--no-near",
+                 "--exclude-near", "--text-filter", "--samples-per-shard", "--set", "--config", "--force"]),
     ],
 )
 def test_subcommand_help_shows_every_flag_and_default(command: str, flags: list[str], capsys) -> None:
@@ -249,6 +253,30 @@ def test_every_command_that_writes_names_its_output_o_or_output() -> None:
     assert parser.parse_args(["train", "--data", "d", "--out", "r"]).output == "r"  # the old spelling
     assert parser.parse_args(["train", "--data", "d", "-o", "r"]).output == "r"
     assert parser.parse_args(["demo"]).output == "build/demo"
+
+
+def test_one_meaning_per_flag_and_old_spellings_still_parse() -> None:
+    """A stage's flag means the same in its own command and in `run`; download's old names (--threads,
+    --image-size, --samples-per-shard: URLs per fetch shard, which `run` spells --urls-per-shard) still parse
+    there, unlisted."""
+    from curate.commands.cli import _build_parser, _settings
+
+    parser = _build_parser()
+    alone = _settings(parser.parse_args(["download", "-o", "o", "--fetch-threads", "4", "--urls-per-shard", "50",
+                                         "--resize-size", "128"]))
+    old = _settings(parser.parse_args(["download", "-o", "o", "--threads", "4", "--samples-per-shard", "50",
+                                       "--image-size", "128"]))
+    assert alone == old and {k: v for k, v in alone.items() if v is not None} == {
+        "download.threads": 4, "download.samples_per_shard": 50, "download.image_size": 128}
+    in_run = parser.parse_args(["run", "--input", "x.warc.gz", "-o", "o", "--fetch-threads", "4", "--urls-per-shard",
+                                "50", "--samples-per-shard", "7", "--min-side", "32", "--no-near"])
+    given = {k: v for k, v in _settings(in_run).items() if v is not None}
+    assert given == {"download.threads": 4, "download.samples_per_shard": 50, "image.min_side": 32,
+                     "dedup.near": False}
+    assert in_run.samples_per_shard == 7  # run's --samples-per-shard: samples per final shard, as ever
+    filtered = parser.parse_args(["filter", "-o", "o", "--min-side", "32", "--hamming-radius", "4"])
+    assert {k: v for k, v in _settings(filtered).items() if v is not None} == {"image.min_side": 32,
+                                                                                "dedup.hamming_radius": 4}
 
 
 def test_set_reaches_any_setting_and_bad_ones_are_one_line(tmp_path: Path, capsys) -> None:

@@ -134,12 +134,7 @@ def _download(args: argparse.Namespace) -> int:
     out = args.output
     if args.refs and args.refs.rstrip("/") != out.rstrip("/") + "/refs":
         raise UserError(f"--refs must be OUTPUT/refs (the stage reads and writes under one output): got {args.refs}")
-    flags = {f"download.{k}": getattr(args, k) for k in ("timeout", "deadline", "retries", "threads", "max_bytes",
-                                                          "user_agent_token", "resize_mode", "image_size",
-                                                          "encode_format", "min_image_size", "samples_per_shard")}
-    flags["download.disallowed_header_directives"] = args.disallowed_header_directives
-    flags["download.allow_private_hosts"] = args.allow_private_hosts
-    config = _config(args, flags)
+    config = _config(args, _settings(args))
     manifest = run(out, config, args.beam_args, retry_failed=args.retry_failed, force=args.force)
     _print_funnel("download", manifest, out)
     return 0
@@ -152,11 +147,7 @@ def _filter(args: argparse.Namespace) -> int:
     from curate.pipelines.decode import run
     from curate.readers import list_sources
 
-    flags = {"image.min_side": args.min_side, "image.max_aspect_ratio": args.max_aspect_ratio,
-             "image.max_pixels": args.max_pixels, "image.formats": args.formats,
-             "dedup.hamming_radius": args.hamming_radius, "dedup.near": False if args.no_near else None,
-             "dedup.exclude_near": args.exclude_near}
-    config = _config(args, {**flags, **_text_flags(args)})
+    config = _config(args, {**_settings(args), "dedup.exclude_near": args.exclude_near, **_text_flags(args)})
     dedup.check_settings(args.output, config, args.force)  # the evaluation sets, checked before any work
     inputs = args.input or [args.output.rstrip("/") + "/fetched/*.tar"]
     skipped: Counter[str] = Counter()
@@ -245,8 +236,7 @@ def _print_funnel(stage: str, manifest: dict, out: str) -> None:
 
 def run_config(args: argparse.Namespace) -> Any:
     """`curate run`'s settings from its parsed command line."""
-    return _config(args, {**_crawl_flags(args), "download.allow_private_hosts": args.allow_private_hosts,
-                          "shards.samples_per_shard": args.samples_per_shard,
+    return _config(args, {**_settings(args), **_crawl_flags(args), "shards.samples_per_shard": args.samples_per_shard,
                           "dedup.exclude_near": args.exclude_near, **_text_flags(args)})
 
 
@@ -275,6 +265,64 @@ def _demo(args: argparse.Namespace) -> int:
 
     return run_demo(Path(args.crawl), Path(args.output), seed=args.seed, scale=args.scale,
                     text_filter=args.text_filter)
+
+
+# Each stage's own flags, declared once: (flags, config key, argparse keywords, help). The first flag is the
+# one name everywhere; later ones are old spellings, accepted but unlisted. `download` and `run` take the
+# download flags, `filter` and `run` the image and dedup flags; a flag's value lands on its config key.
+STAGE_FLAGS: dict[str, list[tuple[tuple[str, ...], str, dict[str, Any], str]]] = {
+    "download": [
+        (("--timeout",), "download.timeout", {"type": float}, "seconds per socket operation [default 10]"),
+        (("--deadline",), "download.deadline", {"type": float}, "seconds per request, redirects included [default 30]"),
+        (("--retries",), "download.retries", {"type": int}, "img2dataset's retries of any failure [default 0]"),
+        (("--fetch-threads", "--threads"), "download.threads", {"type": positive_int},
+         "download threads per fetch shard [default 16]"),
+        (("--max-bytes",), "download.max_bytes", {"type": positive_int}, "largest image in bytes [default 20 MiB]"),
+        (("--user-agent-token",), "download.user_agent_token", {}, "our token in User-Agent and robots.txt "
+                                                                   "[default curate]"),
+        (("--disallowed-header-directives",), "download.disallowed_header_directives", {},
+         "X-Robots-Tag directives that forbid use, comma-separated [default noai,noimageai,noindex,noimageindex]"),
+        (("--allow-private-hosts",), "download.allow_private_hosts", {"nargs": "?", "const": "127.0.0.1",
+                                                                      "metavar": "ADDRS"},
+         "let the SSRF guard through to these non-public addresses (comma-separated IPs/CIDRs; alone: 127.0.0.1). "
+         "For the local sample crawl and tests only [default: none]"),
+        (("--resize-mode",), "download.resize_mode", {}, "img2dataset resize mode; 'no' keeps originals [default no]"),
+        (("--resize-size", "--image-size"), "download.image_size", {"type": positive_int},
+         "img2dataset's target size when resizing [default 256]"),
+        (("--encode-format",), "download.encode_format", {}, "jpg|png|webp when resizing [default jpg]"),
+        (("--min-image-size",), "download.min_image_size", {"type": int},
+         "img2dataset's minimum, when resizing [default 0]"),
+        (("--urls-per-shard",), "download.samples_per_shard", {"type": positive_int},
+         "URLs per fetch shard [default 10000]"),
+    ],
+    "image": [
+        (("--min-side",), "image.min_side", {"type": positive_int}, "shortest side in pixels [default 64]"),
+        (("--max-aspect-ratio",), "image.max_aspect_ratio", {"type": float}, "long side / short side [default 4.0]"),
+        (("--max-pixels",), "image.max_pixels", {"type": positive_int},
+         "pixel budget, checked before decoding [default 89478485]"),
+        (("--formats",), "image.formats", {}, "allowed formats, comma-separated [default jpeg,png,webp,gif]"),
+    ],
+    "dedup": [
+        (("--hamming-radius",), "dedup.hamming_radius", {"type": int},
+         "near duplicates: perceptual hashes at most this many bits apart [default 6]"),
+        (("--no-near",), "dedup.near", {"action": "store_const", "const": False}, "exact duplicates only"),
+    ],
+}
+
+
+def _stage_flags(p: argparse.ArgumentParser, *stages: str) -> None:
+    for stage in stages:
+        for flags, key, kwargs, help_text in STAGE_FLAGS[stage]:
+            if "action" not in kwargs:
+                kwargs = {"metavar": flags[0].lstrip("-").upper().replace("-", "_"), **kwargs}
+            p.add_argument(flags[0], dest=key, default=None, help=f"{help_text} [config {key}]", **kwargs)
+            for old in flags[1:]:
+                p.add_argument(old, dest=key, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The stage flags given on the command line, by config key."""
+    return {key: value for key, value in vars(args).items() if "." in key}
 
 
 def _exclude_option(p: argparse.ArgumentParser) -> None:
@@ -347,23 +395,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(beam_flags=True)
     output_option(p, "the output of `curate extract` (reads OUT/refs)", required=True)
     p.add_argument("--refs", default=None, help="OUTPUT/refs (accepted for clarity; must be under --output)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per socket operation [default 10]")
-    p.add_argument("--deadline", type=float, default=None, help="seconds per request, redirects included [default 30]")
-    p.add_argument("--retries", type=int, default=None, help="img2dataset's retries of any failure [default 0]")
-    p.add_argument("--threads", type=positive_int, default=None, help="download threads per shard [default 16]")
-    p.add_argument("--max-bytes", type=positive_int, default=None, help="largest image in bytes [default 20 MiB]")
-    p.add_argument("--user-agent-token", default=None, help="our token in User-Agent and robots.txt [default curate]")
-    p.add_argument("--disallowed-header-directives", default=None,
-                   help="X-Robots-Tag directives that forbid use, comma-separated [default noai,noimageai,noindex,"
-                        "noimageindex]")
-    p.add_argument("--allow-private-hosts", nargs="?", const="127.0.0.1", default=None, metavar="ADDRS",
-                   help="let the SSRF guard through to these non-public addresses (comma-separated IPs/CIDRs; "
-                        "alone: 127.0.0.1). For the local sample crawl and tests only [default: none]")
-    p.add_argument("--resize-mode", default=None, help="img2dataset resize mode; 'no' keeps originals [default no]")
-    p.add_argument("--image-size", type=positive_int, default=None, help="img2dataset image size [default 256]")
-    p.add_argument("--encode-format", default=None, help="jpg|png|webp when resizing [default jpg]")
-    p.add_argument("--min-image-size", type=int, default=None, help="img2dataset's minimum, when resizing [default 0]")
-    p.add_argument("--samples-per-shard", type=positive_int, default=None, help="URLs per shard [default 10000]")
+    _stage_flags(p, "download")
+    p.add_argument("--samples-per-shard", dest="download.samples_per_shard", type=positive_int,
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name of --urls-per-shard, here only
     p.add_argument("--retry-failed", action="store_true",
                    help="fetch again only the refs whose last status is retryable (timeouts, 5xx, resets)")
     _config_and_force(p, "OUT/fetched is complete for these refs")
@@ -377,8 +411,7 @@ def _build_parser() -> argparse.ArgumentParser:
                       "parquet with a url and optional caption column); image files, folders of them, webdataset "
                       "or img2dataset tar shards (local or any fsspec URL). Crawls and lists are fetched, "
                       "pictures join at decode")
-    p.add_argument("--allow-private-hosts", nargs="?", const="127.0.0.1", default=None, metavar="ADDRS",
-                   help="let downloads reach these non-public addresses (for the local sample crawl only)")
+    _stage_flags(p, "download", "image", "dedup")
     p.add_argument("--samples-per-shard", type=positive_int, default=None,
                    help="samples per final shard [config shards.samples_per_shard, default 10000]")
     p.add_argument("--no-text", action="store_true", help="no OCR, no text filter")
@@ -395,14 +428,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", nargs="+", default=None,
                    help="tar shards, image files, folders or globs [default: OUTPUT/fetched/*.tar]")
     output_option(p, "output URL (writes OUTPUT/images)", required=True)
-    p.add_argument("--min-side", type=positive_int, default=None, help="shortest side in pixels [default 64]")
-    p.add_argument("--max-aspect-ratio", type=float, default=None, help="long side / short side [default 4.0]")
-    p.add_argument("--max-pixels", type=positive_int, default=None,
-                   help="pixel budget, checked before decoding [default 89478485]")
-    p.add_argument("--formats", default=None, help="allowed formats, comma-separated [default jpeg,png,webp,gif]")
-    p.add_argument("--hamming-radius", type=int, default=None,
-                   help="near duplicates: perceptual hashes at most this many bits apart [default 6]")
-    p.add_argument("--no-near", action="store_true", help="exact duplicates only")
+    _stage_flags(p, "image", "dedup")
     _exclude_option(p)
     p.add_argument("--no-text", action="store_true", help="stop after dedup: no OCR, no text filter")
     _text_options(p)
