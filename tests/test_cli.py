@@ -310,3 +310,20 @@ def test_set_reaches_any_setting_and_bad_ones_are_one_line(tmp_path: Path, capsy
         assert main(["filter", "--input", str(photos), "-o", str(tmp_path / "x"), *bad]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
+
+
+def test_every_command_help_ends_with_an_example_that_parses(capsys) -> None:
+    import argparse
+    import shlex
+
+    from curate.commands.cli import EXAMPLES, _build_parser
+
+    parser = _build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(EXAMPLES) == set(commands)
+    for name, example in EXAMPLES.items():
+        assert f"example:\n  {example}" in commands[name].format_help()
+        argv = shlex.split(example, comments=True)
+        assert argv[:2] == ["curate", name]
+        args, extra = parser.parse_known_args(argv[1:])  # (raises SystemExit on an unknown or bad flag)
+        assert args.command == name and not extra, (name, extra)

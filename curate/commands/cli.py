@@ -354,6 +354,26 @@ def _config_and_force(p: argparse.ArgumentParser, done_when: str) -> None:
     p.add_argument("--force", action="store_true", help=f"run even if {done_when}")
 
 
+# One short example per command, shown at the end of its --help.
+EXAMPLES = {
+    "sample-crawl": "curate sample-crawl -o build/sample --scale 2",
+    "serve": "curate serve build/sample          # then: curate run --snapshot CC-MAIN-2021-04 --cc-base-url "
+             "http://127.0.0.1:18700/ -o out --allow-private-hosts",
+    "extract": "curate extract --snapshot CC-MAIN-2023-06 --max-files 2 -o out/",
+    "download": "curate download -o out/ --fetch-threads 32 --timeout 10     # reads out/refs, writes out/fetched",
+    "run": "curate run --input photos/ laion/*.tar urls.csv -o out/ --text-filter light --exclude-near eval/",
+    "filter": "curate filter --input photos/ -o out/ --hamming-radius 8 --no-text",
+    "text": "curate text -o out/ --text-filter heavy          # rescoring is free: scores are cached",
+    "ocr": "curate ocr --text-filter light photo.jpg receipt.png",
+    "demo": "curate demo -o build/demo --text-filter heavy",
+    "inspect": "curate inspect out/shards/00000.tar -n 5",
+    "report": "curate report out/                 # writes out/report.html",
+    "train": "curate train --data out/shards -o runs/tiny --preset cpu-tiny --steps 500",
+    "eval": "curate eval --checkpoint runs/tiny/last.pt --probe all",
+    "experiment": "curate experiment text-filter --data out/shards --steps 300",
+}
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from curate.sample.plan import DEFAULT_PORT
 
@@ -362,7 +382,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, formatter_class=_Formatter)
+        example = EXAMPLES.get(name)
+        p = sub.add_parser(name, help=help, description=help, formatter_class=_Formatter,
+                           epilog=f"example:\n  {example}" if example else None)
         p.set_defaults(func=func)
         return p
 
