@@ -327,3 +327,26 @@ def test_every_command_help_ends_with_an_example_that_parses(capsys) -> None:
         assert argv[:2] == ["curate", name]
         args, extra = parser.parse_known_args(argv[1:])  # (raises SystemExit on an unknown or bad flag)
         assert args.command == name and not extra, (name, extra)
+
+
+def test_help_and_version_import_neither_torch_nor_beam() -> None:
+    """`--help` of every command and `--version` in a fresh interpreter load nothing heavy: that is what keeps
+    them fast (the time itself is a benchmark figure, BENCHMARKS.md, not a test)."""
+    script = """
+import contextlib, io, json, sys
+from curate.commands.cli import EXAMPLES, main
+heavy = {}
+for argv in [["--version"], ["--help"], *([name, "--help"] for name in EXAMPLES)]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    heavy[" ".join(argv)] = sorted(m for m in ("torch", "apache_beam", "easyocr", "cv2", "onnxruntime")
+                                   if m in sys.modules)
+print(json.dumps(heavy))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    heavy = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(heavy) >= 16 and all(found == [] for found in heavy.values()), heavy

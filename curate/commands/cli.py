@@ -443,9 +443,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = add("filter", _filter,
             "Decode and validate images (formats by magic bytes, pixel budget before decoding, EXIF orientation, "
-            "size and aspect checks), hash them, and remove exact and near duplicates; writes OUT/images and "
-            "OUT/dedup. Works on curate's fetched shards, any img2dataset/webdataset tars, or folders of "
-            "images. Other flags go to Apache Beam.")
+            "size and aspect checks), hash them, remove exact and near duplicates, then score their text and "
+            "apply the text filter unless --no-text; writes OUT/images, OUT/dedup and OUT/text (no shards: "
+            "`curate run --input` makes a dataset). Works on curate's fetched shards, any img2dataset/webdataset "
+            "tars, or folders of images. Other flags go to Apache Beam.")
     p.set_defaults(beam_flags=True)
     p.add_argument("--input", nargs="+", default=None,
                    help="tar shards, image files, folders or globs [default: OUTPUT/fetched/*.tar]")
