@@ -279,6 +279,8 @@ def test_run_takes_any_source_and_each_ends_in_shards_the_trainer_reads(served_c
     (photos / "p0.txt").write_text("a caption beside its picture, not a URL list")
     out, stats, stdout = run(str(photos), name="folder")
     assert set(stats) == {"decode", "dedup", "write"}  # nothing to fetch: extract and download do not run
+    assert "time: decode " in stdout and "; total " in stdout  # per stage and in all, then the dataset
+    assert "dataset: 4 images in 1 shards, " in stdout and f"in {out}/shards" in stdout
     assert stats["decode"]["sources"]["rejected"] == {"unsupported_format": 2}
     assert "skipped by name: .md 1, caption sidecar .txt 1" in stdout
     samples = _shards_train(out, tmp_path)

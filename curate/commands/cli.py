@@ -241,22 +241,34 @@ def run_config(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import time
+
     from curate.commands.report import write_report
     from curate.pipelines.run import run_all
 
+    started = time.monotonic()
     config = run_config(args)
     inputs = _run_inputs(args, config)
     if inputs.skipped:
         print(f"skipped by name: {', '.join(f'{k} {v}' for k, v in sorted(inputs.skipped.items()))}")
+    timings: dict[str, float] = {}
 
     def done(stage: str, manifest: dict, seconds: float) -> None:
+        timings[stage] = seconds
         print(f"[{seconds:7.1f} s] ", end="")
         _print_funnel(stage, manifest, args.output)
 
-    run_all(inputs.crawl, args.output, config, args.beam_args, force=args.force, text=not args.no_text,
-            on_stage=done, pictures=inputs.pictures, skipped=dict(inputs.skipped))
+    manifests = run_all(inputs.crawl, args.output, config, args.beam_args, force=args.force, text=not args.no_text,
+                        on_stage=done, pictures=inputs.pictures, skipped=dict(inputs.skipped))
     write_report(args.output)
-    print(f"report: {args.output.rstrip('/')}/report.html")
+    out = args.output.rstrip("/")
+    tars = [s for s in manifests["write"]["tables"]["shards"] if s["path"].endswith(".tar")]
+    print(f"time: {', '.join(f'{stage} {seconds:.1f} s' for stage, seconds in timings.items())}; "
+          f"total {time.monotonic() - started:.1f} s")
+    print(f"dataset: {manifests['write']['samples']} images in {len(tars)} shards, "
+          f"{sum(s['bytes'] for s in tars) / 1e6:.1f} MB, in {out}/shards (WebDataset tar + Parquet); rejects in "
+          f"{out}/rejects, dead letters in {out}/failed, funnel in {out}/stats.json")
+    print(f"report: {out}/report.html")
     return 0
 
 
