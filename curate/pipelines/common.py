@@ -91,8 +91,9 @@ class TallyReasons(beam.PTransform):
 
 
 class Progress(beam.DoFn):
-    """Passes elements through and, at most every `every` seconds, logs this worker's count, rate and ETA
-    against the stage's total (each worker reports its own share on a distributed runner)."""
+    """Passes elements through and, at most every `every` seconds (and at the last one), logs this worker's count,
+    rate and ETA against the stage's total (each worker reports its own share on a distributed runner). The total
+    is `total`, or a side input when only the pipeline knows it (`beam.pvalue.AsSingleton(...)`)."""
 
     def __init__(self, stage: str, unit: str, total: int, every: float = 5.0):
         self.stage, self.unit, self.total, self.every = stage, unit, total, every
@@ -104,16 +105,17 @@ class Progress(beam.DoFn):
         self.started = self.last = self.clock()
         self.done = 0
 
-    def process(self, element: Any) -> Iterator[Any]:
+    def process(self, element: Any, total: int | None = None) -> Iterator[Any]:
+        total = self.total if total is None else total
         self.done += 1
         now = self.clock()
-        if now - self.last >= self.every or self.done == self.total:
+        if now - self.last >= self.every or self.done == total:
             self.last = now
             rate = self.done / max(now - self.started, 1e-9)
-            left = max(self.total - self.done, 0)
-            eta = f", ETA {left / rate:.0f} s" if self.total and rate else ""
-            total = f"/{self.total}" if self.total else ""
-            logging.getLogger("curate.progress").info("%s: %d%s %s, %.1f/s%s", self.stage, self.done, total,
+            left = max(total - self.done, 0)
+            eta = f", ETA {left / rate:.0f} s" if total and rate else ""
+            shown = f"/{total}" if total else ""
+            logging.getLogger("curate.progress").info("%s: %d%s %s, %.1f/s%s", self.stage, self.done, shown,
                                                       self.unit, rate, eta)
         yield element
 

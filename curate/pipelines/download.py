@@ -179,8 +179,8 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
     fetched = (checked.allowed
                | "AssignShard" >> beam.Map(_remote_shard, beam.pvalue.AsSingleton(total), per_shard)
                | "ByShard" >> beam.GroupByKey()
-               | "Progress" >> beam.ParDo(Progress(STAGE, "shards", 0))
-               | "Download" >> beam.ParDo(DownloadShards(out, dl, first_shard)))
+               | "Download" >> beam.ParDo(DownloadShards(out, dl, first_shard))
+               | "Progress" >> beam.ParDo(Progress(STAGE, "URLs fetched", 0), beam.pvalue.AsSingleton(total)))
     inline_total = inline | "CountInline" >> beam.combiners.Count.Globally()
     inline_rows = (inline
                    | "InlineShard" >> beam.Map(lambda r, n: (int(r.key[:8], 16) % shard_count(n, per_shard), r),

@@ -128,7 +128,10 @@ def test_kill_and_rerun_gives_the_uninterrupted_result(downloaded, sample_crawl:
     assert strip(parquet_rows(again / "ledger")) == strip(parquet_rows(out / "ledger"))
 
 
-def test_retry_failed_fetches_only_retryable_refs(downloaded, served_crawl, tmp_path: Path) -> None:
+def test_retry_failed_fetches_only_retryable_refs(downloaded, served_crawl, tmp_path: Path, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="curate.progress")
     out, _ = downloaded
     again = tmp_path / "retry"
     fsspec.filesystem("file").copy(str(out), str(again), recursive=True)
@@ -138,6 +141,9 @@ def test_retry_failed_fetches_only_retryable_refs(downloaded, served_crawl, tmp_
     before = len(served_crawl.requests)
     manifest = download.run(str(again), load_config(None, FLAGS), retry_failed=True)
     assert manifest["retried"] == len(retryable)
+    # progress counts the URLs as their shards finish, against the total the pipeline knows: never 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "curate.progress"]
+    assert f"download: {len(retryable)}/{len(retryable)} URLs fetched" in " ".join(lines), lines
     # A trickled response is logged when the server notices the client left: give it a few seconds.
     deadline = time.monotonic() + 10
     while True:
