@@ -148,7 +148,7 @@ def test_report_uses_the_text_stage_and_escapes_hostile_data(run_out: Path, tmp_
     assert console == "", console
     light = sum(r["light"] for r in rows)
     assert f"with text (light): {light}</h3>" in dom and f"without text: {len(rows) - light}</h3>" in dom
-    assert "text area (fraction of the image) (n=" in dom and "words read (n=" in dom
+    assert "text area (fraction of the image) (n=" in dom and "words (read, and estimated for lines not read) (n=" in dom
     not_run = re.search(r'id="not-run">([^<]*)<', dom)
     assert not_run and not_run.group(1) == "write"  # the text stage counts as run: its table is there
 
@@ -165,3 +165,15 @@ def test_report_with_only_stats_names_every_stage_not_run(tmp_path: Path) -> Non
     text = Path(write_report(str(tmp_path))).read_text()
     assert '<span class="reason">data_uri</span>' in text
     assert re.search(r'id="not-run">download, decode, dedup, text, write<', text)
+
+
+def test_a_group_with_nothing_in_it_gets_no_section(run_out: Path, tmp_path: Path) -> None:
+    """Once the light filter ran, nothing kept is without text: no empty 'without text: 0' section."""
+    out = tmp_path / "out"
+    shutil.copytree(run_out, out, ignore=shutil.ignore_patterns("report.html"))
+    kept = sorted(d["key"] for d in parquet_rows(out / "dedup") if d["reason"] == R.KEPT)
+    rows = [{"key": k, "text_chars": 10, "light": True, "heavy": False, "reason": R.KEPT} for k in kept]
+    (out / "text").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), out / "text" / "text-00000-of-00001.parquet")
+    text = Path(write_report(str(out))).read_text()
+    assert f"with text (light): {len(kept)}</h3>" in text and "without text" not in text

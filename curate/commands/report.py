@@ -418,6 +418,8 @@ class _Page:
                       ("without text", [r for r in scored if r.get("light") is False])]
         html_parts = [f"<p>{len(kept)} images kept so far (from the {esc(where)}).</p>"]
         for title, rows in groups:
+            if not rows:  # e.g. nothing without text once the light filter ran: no empty section
+                continue
             sample = _first(rows, GRID_CAP)
             images = _rows_by_key(self.out, "images", {r["key"] for r in sample}, _IMAGE_COLUMNS)
             figures = [_figure(self.thumbs, images.get(r["key"], {}).get("data"),
@@ -491,7 +493,8 @@ class _Page:
             charts.append(_histogram("text area (fraction of the image)",
                                      (float(r.get("text_area_fraction") or 0) for r in self.text.values()),
                                      AREA_BINS, lambda v: f"{v:.2f}"))
-            charts.append(_histogram("words read", (int(r.get("text_words") or 0) for r in self.text.values()),
+            charts.append(_histogram("words (read, and estimated for lines not read)",
+                                     (int(r.get("text_words") or 0) for r in self.text.values()),
                                      WORD_BINS, lambda v: f"{v:g}"))
         if sides:
             charts.append(_histogram("image width, px", (int(r["width"] or 0) for r in sides), SIDE_BINS, _px))

@@ -72,7 +72,7 @@ class ExtractFile(beam.DoFn):
                         yield from self._record(ctx, record, counts)
             counts["files.read"] += 1
         except DamagedFile as e:
-            counts["files.truncated"] += 1
+            counts[f"files.{R.TRUNCATED_RECORD}"] += 1  # the name its dead letter carries
             yield self._failed(file, R.TRUNCATED_RECORD, str(e))
         except NotAWarc as e:
             counts["files.not_warc"] += 1

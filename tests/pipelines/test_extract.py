@@ -95,6 +95,8 @@ def test_broken_files_are_reported_and_the_rest_read(extracted: dict[str, str], 
         assert stats["records"]["kept"] == len(readable)
         assert stats["files"]["input"] == len({r["file"] for r in records if r["kind"] == source})
         assert stats["files"]["failed"] == len(broken)
+        # the funnel names each failure as its dead letter does, so the report can point at the rows
+        assert stats["files"]["failures"] == {fate: list(broken.values()).count(fate) for fate in set(broken.values())}
 
 
 def test_funnel_adds_up_and_counts_duplicates(extracted: dict[str, str]) -> None:
