@@ -6,8 +6,8 @@
 A folder is searched recursively and each file sorted by its name: an img2dataset output folder gives its
 tars (their `.parquet` and `_stats.json` siblings are its metadata, not URL lists to fetch again), a `.txt`
 beside a picture of the same name is its caption, not a URL list, and what is neither kind is counted by
-suffix, never silently dropped. A file named on its own, or a glob, that is
-no picture by name is read as a crawl file (a file that is no WARC either is then a dead letter).
+suffix, never silently dropped. A file named on its own, or a glob, that is no picture by name is read as a
+crawl file (a file that is no WARC either is then a dead letter).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import fsspec
 
 from curate.crawl import DEFAULT_BASE_URL, CrawlFile, input_files
 from curate.errors import InputError
-from curate.readers import IMAGE_SUFFIXES, list_sources
+from curate.readers import IMAGE_SUFFIXES, SOURCE_SUFFIXES, list_sources
 from curate.urllists import is_url_list
 
 CRAWL_SUFFIXES = (".warc", ".warc.gz", ".wat", ".wat.gz", ".arc", ".arc.gz", ".paths.gz")
-PICTURE_SUFFIXES = (".tar", *IMAGE_SUFFIXES)
 
 
 @dataclass
@@ -42,7 +41,7 @@ def classify(given: list[str], base_url: str = DEFAULT_BASE_URL) -> RunInputs:
         fs, path = fsspec.core.url_to_fs(item)
         if not any(c in path for c in "*?[") and fs.isdir(path):
             _folder(item, [fs.unstrip_protocol(p) for p in sorted(fs.find(path))], found, crawl)
-        elif item.lower().endswith(PICTURE_SUFFIXES):  # a picture or tar, or a glob of them
+        elif item.lower().endswith(SOURCE_SUFFIXES):  # a picture or tar, or a glob of them
             found.pictures.extend(list_sources([item]))
         else:  # a crawl file, a URL list, a listing, or a glob of them (read as crawl files: curate.crawl)
             crawl.append(item)
@@ -57,7 +56,7 @@ def _folder(item: str, files: list[str], found: RunInputs, crawl: list[str]) -> 
     before = len(found.pictures) + len(crawl)
     for f in files:
         lower = f.lower()
-        if lower.endswith(PICTURE_SUFFIXES):
+        if lower.endswith(SOURCE_SUFFIXES):
             found.pictures.append(f)
         elif lower.endswith((".parquet", "_stats.json")) and lower.rsplit(".", 1)[0].removesuffix("_stats") in tars:
             found.skipped["img2dataset metadata"] += 1

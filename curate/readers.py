@@ -30,6 +30,7 @@ from curate.shards import picture, tar_samples
 from curate.urls import url_key
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic")
+SOURCE_SUFFIXES = (".tar", *IMAGE_SUFFIXES)  # what a source is by name: a tar shard or an image file
 
 
 def _fs_glob(pattern: str) -> list[str]:
@@ -60,7 +61,7 @@ def list_sources(inputs: list[str], allow_empty: bool = False, skipped: Counter[
             matches = [fs.unstrip_protocol(path)]
         else:
             raise InputError(f"no such file or folder: {given}")
-        accepted = [m for m in matches if m.lower().endswith((".tar", *IMAGE_SUFFIXES))]
+        accepted = [m for m in matches if m.lower().endswith(SOURCE_SUFFIXES)]
         if folder and skipped is not None:
             skipped.update(PurePosixPath(m).suffix.lower() or "(none)" for m in set(matches) - set(accepted))
         if not accepted and not allow_empty:

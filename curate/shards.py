@@ -5,14 +5,15 @@ members whose paths agree up to the first dot of the base name is one sample, ke
 is in memory at a time. A tar that ends without its end-of-archive blocks was cut short: its samples so far
 come out, then a tarfile.ReadError (Python's tarfile, like webdataset, would just stop there).
 
-Writing (`tar_bytes`), the final shards: a sample is its picture (`<key>.jpg` in every sample by default: the
-original bytes of a JPEG, a JPEG copy as shown of any other format or of a JPEG with EXIF rotation; or `<key>.<ext>`, the original bytes under their
-format's extension: `shards.image_member`), `<key>.json` (every field of the record: provenance, sizes,
-hashes, text score, dup info) and `<key>.txt` (the alt text). Keys are 32 lower-case hex digits: nothing a tar reader could split on a dot or
+Writing (`tar_bytes`), the final shards: a sample is its picture (`<key>.jpg` in every sample by default:
+the original bytes of a JPEG, a JPEG copy as shown of any other format or of a JPEG with EXIF rotation; or
+`<key>.<ext>`, the original bytes under their format's extension: `shards.image_member`), `<key>.json`
+(every field of the record: provenance, sizes, hashes, text score, dup info) and `<key>.txt` (the alt
+text). Keys are 32 lower-case hex digits: nothing a tar reader could split on a dot or
 escape with a slash. Tar members carry no time, owner or mode that could vary (mtime 0, uid/gid 0, mode 0644),
 in key order, so the same samples give the same bytes on every run and runner. The Parquet file holds the same
-metadata, flattened (curate.tables.SHARD_SCHEMA), and the image bytes only when asked
-(`shards.parquet_images`): the tar already has them.
+metadata, flattened (curate.tables.SHARD_SCHEMA), and each picture's original bytes only when asked
+(`shards.parquet_images`).
 """
 
 from __future__ import annotations
