@@ -42,7 +42,7 @@ def parquet_rows(folder: Path) -> list[dict]:
     return [row for f in sorted(folder.glob("*.parquet")) for row in pq.read_table(f).to_pylist()]
 
 
-DOWNLOAD_FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadline": 4, "download.timeout": 2,
+DOWNLOAD_FLAGS = {"download.allow_private_hosts": "127.0.0.1", "download.deadline": 3, "download.timeout": 2,
                   "download.samples_per_shard": 60}
 WRITE_FLAGS = {"shards.samples_per_shard": 40}  # several final shards, so shard numbering is compared too
 

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ResourceWarn
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 # The settings of the session's in-process run (tests/conftest.py: DOWNLOAD_FLAGS, WRITE_FLAGS), whose output
 # (the `baseline` fixture) a killed and resumed `curate run` must reproduce.
-SETTINGS = {"download": {"allow_private_hosts": ["127.0.0.1"], "deadline": 4, "timeout": 2, "samples_per_shard": 60},
+SETTINGS = {"download": {"allow_private_hosts": ["127.0.0.1"], "deadline": 3, "timeout": 2, "samples_per_shard": 60},
             "shards": {"samples_per_shard": 40}}
 
 

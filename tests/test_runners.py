@@ -22,7 +22,7 @@ text table must still equal the in-process one, and the new cache entries must h
 - bundle_repeat: the DirectRunner replaying every bundle, as a runner retrying a bundle would.
 
 Download's output is deterministic on the sample crawl: its faults are fixed per URL (a slow host answers
-after 1.5 s, under the 2 s read timeout; a trickle always overruns the 4 s deadline), and shards are
+after 1.5 s, under the 2 s read timeout; a trickle always overruns the 3 s deadline), and shards are
 planned from keys, not from arrival order.
 """
 

@@ -108,7 +108,7 @@ def test_kill_and_rerun_gives_the_uninterrupted_result(downloaded, sample_crawl:
     fs = fsspec.filesystem("file")
     fs.copy(str(out / "refs"), str(again / "refs"), recursive=True)
     cmd = [sys.executable, "-m", "curate", "download", "--output", str(again), "--allow-private-hosts",
-           "--deadline", "4", "--timeout", "2", "--urls-per-shard", "60"]
+           "--deadline", "3", "--timeout", "2", "--urls-per-shard", "60"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list((again / "fetched").glob("*_stats.json")) and time.monotonic() < deadline:

@@ -104,7 +104,7 @@ def test_an_outage_is_retryable_and_a_blocked_origin_is_named(site: tuple[_Site,
     out = tmp_path / "out"
     _refs(out, [*ours, blocked])
     config = load_config(None, {"download.allow_private_hosts": "127.0.0.1", "download.timeout": 2,
-                                "download.deadline": 4})
+                                "download.deadline": 3})
 
     manifest = download.run(str(out), config)
     ledger = {r["url"]: r for r in parquet_rows(out / "ledger")}

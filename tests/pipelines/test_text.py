@@ -167,7 +167,7 @@ def test_scores_are_committed_as_they_come_so_a_crash_loses_little_ocr(scored: P
     (engine,) = [p.name for p in (out / "cache" / "ocr").iterdir()]
     cache = out / "cache" / "ocr" / engine
     rows = sorted(parquet_rows(cache), key=lambda r: r["pixel_hash"])
-    dropped = {r["pixel_hash"] for r in rows[::4]}
+    dropped = {r["pixel_hash"] for r in rows[::10]}  # a few: each is scored again
     shutil.rmtree(cache)
     cache.mkdir()
     kept = [r for r in rows if r["pixel_hash"] not in dropped]

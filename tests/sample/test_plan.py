@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from curate import reasons as R
@@ -11,8 +13,8 @@ from curate.sample.plan import build_plan, truth_rows
 
 
 @pytest.mark.slow
-def test_scale_two_doubles_the_crawl_without_hidden_duplicates() -> None:
-    small, large = truth_rows(build_plan(0, 1)), build_plan(0, 2)
+def test_scale_two_doubles_the_crawl_without_hidden_duplicates(sample_crawl: Path) -> None:
+    small, large = pq.read_table(sample_crawl / "truth.parquet").to_pylist(), build_plan(0, 2)  # scale 1: the session's
     rows = truth_rows(large)
     assert 1.8 <= len(rows) / len(small) <= 2.2
     assert len({r["url"] for r in rows}) == len(rows)
