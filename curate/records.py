@@ -75,6 +75,7 @@ class ImageRecord(NamedTuple):
     animated: bool = False
     text: TextScore | None = None
     dup: DupInfo | None = None
+    features: bytes = b""  # packed ORB keypoints (curate.keypoints), empty when image.keypoints is off
 
 
 class Rejected(NamedTuple):

@@ -12,6 +12,7 @@ import apache_beam as beam
 import fsspec
 import pyarrow.parquet as pq
 
+from curate import keypoints
 from curate import reasons as R
 from curate.config import Config
 from curate.errors import InputError
@@ -28,7 +29,7 @@ from curate.filters.dedup import (
     star,
 )
 from curate.hashing import band_keys
-from curate.io import join, parquet_files, read_json
+from curate.io import MANIFEST, join, parquet_files, read_json
 from curate.pipelines.common import CollectShards, TallyReasons, WriteParquetShards, WriteRejectsAndFailures
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.records import Rejected
@@ -45,14 +46,23 @@ def image_files(out: str) -> list[str]:
 
 
 class ReadNodes(beam.DoFn):
-    """Only the columns dedup needs: the image bytes stay on disk."""
+    """Only the columns dedup needs: the image bytes stay on disk. With `partitions` (keypoint matching on),
+    each picture's visual words also go out, tagged "words", one element per partition they fall in."""
 
-    def process(self, url: str) -> Iterator[tuple[Node, str]]:
+    def __init__(self, partitions: int = 0):
+        self.partitions = partitions
+
+    def process(self, url: str) -> Iterator[Any]:
         with fsspec.open(url, "rb") as fh:
-            for r in pq.read_table(fh, columns=COLUMNS).to_pylist():
+            table = pq.ParquetFile(fh)
+            words = self.partitions and "features" in table.schema_arrow.names
+            for r in table.read(columns=COLUMNS + (["features"] if words else [])).to_pylist():
                 node = Node(r["key"], r["sha256"], r["pixel_hash"], r["phash"], r["width"] * r["height"],
                             r["crawl_date"] or "")
                 yield node, r["url"]
+                if words and r["features"]:
+                    for part in keypoints.by_partition(r["key"], r["features"], self.partitions):
+                        yield beam.pvalue.TaggedOutput("words", part)
 
 
 def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
@@ -103,9 +113,10 @@ class Deduplicate(beam.PTransform):
 
     The second output must be empty: if not, the components needed more than `rounds` rounds."""
 
-    def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True):
+    def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True,
+                 words: beam.PCollection | None = None):
         super().__init__()
-        self.radius, self.rounds, self.spare, self.near = radius, rounds, spare, near
+        self.radius, self.rounds, self.spare, self.near, self.words = radius, rounds, spare, near, words
 
     def expand(self, nodes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         by_bytes = (nodes | "BySha" >> beam.Map(lambda n: (n.sha256, n)) | "GroupSha" >> beam.GroupByKey()
@@ -120,6 +131,13 @@ class Deduplicate(beam.PTransform):
                     | "Buckets" >> beam.GroupByKey()
                     | "Pairs" >> beam.FlatMap(lambda kv, r: bucket_pairs(kv[1], r), radius))
             edge_sets.append(near)
+        if self.near and self.words is not None:  # curate.keypoints: shared visual words, checked geometrically
+            matched = (self.words
+                       | "WordPartitions" >> beam.GroupByKey()
+                       | "WordMatches" >> beam.FlatMap(lambda kv: keypoints.partition_matches(kv[1]))
+                       | "PairMatches" >> beam.GroupByKey()
+                       | "SamePicture" >> beam.FlatMap(lambda kv: [kv[0]] if keypoints.verified(kv[1]) else []))
+            edge_sets.append(matched)
         edges = (edge_sets | "AllEdges" >> beam.Flatten() | "BothWays" >> beam.FlatMap(_both_ways)
                  | "DistinctEdges" >> beam.Distinct())
         labels = nodes | "Labels" >> beam.Map(lambda n: (n.key, label(n)))
@@ -184,11 +202,15 @@ class _Exclude(beam.DoFn):
 def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude: list[int] | None = None,
           inputs: list[str] | None = None) -> None:
     dd, shards = config.dedup, config.extract.shards
-    read = p | "ImageFiles" >> beam.Create(files) | "Spread" >> beam.Reshuffle() | "Read" >> beam.ParDo(ReadNodes())
+    partitions = word_partitions(out) if dd.near else 0
+    parts = (p | "ImageFiles" >> beam.Create(files) | "Spread" >> beam.Reshuffle()
+             | "Read" >> beam.ParDo(ReadNodes(partitions)).with_outputs("words", main="read"))
+    read = parts.read
     nodes = read | "Nodes" >> beam.Map(lambda nu: nu[0])
     checked = nodes | "Exclude" >> beam.ParDo(_Exclude(exclude or [], dd.hamming_radius, dd.band_spare)).with_outputs(
         "excluded", main="nodes")
-    clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(dd.hamming_radius, dd.rounds, dd.band_spare, dd.near)
+    clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(dd.hamming_radius, dd.rounds, dd.band_spare, dd.near,
+                                                                   parts.words if partitions else None)
     decisions = (clustered, checked.excluded) | "AllDecisions" >> beam.Flatten()
     written = decisions | "WriteDecisions" >> WriteParquetShards(
         out, "dedup", "dedup", DECISION_SCHEMA, Decision._asdict, lambda d: d.key, shards)
@@ -203,6 +225,17 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
     _ = all_shards | "Manifest" >> beam.ParDo(
         WriteManifest(DEDUP_STAGE, out, inputs or files, DEDUP_STAGE.digest(out, config), _describe(dd.rounds)),
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
+
+
+PICTURES_PER_PARTITION = 50  # keypoint words meet in groups of about this many pictures' words (~150,000)
+
+
+def word_partitions(out: str) -> int:
+    """How many groups the visual words are spread over: grows with the pictures decode kept, so that one
+    group holds about PICTURES_PER_PARTITION pictures' words on any scale; a function of the input alone, so
+    every runner makes the same groups."""
+    funnel = (read_json(join(out, "images", MANIFEST)) or {}).get("funnel", {}).get("images", {})
+    return max(1, int(funnel.get("kept", 0)) // PICTURES_PER_PARTITION)
 
 
 def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = False) -> dict[str, Any]:

@@ -1,0 +1,107 @@
+"""Keypoint near-duplicates (curate.keypoints) on real photographs with the edited copies the web makes.
+
+The real labelled set (`shared/real-images` beside the checkout) holds photographs, scans, documents, charts
+and screenshots from public repositories, including look-alikes (pages of one document, charts of one style,
+receipts). Each picture gets edited copies of two families (curate.sample.edits, seeded, families in
+turn so that each family meets every kind of picture); the whole corpus goes through the stage's own
+candidate generation and check. benchmarks/neardup.py measures every family on every picture
+(BENCHMARKS.md); this is the CI floor on a part of it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from curate import keypoints
+from curate.imaging import Decoded, decode, to_rgb
+from curate.sample.edits import FAMILIES, edited
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real-images" / "images"
+FLOOR = 0.94  # every family, on this part of the set (the benchmark's full-set figures: BENCHMARKS.md)
+
+
+def _matches(blobs: list[bytes], partitions: int) -> set[tuple[int, int]]:
+    groups: dict[int, list] = defaultdict(list)
+    for index, blob in enumerate(blobs):
+        for part, member in keypoints.by_partition(f"{index:06d}", blob, partitions):
+            groups[part].append(member)
+    found: dict[tuple[str, str], list] = defaultdict(list)
+    for members in groups.values():
+        for pair, part in keypoints.partition_matches(members):
+            found[pair].append(part)
+    return {(int(a), int(b)) for (a, b), parts in found.items() if keypoints.verified(parts)}
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[tuple[str, str, bytes]]:
+    """(original's file name, family or "" for the original, packed keypoints) for the pictures and copies."""
+    assert REAL.is_dir(), "shared/real-images is expected beside the checkout"
+    out = []
+    for index, path in enumerate(sorted(REAL.iterdir())):
+        data = path.read_bytes()
+        result = decode(data)
+        if not isinstance(result, Decoded):
+            continue
+        out.append((path.name, "", keypoints.describe(result.view)))
+        with Image.open(io.BytesIO(data)) as im:
+            rgb = ImageOps.exif_transpose(to_rgb(im))
+        for family in (FAMILIES[index % len(FAMILIES)], FAMILIES[(index + 4) % len(FAMILIES)]):
+            copy = decode(edited(rgb, family, index)[0])
+            assert isinstance(copy, Decoded)
+            out.append((path.name, family, keypoints.describe(copy.view)))
+    return out
+
+
+@pytest.mark.slow
+def test_edited_copies_merge_and_distinct_pictures_do_not(corpus) -> None:
+    matched = _matches([blob for _, _, blob in corpus], partitions=7)
+    original = {name: i for i, (name, family, _) in enumerate(corpus) if not family}
+    recall = {}
+    for family in FAMILIES:
+        pairs = [(original[name], i) for i, (name, fam, _) in enumerate(corpus) if fam == family]
+        assert len(pairs) >= 30, family
+        recall[family] = sum((min(a, b), max(a, b)) in matched for a, b in pairs) / len(pairs)
+    assert min(recall.values()) >= FLOOR, recall
+    false = [(corpus[a][:2], corpus[b][:2]) for a, b in matched if corpus[a][0] != corpus[b][0]]
+    assert false == []  # no two distinct pictures, nor copies of two (one watermark on both), merge
+
+
+@pytest.mark.slow
+def test_the_matches_do_not_depend_on_the_partitions(corpus) -> None:
+    """Every runner, and every corpus size, groups the words differently: the verified pairs are the same."""
+    blobs = [blob for _, _, blob in corpus]
+    assert _matches(blobs, 1) == _matches(blobs, 7) == _matches(blobs, 50)
+
+
+def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
+    members = [(f"k{i:03d}", float(i), float(i)) for i in range(keypoints.BUCKET_CAP + 1)]
+    assert list(keypoints.bucket_matches(members)) == []
+    pairs = list(keypoints.bucket_matches(members[:3]))
+    assert [pair for pair, _ in pairs] == [("k000", "k001"), ("k000", "k002"), ("k001", "k002")]
+    # a picture and itself shifted and scaled: one crop-and-rescale, over the whole picture
+    grid = np.array([(x, y) for x in range(0, 400, 37) for y in range(0, 300, 41)], dtype=float)
+    moved = grid * 0.9 + (12, -5)
+    matches = [(*p, *q) for p, q in zip(grid.tolist(), moved.tolist(), strict=True)]
+    here, there = keypoints.layout(grid), keypoints.layout(moved)
+    assert keypoints.same_picture(matches, here, there)
+    assert all(keypoints.same_picture(list(reversed(matches)), here, there) for _ in range(3))
+    # the same correspondences squeezed into one corner (a shared logo): too little of the picture
+    corner = [(x / 8, y / 8, x / 8 + 3, y / 8 + 3) for x, y in grid.tolist()]
+    assert not keypoints.same_picture(corner, here, here)
+    # agreeing only on a template's axes and title (the left third and the top third), not on what is plotted
+    axes = [m for m, (x, y) in zip(matches, grid.tolist(), strict=True) if x < 120 or y < 90]
+    assert len(axes) >= keypoints.MIN_MATCHES and not keypoints.same_picture(axes, here, there)
+    # mirrored: not a crop and rescale
+    mirrored = [(x, y, 400 - x, y) for x, y in grid.tolist()]
+    assert not keypoints.same_picture(mirrored, here, here)
+
+
+def test_a_flat_picture_has_no_keypoints_and_no_words() -> None:
+    blob = keypoints.describe(Image.new("RGB", (300, 200), (120, 130, 140)))
+    assert blob == b"" and keypoints.words(blob)[1] == []
