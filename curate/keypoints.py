@@ -5,11 +5,11 @@ lands 8-20 bits away, past any radius that keeps distinct pictures apart. Local 
 the frame: most corners of the picture are still there, at the same places up to one similarity transform.
 
 - `describe(view)` (decode): ORB keypoints (OpenCV, Apache-2.0) on the analysis view resized to a 400-pixel
-  longer side, so any two copies meet at nearly the same scale; the `KEEP` strongest, each as 32 descriptor
-  bytes and its position, packed in `ROW` bytes (`KEEP * ROW` = 14.4 KB a picture at most).
+  longer side, so any two copies meet at nearly the same scale; `KEEP` of them, spread over the picture, each
+  as 32 descriptor bytes and its position, packed in `ROW` bytes (`KEEP * ROW` = 14.4 KB a picture at most).
 - `words(features)` (dedup): each keypoint gives `TABLES` visual words, one per table, each the keypoint's
   descriptor bits at `WORD_BITS` fixed positions. Two views of one corner usually agree on every bit of at
-  least one table; unrelated corners agree on a table with probability ~2**-28. Pictures that share a word
+  least one table; unrelated corners agree on a table with probability ~2**-24. Pictures that share a word
   are candidates, and each shared word is a correspondence (a point in one, a point in the other). A word
   held by more than `BUCKET_CAP` pictures is a stop word (text strokes, flat-colour corners) and is skipped:
   it would make many pairs and tell nothing.
@@ -21,9 +21,10 @@ the frame: most corners of the picture are still there, at the same places up to
   and fall inside the other picture, at least `MIN_OCCUPIED` hold an agreeing point, both ways (two charts of
   one template share their axes, frame and labels all round, but not what is plotted inside).
 
-Measured on the real labelled set (benchmarks/neardup.py, BENCHMARKS.md): the edited copies of every family
-are caught at >= 0.97 and no two distinct pictures merge. The constants were chosen on that set once, across
-all its sources; the benchmark reports them per source.
+Measured on a real labelled set (benchmarks/neardup.py, BENCHMARKS.md): crops up to 10% a side are caught
+at 0.966, captions, watermarks and every other edit family at 1.0, and no two distinct pictures merge. The
+constants were chosen on that set and the sample crawl's template look-alikes together, once for all
+sources; the benchmark reports recall per source.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ SPREAD_GRID = 4  # the stored keypoints: the strongest KEEP / SPREAD_GRID**2 of 
 ROW = 36  # bytes a keypoint: 32 descriptor bytes, x and y as uint16 in 1/8 pixel
 _SUBPIXEL = 8
 TABLES = 8  # visual words per keypoint
-WORD_BITS = 28  # descriptor bits per word
+WORD_BITS = 24  # descriptor bits per word
 BUCKET_CAP = 32  # a word shared by more pictures than this is a stop word
 MIN_MATCHES = 8  # correspondences, and inliers of the fit, a match needs
 MIN_COVER = 0.2  # inlier bounding box / the keypoints' bounding box, in both pictures
@@ -157,47 +158,35 @@ def _occupied(inliers: np.ndarray, mine: Layout, theirs: Layout, to_theirs: np.n
     return sum(i in hit for i in wanted) / len(wanted) if wanted else 0.0
 
 
-def words(features: bytes) -> tuple[Layout, list[tuple[int, float, float]]]:
-    """(layout, [(word, x, y)]): each picture's words once, at the strongest keypoint that has it."""
+def words(features: bytes) -> tuple[Layout, np.ndarray, np.ndarray]:
+    """(layout, words, positions): each picture's words once (uint64: table << 56 | the word's bits), at the
+    strongest keypoint that has it, and those keypoints' positions (n x 2 float32)."""
     descriptors, xy = unpack(features)
     if not len(xy):
-        return layout(xy), []
-    bits = np.unpackbits(descriptors, axis=1)
-    seen: set[int] = set()
-    out = []
-    for table, positions in enumerate(_BITS):
-        values = np.packbits(bits[:, positions], axis=1, bitorder="little")
-        for i, value in enumerate(values):
-            word = (table << 56) | int.from_bytes(value.tobytes(), "little")
-            if word not in seen:
-                seen.add(word)
-                out.append((word, float(xy[i, 0]), float(xy[i, 1])))
-    return layout(xy), out
+        return layout(xy), np.zeros(0, dtype=np.uint64), np.zeros((0, 2), dtype=np.float32)
+    bits = np.unpackbits(descriptors, axis=1).astype(np.uint64)
+    weights = np.uint64(1) << np.arange(WORD_BITS, dtype=np.uint64)
+    tables = np.arange(TABLES, dtype=np.uint64)[:, None] << np.uint64(56)
+    found = (bits[:, _BITS] * weights).sum(axis=2).T | tables  # TABLES x keypoints, table-major
+    flat = found.ravel()
+    _, first = np.unique(flat, return_index=True)
+    first.sort()  # table by table, strongest keypoint first, as the words were found
+    return layout(xy), flat[first], xy[first % len(xy)]
 
 
 Match = tuple[float, float, float, float]  # x, y in one picture; x, y in the other
 
 
-def bucket_matches(members: Sequence[tuple[str, float, float]]) -> Iterator[tuple[tuple[str, str], Match]]:
-    """The correspondences one word gives: every pair of pictures holding it (keys in order), unless it is a
-    stop word."""
-    if len(members) > BUCKET_CAP:
-        return
-    ordered = sorted(members)
-    for i, (a, xa, ya) in enumerate(ordered):
-        for b, xb, yb in ordered[i + 1:]:
-            if a != b:
-                yield (a, b), (xa, ya, xb, yb)
-
-
-def same_picture(matches: Sequence[Match], layout_a: Layout, layout_b: Layout) -> bool:
-    """The geometric check: do the correspondences agree with one crop-and-rescale of a picture, over most of
-    it? Deterministic: the matches are sorted, and OpenCV's RANSAC seeds its generator the same on every call."""
-    if len(matches) < MIN_MATCHES:
+def same_picture(matches: np.ndarray | Sequence[Match], layout_a: Layout, layout_b: Layout) -> bool:
+    """The geometric check: do the correspondences (rows x, y, x', y') agree with one crop-and-rescale of a
+    picture, over most of it? Deterministic: the rows are sorted, and OpenCV's RANSAC seeds its generator the
+    same on every call."""
+    points = np.asarray(matches, dtype=np.float32).reshape(-1, 4)
+    if len(points) < MIN_MATCHES:
         return False
     import cv2
 
-    points = np.array(sorted(matches), dtype=np.float32)
+    points = points[np.lexsort(points.T[::-1])]
     a, b = np.ascontiguousarray(points[:, :2]), np.ascontiguousarray(points[:, 2:])
     fit, mask = cv2.estimateAffinePartial2D(a, b, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS)
     if fit is None or int(mask.sum()) < MIN_MATCHES:
@@ -215,42 +204,52 @@ def same_picture(matches: Sequence[Match], layout_a: Layout, layout_b: Layout) -
                _occupied(b[inliers], layout_b, layout_a, back)) >= MIN_OCCUPIED
 
 
-def partition_of(word: int, partitions: int) -> int:
-    """Which of `partitions` groups a word's pictures meet in (every picture holding it sends it there)."""
-    return ((word * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) % partitions
+def by_partition(key: str, features: bytes, partitions: int) -> Iterator[tuple[int, tuple]]:
+    """One picture's words, as one element per partition: (partition, (key, layout, words, positions))."""
+    where, found, xy = words(features)
+    mixed = found * np.uint64(0x9E3779B97F4A7C15)  # wraps modulo 2**64, as `partition_of`
+    parts = (mixed % np.uint64(partitions)).astype(np.int64)
+    for part in np.unique(parts).tolist():
+        mine = parts == part
+        yield part, (key, where, found[mine], xy[mine])
 
 
-def by_partition(key: str, features: bytes, partitions: int) -> Iterator[tuple[int, tuple[str, Layout, list]]]:
-    """One picture's words, as one element per partition: (partition, (key, layout, [(word, x, y)]))."""
-    where, found = words(features)
-    parts: dict[int, list] = {}
-    for word in found:
-        parts.setdefault(partition_of(word[0], partitions), []).append(word)
-    for part, held in sorted(parts.items()):
-        yield part, (key, where, held)
-
-
-def partition_matches(members: Iterable[tuple[str, Layout, list]]) -> Iterator[tuple[tuple[str, str], tuple]]:
-    """Inside one partition: ((a, b), (layout a, layout b, [matches])) for every pair sharing a word there."""
-    layouts: dict[str, Layout] = {}
-    held: dict[int, list[tuple[str, float, float]]] = {}
-    for key, where, found in members:
-        layouts[key] = where
-        for word, x, y in found:
-            held.setdefault(word, []).append((key, x, y))
-    pairs: dict[tuple[str, str], list[Match]] = {}
-    for word_members in held.values():
-        for pair, match in bucket_matches(word_members):
-            pairs.setdefault(pair, []).append(match)
-    for (a, b), matches in pairs.items():
-        yield (a, b), (layouts[a], layouts[b], matches)
+def partition_matches(members: Iterable[tuple]) -> Iterator[tuple[tuple[str, str], tuple]]:
+    """Inside one partition: ((a, b), (layout a, layout b, matches n x 4)) for every pair of pictures sharing
+    a word there that is not a stop word (held by more than BUCKET_CAP pictures); keys in order."""
+    ordered = sorted(members, key=lambda m: m[0])
+    if len(ordered) < 2:
+        return
+    keys, layouts = [m[0] for m in ordered], [m[1] for m in ordered]
+    held = np.concatenate([m[2] for m in ordered])
+    owner = np.concatenate([np.full(len(m[2]), i, dtype=np.int64) for i, m in enumerate(ordered)])
+    xy = np.concatenate([m[3] for m in ordered]).astype(np.float32)
+    order = np.lexsort((owner, held))
+    held, owner, xy = held[order], owner[order], xy[order]
+    starts = np.flatnonzero(np.r_[True, held[1:] != held[:-1]])
+    sizes = np.diff(np.r_[starts, len(held)])
+    firsts, seconds = [], []
+    for size in np.unique(sizes[(sizes >= 2) & (sizes <= BUCKET_CAP)]).tolist():
+        rows = starts[sizes == size][:, None]
+        i, j = np.triu_indices(size, k=1)
+        firsts.append((rows + i).ravel())
+        seconds.append((rows + j).ravel())
+    if not firsts:
+        return
+    first, second = np.concatenate(firsts), np.concatenate(seconds)
+    pair = owner[first] * len(ordered) + owner[second]  # owners ascend inside a word: first < second
+    by_pair = np.argsort(pair, kind="stable")
+    pair, matches = pair[by_pair], np.hstack([xy[first[by_pair]], xy[second[by_pair]]])
+    bounds = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]).tolist() + [len(pair)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        a, b = divmod(int(pair[lo]), len(ordered))
+        yield (keys[a], keys[b]), (layouts[a], layouts[b], matches[lo:hi])
 
 
 def verified(parts: Iterable[tuple[Layout, Layout, list]]) -> bool:
     """A candidate pair's matches from every partition, checked."""
-    matches: list[Match] = []
-    layouts: tuple[Layout, Layout] = ((0.0, 0.0, 1.0, 1.0, 0),) * 2
-    for layout_a, layout_b, found in parts:
+    found, layouts = [], ((0.0, 0.0, 1.0, 1.0, 0),) * 2
+    for layout_a, layout_b, matches in parts:
         layouts = (layout_a, layout_b)  # the same in every partition
-        matches.extend(found)
-    return same_picture(matches, *layouts)
+        found.append(matches)
+    return same_picture(np.concatenate(found) if found else np.zeros((0, 4)), *layouts)

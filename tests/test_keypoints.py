@@ -81,10 +81,17 @@ def test_the_matches_do_not_depend_on_the_partitions(corpus) -> None:
 
 
 def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
-    members = [(f"k{i:03d}", float(i), float(i)) for i in range(keypoints.BUCKET_CAP + 1)]
-    assert list(keypoints.bucket_matches(members)) == []
-    pairs = list(keypoints.bucket_matches(members[:3]))
-    assert [pair for pair, _ in pairs] == [("k000", "k001"), ("k000", "k002"), ("k001", "k002")]
+    def picture(key: str, words: list[int]) -> tuple:
+        xy = np.array([(float(w % 97), float(w % 89)) for w in words], dtype=np.float32).reshape(-1, 2)
+        return key, keypoints.layout(xy), np.array(words, dtype=np.uint64), xy
+
+    crowd = [picture(f"k{i:03d}", [7, 1000 + i]) for i in range(keypoints.BUCKET_CAP + 1)]  # all hold word 7
+    assert list(keypoints.partition_matches(crowd)) == []
+    three = [picture("c", [5, 6, 9]), picture("a", [5, 6]), picture("b", [6, 9])]
+    found = {pair: matches.tolist() for pair, (_, _, matches) in keypoints.partition_matches(three)}
+    assert sorted(found) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert len(found[("a", "c")]) == 2 and len(found[("a", "b")]) == 1 and len(found[("b", "c")]) == 2
+    assert found[("a", "b")] == [[6 % 97, 6 % 89, 6 % 97, 6 % 89]]
     # a picture and itself shifted and scaled: one crop-and-rescale, over the whole picture
     grid = np.array([(x, y) for x in range(0, 400, 37) for y in range(0, 300, 41)], dtype=float)
     moved = grid * 0.9 + (12, -5)
@@ -105,4 +112,4 @@ def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
 
 def test_a_flat_picture_has_no_keypoints_and_no_words() -> None:
     blob = keypoints.describe(Image.new("RGB", (300, 200), (120, 130, 140)))
-    assert blob == b"" and keypoints.words(blob)[1] == []
+    assert blob == b"" and len(keypoints.words(blob)[1]) == 0

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("formats", {"curate.io", "curate.urls", "curate.mime", "curate.warc", "curate.html", "curate.crawl",
                  "curate.readers", "curate.shards", "curate.urllists", "curate.inputs"}),
     ("net", {"curate.netguard", "curate.fetch", "curate.robots", "curate.downloader"}),
-    ("image", {"curate.hashing", "curate.imaging", "curate.ocr", "curate.ppocr"}),
+    ("image", {"curate.hashing", "curate.imaging", "curate.keypoints", "curate.ocr", "curate.ppocr"}),
     ("filters", {"curate.filters"}),
     ("pipelines", {"curate.pipelines"}),
     # Beside the pipelines, leaves: only the commands import them; the trainer's toy data uses the sample's images.
