@@ -214,9 +214,10 @@ def by_partition(key: str, features: bytes, partitions: int) -> Iterator[tuple[i
         yield part, (key, where, found[mine], xy[mine])
 
 
-def partition_matches(members: Iterable[tuple]) -> Iterator[tuple[tuple[str, str], tuple]]:
+def partition_matches(members: Iterable[tuple], only: bool = False) -> Iterator[tuple[tuple[str, str], tuple]]:
     """Inside one partition: ((a, b), (layout a, layout b, matches n x 4)) for every pair of pictures sharing
-    a word there that is not a stop word (held by more than BUCKET_CAP pictures); keys in order."""
+    a word there that is not a stop word (held by more than BUCKET_CAP pictures); keys in order. When this is
+    the `only` partition, a pair's matches are all here, and pairs with too few for the check are dropped."""
     ordered = sorted(members, key=lambda m: m[0])
     if len(ordered) < 2:
         return
@@ -242,6 +243,8 @@ def partition_matches(members: Iterable[tuple]) -> Iterator[tuple[tuple[str, str
     pair, matches = pair[by_pair], np.hstack([xy[first[by_pair]], xy[second[by_pair]]])
     bounds = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]).tolist() + [len(pair)]
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if only and hi - lo < MIN_MATCHES:
+            continue
         a, b = divmod(int(pair[lo]), len(ordered))
         yield (keys[a], keys[b]), (layouts[a], layouts[b], matches[lo:hi])
 

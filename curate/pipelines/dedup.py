@@ -114,9 +114,10 @@ class Deduplicate(beam.PTransform):
     The second output must be empty: if not, the components needed more than `rounds` rounds."""
 
     def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True,
-                 words: beam.PCollection | None = None):
+                 words: beam.PCollection | None = None, partitions: int = 0):
         super().__init__()
         self.radius, self.rounds, self.spare, self.near, self.words = radius, rounds, spare, near, words
+        self.partitions = partitions  # how many the words were spread over (curate.keypoints.by_partition)
 
     def expand(self, nodes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         by_bytes = (nodes | "BySha" >> beam.Map(lambda n: (n.sha256, n)) | "GroupSha" >> beam.GroupByKey()
@@ -134,7 +135,8 @@ class Deduplicate(beam.PTransform):
         if self.near and self.words is not None:  # curate.keypoints: shared visual words, checked geometrically
             matched = (self.words
                        | "WordPartitions" >> beam.GroupByKey()
-                       | "WordMatches" >> beam.FlatMap(lambda kv: keypoints.partition_matches(kv[1]))
+                       | "WordMatches" >> beam.FlatMap(lambda kv, one: keypoints.partition_matches(kv[1], one),
+                                                       self.partitions == 1)
                        | "PairMatches" >> beam.GroupByKey()
                        | "SamePicture" >> beam.FlatMap(lambda kv: [kv[0]] if keypoints.verified(kv[1]) else []))
             edge_sets.append(matched)
@@ -210,7 +212,7 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
     checked = nodes | "Exclude" >> beam.ParDo(_Exclude(exclude or [], dd.hamming_radius, dd.band_spare)).with_outputs(
         "excluded", main="nodes")
     clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(dd.hamming_radius, dd.rounds, dd.band_spare, dd.near,
-                                                                   parts.words if partitions else None)
+                                                                   parts.words if partitions else None, partitions)
     decisions = (clustered, checked.excluded) | "AllDecisions" >> beam.Flatten()
     written = decisions | "WriteDecisions" >> WriteParquetShards(
         out, "dedup", "dedup", DECISION_SCHEMA, Decision._asdict, lambda d: d.key, shards)
@@ -227,7 +229,10 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
 
 
-PICTURES_PER_PARTITION = 50  # keypoint words meet in groups of about this many pictures' words (~150,000)
+# Keypoint words meet in groups of about this many pictures' words (~1.6 million, ~40 MB in numpy): fewer
+# groups, fewer elements per candidate pair; one group for a small run, where pairs below the check's
+# minimum never leave it.
+PICTURES_PER_PARTITION = 500
 
 
 def word_partitions(out: str) -> int:
