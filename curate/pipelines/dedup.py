@@ -47,10 +47,14 @@ def image_files(out: str) -> list[str]:
 
 class ReadNodes(beam.DoFn):
     """Only the columns dedup needs: the image bytes stay on disk. With `partitions` (keypoint matching on),
-    each picture's visual words also go out, tagged "words", one element per partition they fall in."""
+    each picture's visual words also go out, tagged "words", one element per partition they fall in, except
+    the words of a picture that decontamination will drop (`exclude`: it must join no cluster)."""
 
-    def __init__(self, partitions: int = 0):
-        self.partitions = partitions
+    def __init__(self, partitions: int = 0, exclude: tuple[list[int], int, int] = ([], 0, 0)):
+        self.partitions, self.exclude = partitions, exclude
+
+    def setup(self) -> None:
+        self.index = ExclusionIndex(*self.exclude)
 
     def process(self, url: str) -> Iterator[Any]:
         with fsspec.open(url, "rb") as fh:
@@ -60,7 +64,7 @@ class ReadNodes(beam.DoFn):
                 node = Node(r["key"], r["sha256"], r["pixel_hash"], r["phash"], r["width"] * r["height"],
                             r["crawl_date"] or "")
                 yield node, r["url"]
-                if words and r["features"]:
+                if words and r["features"] and self.index.nearest(node.phash) is None:
                     for part in keypoints.by_partition(r["key"], r["features"], self.partitions):
                         yield beam.pvalue.TaggedOutput("words", part)
 
@@ -206,7 +210,8 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
     dd, shards = config.dedup, config.extract.shards
     partitions = word_partitions(out) if dd.near else 0
     parts = (p | "ImageFiles" >> beam.Create(files) | "Spread" >> beam.Reshuffle()
-             | "Read" >> beam.ParDo(ReadNodes(partitions)).with_outputs("words", main="read"))
+             | "Read" >> beam.ParDo(ReadNodes(partitions, (exclude or [], dd.hamming_radius, dd.band_spare)))
+             .with_outputs("words", main="read"))
     read = parts.read
     nodes = read | "Nodes" >> beam.Map(lambda nu: nu[0])
     checked = nodes | "Exclude" >> beam.ParDo(_Exclude(exclude or [], dd.hamming_radius, dd.band_spare)).with_outputs(

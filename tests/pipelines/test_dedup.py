@@ -84,3 +84,44 @@ def test_exclude_near_drops_near_duplicates_of_an_evaluation_set(deduped: Path, 
     hashes.write_text(f"# one hash\n{target['phash']:016x}\n")
     again = dedup.run(str(out), load_config(None, {"dedup.exclude_near": [str(hashes)]}))  # another set: reruns
     assert again["funnel"]["images"]["rejected"][R.EVAL_OVERLAP] == 1
+
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "real-images" / "images"
+
+
+def test_a_cropped_copy_joins_its_original_and_an_excluded_picture_takes_no_one_along(tmp_path: Path) -> None:
+    """Real photographs in a folder, one of them also cropped by 8% (left, top) and 5% (right, bottom): its
+    pHash is far from the original's, the keypoints find it. Excluding the original (decontamination) drops
+    it as eval_overlap and leaves the crop alone, kept: an excluded picture joins no cluster."""
+    from PIL import Image
+
+    from curate.hashing import hamming
+
+    photos = sorted(p for p in REAL.glob("*.jpg"))[:6]
+    assert len(photos) == 6
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in photos:
+        (folder / path.name).write_bytes(path.read_bytes())
+    with Image.open(photos[0]) as im:
+        w, h = im.size
+        im.convert("RGB").crop((w * 8 // 100, h * 8 // 100, w * 95 // 100, h * 95 // 100)).save(
+            folder / "zz-cropped.jpg", quality=90)
+    out = tmp_path / "out"
+    decode.run(list_sources([str(folder)]), str(out), load_config())
+    rows = {Path(r["url"]).name: r for r in parquet_rows(out / "images")}
+    assert hamming(rows[photos[0].name]["phash"], rows["zz-cropped.jpg"]["phash"]) > 6  # pHash alone misses it
+    dedup.run(str(out), load_config())
+    decided = {d["key"]: d for d in parquet_rows(out / "dedup")}
+    crop, original = decided[rows["zz-cropped.jpg"]["key"]], decided[rows[photos[0].name]["key"]]
+    assert crop["reason"] == R.NEAR_DUPLICATE and crop["dup_of"] == original["key"] and original["reason"] == R.KEPT
+    assert sorted(d["reason"] for d in decided.values()).count(R.KEPT) == 6
+
+    evalset = tmp_path / "eval"
+    evalset.mkdir()
+    with Image.open(photos[0]) as im:
+        im.convert("RGB").save(evalset / "e.png")
+    dedup.run(str(out), load_config(None, {"dedup.exclude_near": [str(evalset)]}))
+    decided = {d["key"]: d for d in parquet_rows(out / "dedup")}
+    assert decided[original["key"]]["reason"] == R.EVAL_OVERLAP
+    assert decided[crop["key"]]["reason"] == R.KEPT and decided[crop["key"]]["cluster_size"] == 1
