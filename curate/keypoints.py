@@ -30,6 +30,7 @@ sources; the benchmark reports recall per source.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -61,16 +62,15 @@ def _table_bits() -> np.ndarray:
 
 
 _BITS = _table_bits()
-_orb: Any = None
+_local = threading.local()  # one detector a thread: a runner may call from several at once
 
 
 def _detector() -> Any:
-    global _orb
-    if _orb is None:
+    if not hasattr(_local, "orb"):
         import cv2
 
-        _orb = cv2.ORB_create(nfeatures=DETECT)  # type: ignore[attr-defined]
-    return _orb
+        _local.orb = cv2.ORB_create(nfeatures=DETECT)  # type: ignore[attr-defined]
+    return _local.orb
 
 
 def describe(view: Image.Image) -> bytes:

@@ -108,7 +108,8 @@ class _Decide(beam.DoFn):
 
 
 class Deduplicate(beam.PTransform):
-    """Clusters as keyed Beam steps (edges by GroupByKey on SHA-256, pixel hash and each band key; connected
+    """Clusters as keyed Beam steps (edges by GroupByKey on SHA-256, pixel hash and each band key, and, given
+    the pictures' `words` (ReadNodes), keypoint pairs checked by curate.keypoints; connected
     components by min-label propagation, unrolled for `rounds` rounds, each a CoGroupByKey and a CombinePerKey,
     then checked: an edge whose ends still disagree means the rounds were too few, and the stage fails loudly
     rather than guess).
