@@ -26,7 +26,6 @@ import itertools
 import json
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +52,8 @@ def _source(name: str) -> str:
 def _keypoint_matches(features: list[bytes]) -> tuple[set[tuple[int, int]], int, float]:
     """The pairs (indices) the keypoint method calls the same picture; candidate pairs; ms per picture."""
     started = time.perf_counter()
-    partitions = max(1, len(features) // PICTURES_PER_PARTITION)
-    groups: dict[int, list] = defaultdict(list)
-    for index, blob in enumerate(features):
-        for part, member in keypoints.by_partition(f"{index:06d}", blob, partitions):
-            groups[part].append(member)
-    found: dict[tuple[str, str], list] = defaultdict(list)
-    for members in groups.values():
-        for pair, part in keypoints.partition_matches(members, only=partitions == 1):
-            found[pair].append(part)
-    same = {(int(a), int(b)) for (a, b), parts in found.items() if keypoints.verified(parts)}
-    return same, len(found), 1000 * (time.perf_counter() - started) / max(1, len(features))
+    same, candidates = keypoints.match_all(features, max(1, len(features) // PICTURES_PER_PARTITION))
+    return same, candidates, 1000 * (time.perf_counter() - started) / max(1, len(features))
 
 
 def main() -> int:

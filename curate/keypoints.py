@@ -256,3 +256,17 @@ def verified(parts: Iterable[tuple[Layout, Layout, list]]) -> bool:
         layouts = (layout_a, layout_b)  # the same in every partition
         found.append(matches)
     return same_picture(np.concatenate(found) if found else np.zeros((0, 4)), *layouts)
+
+
+def match_all(features: Sequence[bytes], partitions: int) -> tuple[set[tuple[int, int]], int]:
+    """The dedup stage's keypoint steps in one process, without Beam (benchmarks and tests): the pairs of
+    indices into `features` that are one picture, and how many candidate pairs were checked."""
+    groups: dict[int, list] = {}
+    for index, blob in enumerate(features):
+        for part, member in by_partition(f"{index:09d}", blob, partitions):
+            groups.setdefault(part, []).append(member)
+    found: dict[tuple[str, str], list] = {}
+    for members in groups.values():
+        for pair, shared in partition_matches(members, only=partitions == 1):
+            found.setdefault(pair, []).append(shared)
+    return {(int(a), int(b)) for (a, b), parts in found.items() if verified(parts)}, len(found)

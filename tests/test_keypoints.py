@@ -11,7 +11,6 @@ candidate generation and check. benchmarks/neardup.py measures every family on e
 from __future__ import annotations
 
 import io
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +26,7 @@ FLOOR = {"crop": 0.88}  # and 0.95 for every other family, on this part of the s
 
 
 def _matches(blobs: list[bytes], partitions: int) -> set[tuple[int, int]]:
-    groups: dict[int, list] = defaultdict(list)
-    for index, blob in enumerate(blobs):
-        for part, member in keypoints.by_partition(f"{index:06d}", blob, partitions):
-            groups[part].append(member)
-    found: dict[tuple[str, str], list] = defaultdict(list)
-    for members in groups.values():
-        for pair, part in keypoints.partition_matches(members, only=partitions == 1):
-            found[pair].append(part)
-    return {(int(a), int(b)) for (a, b), parts in found.items() if keypoints.verified(parts)}
+    return keypoints.match_all(blobs, partitions)[0]
 
 
 @pytest.fixture(scope="module")
