@@ -33,13 +33,11 @@ from curate.config import Config, ImageConfig, TextConfig
 from curate.errors import InputError
 from curate.filters.text import is_heavy, is_light, verdict
 from curate.io import (
-    MANIFEST,
     ShardInfo,
     atomic_write,
     join,
     parquet_bytes,
     parquet_files,
-    read_json,
     remove,
     write_json,
 )
@@ -262,12 +260,13 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     cached = p | "CacheFiles" >> beam.Create(cache_files) | "ReadCache" >> beam.ParDo(ReadCache())
     resolved = ({"image": survivors.rows, "cached": cached} | "JoinCache" >> beam.CoGroupByKey()
                 | "Resolve" >> beam.FlatMap(_resolve).with_outputs("cached", main="todo"))
-    total = (read_json(join(out, "dedup", MANIFEST)) or {}).get("funnel", {}).get("images", {}).get("kept", 0)
+    to_score = resolved.todo | "CountToScore" >> beam.combiners.Count.Globally()  # cached pictures need no OCR
     scored = (resolved.todo | "ByRowGroup" >> beam.Map(lambda rows: ((rows[0]["file"], rows[0]["group"]), rows))
               | "SpreadWork" >> beam.GroupByKey()
               | "Score" >> beam.ParDo(ScoreText(tc, config.image, cache_root(out, tc), engine_id)).with_outputs(
                   "new", REJECTED, FAILED, main="scored"))
-    progressed = scored.scored | "Progress" >> beam.ParDo(Progress(STAGE, "pictures scored", total))
+    progressed = scored.scored | "Progress" >> beam.ParDo(Progress(STAGE, "pictures scored", 0),
+                                                          beam.pvalue.AsSingleton(to_score))
     outcomes = ((progressed, resolved.cached) | "AllScores" >> beam.Flatten()
                 | "Decide" >> beam.FlatMap(_decide(tc)))
     written = outcomes | "WriteText" >> WriteParquetShards(out, "text", "text", TEXT_SCHEMA, text_row,

@@ -155,9 +155,13 @@ def test_an_unwritable_ocr_cache_stops_the_stage_before_any_ocr(tmp_path: Path) 
 
 
 def test_scores_are_committed_as_they_come_so_a_crash_loses_little_ocr(scored: Path, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
     """The stage dies while scoring its last picture (as a kill would stop it): the row groups it finished
-    are in the cache already, and the rerun scores only what the crash interrupted."""
+    are in the cache already, and the rerun scores only what the crash interrupted; its progress counts
+    against those pictures, not against every survivor (the cached ones need no OCR)."""
+    import logging
+
     import pyarrow as pa
 
     from curate.ocr import TextEngine
@@ -192,6 +196,11 @@ def test_scores_are_committed_as_they_come_so_a_crash_loses_little_ocr(scored: P
     assert not (out / "text" / "_MANIFEST.json").exists()
     committed = {r["pixel_hash"] for r in parquet_rows(cache)} - {r["pixel_hash"] for r in kept}
     assert committed and committed < dropped  # the finished groups' scores survived the crash
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="curate.progress")
     text.run(str(out), load_config())
     work = json.loads((out / "text" / "_WORK.json").read_text())
     assert work["scored"] == len(dropped - committed)
+    lines = [r.getMessage() for r in caplog.records if r.name == "curate.progress"]
+    left = len(dropped - committed)
+    assert f"text: {left}/{left} pictures scored" in " ".join(lines), lines
