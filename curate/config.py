@@ -140,7 +140,9 @@ class TextConfig:
     detect_side: int = 960  # fast: detection with the picture's longer side at this many pixels
     read: int = 8  # fast: recognize this many text lines per picture (the largest), extrapolate the rest
     canvas: int = 1280  # full: easyocr detection bound, pixels on the longer side
-    threads: int = 0  # CPU threads per worker for the models (0: the library's default, one per core)
+    # CPU threads per worker for the models; 0: automatic (1 where the runner starts a worker per core, else the
+    # library's default, one per core: curate.pipelines.text.worker_threads)
+    threads: int = 0
     batch: int = 1  # pictures per OCR call (full mode on a GPU: easyocr takes them in turn)
     cache: str | None = None  # where scores are cached by pixel hash (default OUT/cache/ocr); any fsspec URL
 

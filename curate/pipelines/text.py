@@ -17,6 +17,7 @@ id, so re-running with another filter or thresholds reuses every score.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -247,6 +248,22 @@ def _work(pairs: list[tuple[str, float]]) -> dict[str, float]:
             "ms_per_scored_image": round(sum(scored) / len(scored), 1) if scored else 0.0}
 
 
+def worker_threads(threads: int, options: Any) -> int:
+    """`text.threads` as each worker uses it. 0 (the default) is automatic: 1 where the runner runs several
+    workers on a machine's cores (the DirectRunner's multi_processing or multi_threading modes, and every other
+    runner: Dataflow, Flink, Spark, Dask and the portable runner start a worker per core), the library's default
+    (a thread per core) in the one in-process worker of the plain DirectRunner. Oversubscribing N workers
+    with N threads each slows every one of them."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    if threads:
+        return threads
+    runner = options.view_as(StandardOptions).runner
+    mode = options.view_as(DirectOptions).direct_running_mode
+    alone = runner in (None, "DirectRunner", "direct", "BundleBasedDirectRunner") and mode == "in_memory"
+    return 0 if alone else 1
+
+
 def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisions: list[str],
           cache_files: list[str], engine_id: str, inputs: list[str]) -> None:
     shards, tc = config.extract.shards, config.text
@@ -263,7 +280,8 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
     to_score = resolved.todo | "CountToScore" >> beam.combiners.Count.Globally()  # cached pictures need no OCR
     scored = (resolved.todo | "ByRowGroup" >> beam.Map(lambda rows: ((rows[0]["file"], rows[0]["group"]), rows))
               | "SpreadWork" >> beam.GroupByKey()
-              | "Score" >> beam.ParDo(ScoreText(tc, config.image, cache_root(out, tc), engine_id)).with_outputs(
+              | "Score" >> beam.ParDo(ScoreText(dataclasses.replace(tc, threads=worker_threads(tc.threads, p.options)),
+                                                config.image, cache_root(out, tc), engine_id)).with_outputs(
                   "new", REJECTED, FAILED, main="scored"))
     progressed = scored.scored | "Progress" >> beam.ParDo(Progress(STAGE, "pictures scored", 0),
                                                           beam.pvalue.AsSingleton(to_score))

@@ -204,3 +204,16 @@ def test_scores_are_committed_as_they_come_so_a_crash_loses_little_ocr(scored: P
     lines = [r.getMessage() for r in caplog.records if r.name == "curate.progress"]
     left = len(dropped - committed)
     assert f"text: {left}/{left} pictures scored" in " ".join(lines), lines
+
+
+def test_ocr_threads_are_one_per_worker_where_the_runner_starts_a_worker_per_core() -> None:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from curate.pipelines.text import worker_threads
+
+    alone = PipelineOptions([])
+    assert worker_threads(0, alone) == 0  # the one in-process worker: the library's default, every core
+    for flags in (["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+                  ["--direct_running_mode=multi_threading"], ["--runner=PortableRunner"], ["--runner=DataflowRunner"]):
+        assert worker_threads(0, PipelineOptions(flags)) == 1, flags
+    assert worker_threads(3, PipelineOptions(["--runner=PortableRunner"])) == 3  # a number given is kept
