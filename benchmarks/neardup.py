@@ -26,6 +26,7 @@ import itertools
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,8 @@ def main() -> int:
     }
     figures: dict[str, Any] = {"pictures": len(names), "corpus": len(corpus), "radius": args.radius,
                                "ms_per_picture": per_picture, "methods": {}}
+    family_sizes = Counter(original for original, _, _, _ in corpus)
+    distinct = len(corpus) * (len(corpus) - 1) // 2 - sum(n * (n - 1) // 2 for n in family_sizes.values())
     for name, same in methods.items():
         recall = {f: round(sum(same(i, j) for i, j, fam in copies if fam == f) /
                            max(1, sum(fam == f for _, _, fam in copies)), 3) for f in FAMILIES}
@@ -108,15 +111,11 @@ def main() -> int:
         by_source = {src: round(sum(same(i, j) for i, j, _ in copies if _source(names[corpus[i][0]]) == src) /
                                 max(1, sum(_source(names[corpus[i][0]]) == src for i, _, _ in copies)), 3)
                      for src in sources}
-        if name == "keypoints":
+        if name == "keypoints":  # the method's own candidates: only the pairs it matched can be false
             false = [(a, b) for a, b in matched if corpus[a][0] != corpus[b][0]]
-            distinct = len(corpus) * (len(corpus) - 1) // 2 - sum(
-                1 for a, b in itertools.combinations(range(len(corpus)), 2) if corpus[a][0] == corpus[b][0])
         else:
             false = [(a, b) for a, b in itertools.combinations(range(len(corpus)), 2)
                      if corpus[a][0] != corpus[b][0] and same(a, b)]
-            distinct = len(corpus) * (len(corpus) - 1) // 2 - sum(
-                1 for a, b in itertools.combinations(range(len(corpus)), 2) if corpus[a][0] == corpus[b][0])
         figures["methods"][name] = {
             "recall": recall, "recall_by_source": by_source, "false_merges": len(false), "distinct_pairs": distinct,
             "false_pairs": [(names[corpus[a][0]], corpus[a][1] or "original", names[corpus[b][0]],

@@ -207,7 +207,7 @@ def same_picture(matches: np.ndarray | Sequence[Match], layout_a: Layout, layout
 def by_partition(key: str, features: bytes, partitions: int) -> Iterator[tuple[int, tuple]]:
     """One picture's words, as one element per partition: (partition, (key, layout, words, positions))."""
     where, found, xy = words(features)
-    mixed = found * np.uint64(0x9E3779B97F4A7C15)  # wraps modulo 2**64, as `partition_of`
+    mixed = found * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing, modulo 2**64: spreads the table bits
     parts = (mixed % np.uint64(partitions)).astype(np.int64)
     for part in np.unique(parts).tolist():
         mine = parts == part
@@ -249,7 +249,7 @@ def partition_matches(members: Iterable[tuple], only: bool = False) -> Iterator[
         yield (keys[a], keys[b]), (layouts[a], layouts[b], matches[lo:hi])
 
 
-def verified(parts: Iterable[tuple[Layout, Layout, list]]) -> bool:
+def verified(parts: Iterable[tuple[Layout, Layout, np.ndarray]]) -> bool:
     """A candidate pair's matches from every partition, checked."""
     found, layouts = [], ((0.0, 0.0, 1.0, 1.0, 0),) * 2
     for layout_a, layout_b, matches in parts:
