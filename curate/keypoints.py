@@ -1,4 +1,4 @@
-"""Near-duplicates that survive crops, captions and watermarks: local features, visual words, geometric check.
+"""Near-duplicates that survive crops, captions and watermarks: local features, visual words, two checks.
 
 A 64-bit pHash describes the whole frame, so a copy cropped by a few percent, or with a caption bar over it,
 lands 8-20 bits away, past any radius that keeps distinct pictures apart. Local features do not care about
@@ -6,25 +6,31 @@ the frame: most corners of the picture are still there, at the same places up to
 
 - `describe(view)` (decode): ORB keypoints (OpenCV, Apache-2.0) on the analysis view resized to a 400-pixel
   longer side, so any two copies meet at nearly the same scale; `KEEP` of them, spread over the picture, each
-  as 32 descriptor bytes and its position, packed in `ROW` bytes (`KEEP * ROW` = 14.4 KB a picture at most).
+  as 32 descriptor bytes and its position, packed in `ROW` bytes (`KEEP * ROW` = 14.4 KB a picture at most);
+  and that frame in grey at a `THUMB`-pixel longer side, as PNG (about 5-15 KB).
 - `words(features)` (dedup): each keypoint gives `TABLES` visual words, one per table, each the keypoint's
   descriptor bits at `WORD_BITS` fixed positions. Two views of one corner usually agree on every bit of at
   least one table; unrelated corners agree on a table with probability ~2**-24. Pictures that share a word
   are candidates, and each shared word is a correspondence (a point in one, a point in the other). A word
   held by more than `BUCKET_CAP` pictures is a stop word (text strokes, flat-colour corners) and is skipped:
   it would make many pairs and tell nothing.
-- `same_picture(matches, layout_a, layout_b)` (dedup): at least `MIN_MATCHES` correspondences, of which at
-  least `MIN_MATCHES` agree with one RANSAC similarity fit that only crops and rescales (scale 0.6-1.7,
-  rotation at most 5 degrees); the agreeing points cover at least `MIN_COVER` of the area each picture's
-  keypoints span (a shared logo, watermark, header or chart legend in one corner is not the picture); and
-  they are everywhere the pictures overlap: of the 3x3 cells of a picture's keypoint box that hold keypoints
-  and fall inside the other picture, at least `MIN_OCCUPIED` hold an agreeing point, both ways (two charts of
-  one template share their axes, frame and labels all round, but not what is plotted inside).
+- `evidence(matches, layout_a, layout_b)` and `accepts` (dedup), the geometric check: at least `MIN_MATCHES`
+  correspondences, of which at least `MIN_MATCHES` agree with one RANSAC similarity fit that only crops and
+  rescales (scale 0.6-1.7, rotation at most 5 degrees); the agreeing points cover at least `MIN_COVER` of the
+  area each picture's keypoints span (a shared logo, watermark, header or chart legend in one corner is not
+  the picture); and of the 3x3 cells of a picture's keypoint box that hold keypoints and fall inside the
+  other picture, at least `MIN_OCCUPIED` hold an agreeing point, both ways.
+- `different(thumb_a, thumb_b, fit)` (dedup), the photometric check on `describe`'s thumbnails: two
+  pictures of one template (charts of one style, tables, forms, screenshots of one layout) pass the geometric
+  check, since text corners (axes, labels, headers) are where ORB's keypoints gather; what is plotted or
+  written inside differs. So the pair's 128-pixel grey thumbnails are aligned by the fit, and at most
+  `MAX_DIFFERENT` of the centre of either (the middle 60% of each side: caption bars and corner watermarks
+  lie outside it) may differ after local contrast normalization.
 
-Measured on a real labelled set (benchmarks/neardup.py, BENCHMARKS.md): crops up to 10% a side are caught
-at 0.966, captions, watermarks and every other edit family at 1.0, and no two distinct pictures merge. The
-constants were chosen on that set and the sample crawl's template look-alikes together, once for all
-sources; the benchmark reports recall per source.
+Measured on a real labelled set with edited copies (benchmarks/neardup.py, BENCHMARKS.md): crops up to 10% a
+side are caught at 0.977, captions, watermarks and every other edit family at 1.0, and no two distinct
+pictures merge; nor do the sample generator's look-alike pairs. The four thresholds were chosen by
+leave-one-source-out cross-validation on that set, with the look-alike pairs in every fold's training set.
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
 
 SIDE = 400  # both views are resized to this longer side before ORB
-DETECT = 1200  # ORB's keypoint budget; KEEP of them are stored, spread over the picture (`_spread_out`)
+DETECT = 700  # ORB's keypoint budget; KEEP of them are stored, spread over the picture (`_spread_out`)
 KEEP = 400
 SPREAD_GRID = 4  # the stored keypoints: the strongest KEEP / SPREAD_GRID**2 of each cell first
 ROW = 36  # bytes a keypoint: 32 descriptor bytes, x and y as uint16 in 1/8 pixel
@@ -49,7 +55,13 @@ BUCKET_CAP = 32  # a word shared by more pictures than this is a stop word
 MIN_MATCHES = 8  # correspondences, and inliers of the fit, a match needs
 MIN_COVER = 0.2  # inlier bounding box / the keypoints' bounding box, in both pictures
 GRID = 3  # cells a side of the keypoint box, for the occupancy check
-MIN_OCCUPIED = 0.6  # share of the overlapping cells with keypoints that hold an agreeing point
+MIN_OCCUPIED = 0.4  # share of the overlapping cells with keypoints that hold an agreeing point
+THUMB = 128  # longer side of the grey thumbnail that the photometric check compares
+CENTRE = (0.2, 0.8)  # the part of a thumbnail compared (a fraction of each side): captions, corner marks are outside
+SIGMA = 4.0  # local contrast normalization: Gaussian sigma, thumbnail pixels
+FLOOR = 8.0  # grey levels added to the local deviation, so flat areas compare as flat
+TOLERANCE = 1.0  # a pixel differs when its normalized value is this far outside the other's 3x3 range
+MAX_DIFFERENT = 0.015  # share of the centre that may differ, the larger way round
 SCALE = (0.6, 1.7)
 MAX_ROTATION = 5.0  # degrees
 RANSAC_PIXELS = 4.0
@@ -73,22 +85,36 @@ def _detector() -> Any:
     return _local.orb
 
 
-def describe(view: Image.Image) -> bytes:
-    """The packed keypoints of one analysis view (empty when it has none: a flat or tiny picture)."""
+class Described(NamedTuple):
+    """What decode keeps of a picture for dedup's keypoint matching."""
+
+    features: bytes  # packed keypoints (empty when there are none: a flat or tiny picture)
+    thumbnail: bytes  # the keypoint frame in grey at a THUMB-pixel longer side, as PNG (a few KB)
+
+
+def _resized(grey: np.ndarray, side: int) -> np.ndarray:
     import cv2
 
-    grey = np.asarray(view.convert("L"))
     h, w = grey.shape
-    scale = SIDE / max(h, w)
+    scale = side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def describe(view: Image.Image) -> Described:
+    """The packed keypoints and the thumbnail of one analysis view."""
+    import cv2
+
+    grey = _resized(np.asarray(view.convert("L")), SIDE)
+    ok, png = cv2.imencode(".png", _resized(grey, THUMB), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    thumbnail = png.tobytes() if ok else b""
     points, descriptors = _detector().detectAndCompute(grey, None)
     if descriptors is None or not len(points):
-        return b""
-    strongest = _spread_out(points, size)
+        return Described(b"", thumbnail)
+    strongest = _spread_out(points, (grey.shape[1], grey.shape[0]))
     xy = np.array([points[i].pt for i in strongest], dtype=np.float64)
     packed = np.round(xy * _SUBPIXEL).clip(0, 65535).astype("<u2")
-    return np.hstack([descriptors[strongest], packed.view(np.uint8).reshape(-1, 4)]).tobytes()
+    return Described(np.hstack([descriptors[strongest], packed.view(np.uint8).reshape(-1, 4)]).tobytes(), thumbnail)
 
 
 def _spread_out(points: Sequence[Any], size: tuple[int, int]) -> list[int]:
@@ -177,31 +203,115 @@ def words(features: bytes) -> tuple[Layout, np.ndarray, np.ndarray]:
 Match = tuple[float, float, float, float]  # x, y in one picture; x, y in the other
 
 
-def same_picture(matches: np.ndarray | Sequence[Match], layout_a: Layout, layout_b: Layout) -> bool:
-    """The geometric check: do the correspondences (rows x, y, x', y') agree with one crop-and-rescale of a
-    picture, over most of it? Deterministic: the rows are sorted, and OpenCV's RANSAC seeds its generator the
-    same on every call."""
+class Evidence(NamedTuple):
+    """What the geometric check measured for one candidate pair; `same_picture` compares it with thresholds."""
+
+    matches: int  # correspondences (shared visual words)
+    inliers: int  # of them, those agreeing with the best crop-and-rescale fit (0: no fit, or one that rotates
+    #               or rescales too much)
+    cover: float  # the inliers' box / the keypoints' box, the smaller of the two pictures
+    occupied: float  # share of the overlapping cells with keypoints that hold an inlier, the smaller way round
+    fit: tuple[float, ...] = ()  # the 2x3 similarity (row-major) from the first picture's points to the second's
+
+
+NO_EVIDENCE = Evidence(0, 0, 0.0, 0.0)
+
+
+def evidence(matches: np.ndarray | Sequence[Match], layout_a: Layout, layout_b: Layout,
+             least: int = MIN_MATCHES) -> Evidence:
+    """The geometric check's measurements for correspondences (rows x, y, x', y'): one RANSAC similarity fit
+    that only crops and rescales, and where its inliers are. Fewer than `least` matches are not fitted.
+    Deterministic: the rows are sorted, and OpenCV's RANSAC seeds its generator the same on every call."""
     points = np.asarray(matches, dtype=np.float32).reshape(-1, 4)
-    if len(points) < MIN_MATCHES:
-        return False
+    if len(points) < max(least, 3):
+        return NO_EVIDENCE._replace(matches=len(points))
     import cv2
 
     points = points[np.lexsort(points.T[::-1])]
     a, b = np.ascontiguousarray(points[:, :2]), np.ascontiguousarray(points[:, 2:])
     fit, mask = cv2.estimateAffinePartial2D(a, b, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS)
-    if fit is None or int(mask.sum()) < MIN_MATCHES:
-        return False
+    if fit is None:
+        return NO_EVIDENCE._replace(matches=len(points))
     scale = float(np.hypot(fit[0, 0], fit[1, 0]))
     rotation = abs(float(np.degrees(np.arctan2(fit[1, 0], fit[0, 0]))))
     if not (SCALE[0] <= scale <= SCALE[1] and rotation <= MAX_ROTATION):
-        return False
+        return NO_EVIDENCE._replace(matches=len(points))
     inliers = mask.ravel() == 1
+    if int(inliers.sum()) < least:
+        return NO_EVIDENCE._replace(matches=len(points), inliers=int(inliers.sum()))
     area_a, area_b = (max(1.0, (x1 - x0) * (y1 - y0)) for x0, y0, x1, y1, _ in (layout_a, layout_b))
-    if min(spread(a[inliers]) / area_a, spread(b[inliers]) / area_b) < MIN_COVER:
-        return False
-    back = cv2.invertAffineTransform(fit)
-    return min(_occupied(a[inliers], layout_a, layout_b, fit),
-               _occupied(b[inliers], layout_b, layout_a, back)) >= MIN_OCCUPIED
+    cover = min(spread(a[inliers]) / area_a, spread(b[inliers]) / area_b)
+    occupied = min(_occupied(a[inliers], layout_a, layout_b, fit),
+                   _occupied(b[inliers], layout_b, layout_a, cv2.invertAffineTransform(fit)))
+    return Evidence(len(points), int(inliers.sum()), cover, occupied, tuple(fit.ravel().tolist()))
+
+
+def accepts(found: Evidence, min_matches: int = MIN_MATCHES, min_cover: float = MIN_COVER,
+            min_occupied: float = MIN_OCCUPIED) -> bool:
+    """The thresholds: enough agreeing correspondences, over enough of both pictures, everywhere they overlap
+    (a shared logo, header or legend in one corner is not the picture; two charts of one template share their
+    axes and frame all round, but not what is plotted inside)."""
+    return (found.matches >= min_matches and found.inliers >= min_matches and found.cover >= min_cover
+            and found.occupied >= min_occupied)
+
+
+def _normalized(grey: np.ndarray) -> np.ndarray:
+    import cv2
+
+    detail = grey - cv2.GaussianBlur(grey, (0, 0), SIGMA)
+    return detail / (np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), SIGMA)) + FLOOR)
+
+
+def _different_one_way(mine: np.ndarray, theirs: np.ndarray, to_theirs: np.ndarray) -> float:
+    """The share of my centre, where the other picture covers it, that differs from the other aligned on it."""
+    import cv2
+
+    h, w = mine.shape
+    back = cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
+    aligned = cv2.warpAffine(theirs, to_theirs, (w, h), flags=back, borderValue=0)
+    covered = cv2.warpAffine(np.ones_like(theirs), to_theirs, (w, h), flags=back, borderValue=0) > 0.999
+    covered[:round(h * CENTRE[0]), :] = covered[round(h * CENTRE[1]):, :] = False
+    covered[:, :round(w * CENTRE[0])] = covered[:, round(w * CENTRE[1]):] = False
+    if covered.sum() < 16:
+        return 1.0
+    a, b = _normalized(mine), _normalized(aligned)
+    kernel = np.ones((3, 3), np.uint8)
+    outside = (a < cv2.erode(b, kernel) - TOLERANCE) | (a > cv2.dilate(b, kernel) + TOLERANCE)
+    return float(outside[covered].mean())
+
+
+def different(thumb_a: bytes, thumb_b: bytes, fit: Sequence[float]) -> float:
+    """The photometric check, on two thumbnails and the similarity `fit` (curate.keypoints.Evidence.fit, between
+    the keypoint frames): the share of the centre of either picture that differs from the other aligned on it,
+    after local contrast normalization (so brightness, contrast and recompression do not count) and with one
+    pixel of slack (the fit is not exact), the larger way round. Copies differ in their frame (a crop), at an
+    edge (a caption bar) or in a corner (a watermark); two pictures of one template differ inside."""
+    import cv2
+
+    a, b = (cv2.imdecode(np.frombuffer(t, np.uint8), cv2.IMREAD_GRAYSCALE) for t in (thumb_a, thumb_b))
+    if a is None or b is None:
+        return 1.0
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    frame = np.array(fit, dtype=np.float64).reshape(2, 3)
+    # pixel i of a thumbnail covers [i, i + 1) of THUMB, pixel j of the keypoint frame [j, j + 1) of SIDE
+    r = SIDE / THUMB
+    to_frame = np.array([[r, 0, 0.5 * r - 0.5], [0, r, 0.5 * r - 0.5]])
+    to_thumb = np.array([[1 / r, 0, 0.5 / r - 0.5], [0, 1 / r, 0.5 / r - 0.5]])
+    forward = _compose(to_thumb, _compose(frame, to_frame))
+    return max(_different_one_way(a, b, forward), _different_one_way(b, a, cv2.invertAffineTransform(forward)))
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2x3 affine map `outer` after `inner`."""
+    return outer[:, :2] @ inner + np.hstack([np.zeros((2, 2)), outer[:, 2:]])
+
+
+def same_picture(matches: np.ndarray | Sequence[Match], layout_a: Layout, layout_b: Layout, thumb_a: bytes,
+                 thumb_b: bytes) -> bool:
+    """Both checks: do the correspondences agree with one crop-and-rescale of a picture, over most of it, and do
+    the two pictures look the same inside once aligned?"""
+    found = evidence(matches, layout_a, layout_b)
+    return accepts(found) and different(thumb_a, thumb_b, found.fit) <= MAX_DIFFERENT
 
 
 def by_partition(key: str, features: bytes, partitions: int) -> Iterator[tuple[int, tuple]]:
@@ -249,18 +359,19 @@ def partition_matches(members: Iterable[tuple], only: bool = False) -> Iterator[
         yield (keys[a], keys[b]), (layouts[a], layouts[b], matches[lo:hi])
 
 
-def verified(parts: Iterable[tuple[Layout, Layout, np.ndarray]]) -> bool:
-    """A candidate pair's matches from every partition, checked."""
+def verified(parts: Iterable[tuple[Layout, Layout, np.ndarray]]) -> Evidence:
+    """A candidate pair's matches from every partition, measured (`accepts` says if they pass)."""
     found, layouts = [], ((0.0, 0.0, 1.0, 1.0, 0),) * 2
     for layout_a, layout_b, matches in parts:
         layouts = (layout_a, layout_b)  # the same in every partition
         found.append(matches)
-    return same_picture(np.concatenate(found) if found else np.zeros((0, 4)), *layouts)
+    return evidence(np.concatenate(found) if found else np.zeros((0, 4)), *layouts)
 
 
-def match_all(features: Sequence[bytes], partitions: int) -> tuple[set[tuple[int, int]], int]:
+def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes], partitions: int) -> tuple[set[tuple[int, int]], int]:
     """The dedup stage's keypoint steps in one process, without Beam (benchmarks and tests): the pairs of
-    indices into `features` that are one picture, and how many candidate pairs were checked."""
+    indices into `features` (and their `thumbnails`) that are one picture, and how many candidate pairs were
+    checked."""
     groups: dict[int, list] = {}
     for index, blob in enumerate(features):
         for part, member in by_partition(f"{index:09d}", blob, partitions):
@@ -269,4 +380,9 @@ def match_all(features: Sequence[bytes], partitions: int) -> tuple[set[tuple[int
     for members in groups.values():
         for pair, shared in partition_matches(members, only=partitions == 1):
             found.setdefault(pair, []).append(shared)
-    return {(int(a), int(b)) for (a, b), parts in found.items() if verified(parts)}, len(found)
+    same = set()
+    for (a, b), parts in found.items():
+        measured = verified(parts)
+        if accepts(measured) and different(thumbnails[int(a)], thumbnails[int(b)], measured.fit) <= MAX_DIFFERENT:
+            same.add((int(a), int(b)))
+    return same, len(found)

@@ -76,6 +76,7 @@ class ImageRecord(NamedTuple):
     text: TextScore | None = None
     dup: DupInfo | None = None
     features: bytes = b""  # packed ORB keypoints (curate.keypoints), empty when image.keypoints is off
+    thumbnail: bytes = b""  # small grey PNG for the keypoint matches' photometric check, likewise
 
 
 class Rejected(NamedTuple):

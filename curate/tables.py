@@ -55,7 +55,7 @@ REJECT_SCHEMA = pa.schema(fields(Rejected))  # OUT/rejected
 FAILED_SCHEMA = pa.schema(fields(Failed))  # OUT/failed
 IMAGE_SCHEMA = pa.schema([  # OUT/images
     *fields(ImageRecord, ("key",)), *fields(ImageRef, ("url",)), *fields(ImageRecord, ("data",)),
-    *fields(ImageRecord, PICTURE), *fields(ImageRef, PROVENANCE), *fields(ImageRecord, ("features",))])
+    *fields(ImageRecord, PICTURE), *fields(ImageRef, PROVENANCE), *fields(ImageRecord, ("features", "thumbnail"))])
 DECISION_SCHEMA = pa.schema([  # OUT/dedup
     *fields(Rejected, ("key", "reason")), *fields(DupInfo)])
 TEXT_SCHEMA = pa.schema([  # OUT/text
@@ -100,7 +100,7 @@ def image_row(record: ImageRecord) -> dict[str, Any]:
     ref = record.ref
     return {"key": record.key, "url": ref.url, "data": record.data,
             **{name: getattr(record, name) for name in PICTURE}, **{name: getattr(ref, name) for name in PROVENANCE},
-            "features": record.features}
+            "features": record.features, "thumbnail": record.thumbnail}
 
 
 def score_columns(score: TextScore, prefix: str = "text_") -> dict[str, Any]:

@@ -8,7 +8,7 @@ from curate import reasons as R
 from curate.config import ImageConfig
 from curate.hashing import phash64, sha256_hex
 from curate.imaging import Refusal, decode
-from curate.keypoints import describe
+from curate.keypoints import Described, describe
 from curate.records import FetchedImage, ImageRecord, Rejected
 
 STAGE = R.DECODE
@@ -20,6 +20,7 @@ def decode_one(fetched: FetchedImage, config: ImageConfig) -> ImageRecord | Reje
     result = decode(fetched.data, config)
     if isinstance(result, Refusal):
         return Rejected(ref.key, ref.url, STAGE, result.reason, result.detail)
+    described = describe(result.view) if config.keypoints else Described(b"", b"")
     return ImageRecord(ref.key, fetched.data, result.width, result.height, result.format, sha256_hex(fetched.data),
                        result.pixel_hash, phash64(result.view), ref, result.animated,
-                       features=describe(result.view) if config.keypoints else b"")
+                       features=described.features, thumbnail=described.thumbnail)

@@ -47,8 +47,9 @@ def image_files(out: str) -> list[str]:
 
 class ReadNodes(beam.DoFn):
     """Only the columns dedup needs: the image bytes stay on disk. With `partitions` (keypoint matching on),
-    each picture's visual words also go out, tagged "words", one element per partition they fall in, except
-    the words of a picture that decontamination will drop (`exclude`: it must join no cluster)."""
+    each picture's visual words also go out, tagged "words", one element per partition they fall in, and its
+    thumbnail, tagged "thumbnails", except for a picture that decontamination will drop (`exclude`: it must
+    join no cluster)."""
 
     def __init__(self, partitions: int = 0, exclude: tuple[list[int], int, int] = ([], 0, 0)):
         self.partitions, self.exclude = partitions, exclude
@@ -59,20 +60,46 @@ class ReadNodes(beam.DoFn):
     def process(self, url: str) -> Iterator[Any]:
         with fsspec.open(url, "rb") as fh:
             table = pq.ParquetFile(fh)
-            words = self.partitions and "features" in table.schema_arrow.names
-            for r in table.read(columns=COLUMNS + (["features"] if words else [])).to_pylist():
+            words = self.partitions and {"features", "thumbnail"} <= set(table.schema_arrow.names)
+            for r in table.read(columns=COLUMNS + (["features", "thumbnail"] if words else [])).to_pylist():
                 node = Node(r["key"], r["sha256"], r["pixel_hash"], r["phash"], r["width"] * r["height"],
                             r["crawl_date"] or "")
                 yield node, r["url"]
-                if words and r["features"] and self.index.nearest(node.phash) is None:
+                if words and r["features"] and r["thumbnail"] and self.index.nearest(node.phash) is None:
                     for part in keypoints.by_partition(r["key"], r["features"], self.partitions):
                         yield beam.pvalue.TaggedOutput("words", part)
+                    yield beam.pvalue.TaggedOutput("thumbnails", (r["key"], r["thumbnail"]))
 
 
 def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
     a, b = edge
     yield a, b
     yield b, a
+
+
+def _geometry(element: tuple[tuple[str, str], Iterable]) -> Iterator[tuple[str, tuple]]:
+    """A candidate pair that passes the geometric check, once for each end: (key, (pair, fit))."""
+    pair, parts = element
+    found = keypoints.verified(parts)
+    if keypoints.accepts(found):
+        for key in pair:
+            yield key, (pair, found.fit)
+
+
+def _to_pairs(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[tuple[str, str], tuple]]:
+    key, joined = element
+    thumbnail = next(iter(joined["thumbnail"]), b"")
+    for pair, fit in joined["pair"]:
+        yield pair, (key, thumbnail, fit)
+
+
+def _looks_same(element: tuple[tuple[str, str], Iterable]) -> Iterator[tuple[str, str]]:
+    """The photometric check of a pair that passed the geometric one, given both ends' thumbnails."""
+    (a, b), ends = element
+    seen = {key: (thumbnail, fit) for key, thumbnail, fit in ends}  # the fit is the pair's, the same at both
+    if a in seen and b in seen and seen[a][0] and seen[b][0] and keypoints.different(
+            seen[a][0], seen[b][0], seen[a][1]) <= keypoints.MAX_DIFFERENT:
+        yield a, b
 
 
 def _messages(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[str, Label]]:
@@ -109,7 +136,8 @@ class _Decide(beam.DoFn):
 
 class Deduplicate(beam.PTransform):
     """Clusters as keyed Beam steps (edges by GroupByKey on SHA-256, pixel hash and each band key, and, given
-    the pictures' `words` (ReadNodes), keypoint pairs checked by curate.keypoints; connected
+    the pictures' `words` and `thumbnails` (ReadNodes), keypoint pairs checked by curate.keypoints, first
+    geometrically, then on the thumbnails joined by key; connected
     components by min-label propagation, unrolled for `rounds` rounds, each a CoGroupByKey and a CombinePerKey,
     then checked: an edge whose ends still disagree means the rounds were too few, and the stage fails loudly
     rather than guess).
@@ -119,9 +147,11 @@ class Deduplicate(beam.PTransform):
     The second output must be empty: if not, the components needed more than `rounds` rounds."""
 
     def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True,
-                 words: beam.PCollection | None = None, partitions: int = 0):
+                 words: beam.PCollection | None = None, thumbnails: beam.PCollection | None = None,
+                 partitions: int = 0):
         super().__init__()
         self.radius, self.rounds, self.spare, self.near, self.words = radius, rounds, spare, near, words
+        self.thumbnails = thumbnails
         self.partitions = partitions  # how many the words were spread over (curate.keypoints.by_partition)
 
     def expand(self, nodes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
@@ -137,13 +167,16 @@ class Deduplicate(beam.PTransform):
                     | "Buckets" >> beam.GroupByKey()
                     | "Pairs" >> beam.FlatMap(lambda kv, r: bucket_pairs(kv[1], r), radius))
             edge_sets.append(near)
-        if self.near and self.words is not None:  # curate.keypoints: shared visual words, checked geometrically
-            matched = (self.words
-                       | "WordPartitions" >> beam.GroupByKey()
-                       | "WordMatches" >> beam.FlatMap(lambda kv, one: keypoints.partition_matches(kv[1], one),
-                                                       self.partitions == 1)
-                       | "PairMatches" >> beam.GroupByKey()
-                       | "SamePicture" >> beam.FlatMap(lambda kv: [kv[0]] if keypoints.verified(kv[1]) else []))
+        if self.near and self.words is not None and self.thumbnails is not None:  # curate.keypoints
+            fitted = (self.words
+                      | "WordPartitions" >> beam.GroupByKey()
+                      | "WordMatches" >> beam.FlatMap(lambda kv, one: keypoints.partition_matches(kv[1], one),
+                                                      self.partitions == 1)
+                      | "PairMatches" >> beam.GroupByKey()
+                      | "Geometry" >> beam.FlatMap(_geometry))
+            matched = ({"thumbnail": self.thumbnails, "pair": fitted} | "JoinThumbnails" >> beam.CoGroupByKey()
+                       | "ToPairs" >> beam.FlatMap(_to_pairs) | "PairThumbnails" >> beam.GroupByKey()
+                       | "SamePicture" >> beam.FlatMap(_looks_same))
             edge_sets.append(matched)
         edges = (edge_sets | "AllEdges" >> beam.Flatten() | "BothWays" >> beam.FlatMap(_both_ways)
                  | "DistinctEdges" >> beam.Distinct())
@@ -212,13 +245,14 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
     partitions = word_partitions(out) if dd.near else 0
     parts = (p | "ImageFiles" >> beam.Create(files) | "Spread" >> beam.Reshuffle()
              | "Read" >> beam.ParDo(ReadNodes(partitions, (exclude or [], dd.hamming_radius, dd.band_spare)))
-             .with_outputs("words", main="read"))
+             .with_outputs("words", "thumbnails", main="read"))
     read = parts.read
     nodes = read | "Nodes" >> beam.Map(lambda nu: nu[0])
     checked = nodes | "Exclude" >> beam.ParDo(_Exclude(exclude or [], dd.hamming_radius, dd.band_spare)).with_outputs(
         "excluded", main="nodes")
-    clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(dd.hamming_radius, dd.rounds, dd.band_spare, dd.near,
-                                                                   parts.words if partitions else None, partitions)
+    clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(
+        dd.hamming_radius, dd.rounds, dd.band_spare, dd.near, parts.words if partitions else None,
+        parts.thumbnails if partitions else None, partitions)
     decisions = (clustered, checked.excluded) | "AllDecisions" >> beam.Flatten()
     written = decisions | "WriteDecisions" >> WriteParquetShards(
         out, "dedup", "dedup", DECISION_SCHEMA, Decision._asdict, lambda d: d.key, shards)
