@@ -66,7 +66,8 @@ def _keypoint_matches(pictures: list[keypoints.Described]) -> tuple[set[tuple[in
 
 
 GRID = {"min_matches": (6, 8, 10, 12, 16), "min_cover": (0.1, 0.15, 0.2, 0.25, 0.3, 0.4),
-        "min_occupied": (0.4, 0.5, 0.6, 0.7, 0.8), "max_different": (0.01, 0.015, 0.02, 0.03, 0.05, 1.0)}
+        "min_occupied": (0.4, 0.5, 0.6, 0.7, 0.8),
+        "max_different": (0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 1.0)}  # 1.0: no photometric check
 LOOKALIKE_SEEDS = 8  # synthetic look-alike pairs per kind (curate.sample.images.lookalike)
 
 

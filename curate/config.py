@@ -95,8 +95,8 @@ class ImageConfig:
     min_side: int = 64  # shorter side in pixels
     max_aspect_ratio: float = 4.0  # longer side / shorter side
     max_pixels: int = 89_478_485  # Pillow's decompression-bomb threshold, enforced as an error
-    # ORB keypoints and a grey thumbnail of every picture (curate.keypoints, ~6 ms and <= 30 KB a picture), for dedup to catch
-    # cropped, captioned and watermarked copies that the perceptual hash misses
+    # ORB keypoints and a grey thumbnail of every picture (curate.keypoints, ~6 ms and <= 31 KB a picture), for
+    # dedup to catch cropped, captioned and watermarked copies that the perceptual hash misses
     keypoints: bool = True
 
     def validate(self) -> None:

@@ -7,7 +7,7 @@ the frame: most corners of the picture are still there, at the same places up to
 - `describe(view)` (decode): ORB keypoints (OpenCV, Apache-2.0) on the analysis view resized to a 400-pixel
   longer side, so any two copies meet at nearly the same scale; `KEEP` of them, spread over the picture, each
   as 32 descriptor bytes and its position, packed in `ROW` bytes (`KEEP * ROW` = 14.4 KB a picture at most);
-  and that frame in grey at a `THUMB`-pixel longer side, as PNG (about 5-15 KB).
+  and that frame in grey at a `THUMB`-pixel longer side, as binary PGM (at most 16 KB; Pillow reads it).
 - `words(features)` (dedup): each keypoint gives `TABLES` visual words, one per table, each the keypoint's
   descriptor bits at `WORD_BITS` fixed positions. Two views of one corner usually agree on every bit of at
   least one table; unrelated corners agree on a table with probability ~2**-24. Pictures that share a word
@@ -61,7 +61,7 @@ CENTRE = (0.2, 0.8)  # the part of a thumbnail compared (a fraction of each side
 SIGMA = 4.0  # local contrast normalization: Gaussian sigma, thumbnail pixels
 FLOOR = 8.0  # grey levels added to the local deviation, so flat areas compare as flat
 TOLERANCE = 1.0  # a pixel differs when its normalized value is this far outside the other's 3x3 range
-MAX_DIFFERENT = 0.015  # share of the centre that may differ, the larger way round
+MAX_DIFFERENT = 0.01  # share of the centre that may differ, the larger way round
 SCALE = (0.6, 1.7)
 MAX_ROTATION = 5.0  # degrees
 RANSAC_PIXELS = 4.0
@@ -89,7 +89,7 @@ class Described(NamedTuple):
     """What decode keeps of a picture for dedup's keypoint matching."""
 
     features: bytes  # packed keypoints (empty when there are none: a flat or tiny picture)
-    thumbnail: bytes  # the keypoint frame in grey at a THUMB-pixel longer side, as PNG (a few KB)
+    thumbnail: bytes  # the keypoint frame in grey at a THUMB-pixel longer side, as binary PGM (<= 16 KB)
 
 
 def _resized(grey: np.ndarray, side: int) -> np.ndarray:
@@ -106,8 +106,8 @@ def describe(view: Image.Image) -> Described:
     import cv2
 
     grey = _resized(np.asarray(view.convert("L")), SIDE)
-    ok, png = cv2.imencode(".png", _resized(grey, THUMB), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    thumbnail = png.tobytes() if ok else b""
+    small = _resized(grey, THUMB)
+    thumbnail = b"P5 %d %d 255\n" % (small.shape[1], small.shape[0]) + small.tobytes()  # PGM: no encoding cost
     points, descriptors = _detector().detectAndCompute(grey, None)
     if descriptors is None or not len(points):
         return Described(b"", thumbnail)
