@@ -97,8 +97,9 @@ def _cross_validate(corpus: list[tuple[int, str, int, keypoints.Described]], nam
     least = min(GRID["min_matches"])
     loosest = {k: v[0] for k, v in GRID.items() if k != "max_different"}
     pairs, found = [], []  # the candidate pairs that pass the loosest geometric check: no other can pass
-    for (a, b), (layout_a, layout_b, matches) in keypoints.partition_matches(members):
-        measured = keypoints.evidence(matches, layout_a, layout_b, least=least)
+    measured_pairs = (pair for key, partners in keypoints.partition_partners(members)
+                      for pair in keypoints.pairs_of(key, [partners], least=least))
+    for (a, b), measured in measured_pairs:
         if keypoints.accepts(measured, *loosest.values()):
             pairs.append((int(a), int(b)))
             found.append((*measured[:4], keypoints.different(pictures[int(a)][1], pictures[int(b)][1], measured.fit)))

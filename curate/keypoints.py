@@ -313,14 +313,21 @@ def by_partition(key: str, features: bytes, partitions: int) -> Iterator[tuple[i
         yield part, (key, where, found[mine], xy[mine])
 
 
-def partition_matches(members: Iterable[tuple], only: bool = False) -> Iterator[tuple[tuple[str, str], tuple]]:
-    """Inside one partition: ((a, b), (layout a, layout b, matches n x 4)) for every pair of pictures sharing
-    a word there that is not a stop word (held by more than BUCKET_CAP pictures); keys in order. When this is
-    the `only` partition, a pair's matches are all here, and pairs with too few for the check are dropped."""
+Partners = tuple[Layout, list[str], np.ndarray, np.ndarray, np.ndarray]
+Pair = tuple[str, str]
+
+
+def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners]]:
+    """Inside one partition, the pictures that share a word there that is not a stop word (held by more than
+    BUCKET_CAP pictures): one element for each picture with partners after it in key order, (key, (layout,
+    partner keys, partner layouts (n x 5), matches per partner, matches (rows x, y here, x, y there, grouped
+    by partner)). One element a picture, not one a pair, keeps the shuffle small: most candidate pairs share
+    a word or two by chance, and a pair's matches from every partition meet at its first picture."""
     ordered = sorted(members, key=lambda m: m[0])
     if len(ordered) < 2:
         return
-    keys, layouts = [m[0] for m in ordered], [m[1] for m in ordered]
+    keys = [m[0] for m in ordered]
+    layouts = np.array([m[1] for m in ordered], dtype=np.float64)
     held = np.concatenate([m[2] for m in ordered])
     owner = np.concatenate([np.full(len(m[2]), i, dtype=np.int64) for i, m in enumerate(ordered)])
     xy = np.concatenate([m[3] for m in ordered]).astype(np.float32)
@@ -340,38 +347,59 @@ def partition_matches(members: Iterable[tuple], only: bool = False) -> Iterator[
     pair = owner[first] * len(ordered) + owner[second]  # owners ascend inside a word: first < second
     by_pair = np.argsort(pair, kind="stable")
     pair, matches = pair[by_pair], np.hstack([xy[first[by_pair]], xy[second[by_pair]]])
-    bounds = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]).tolist() + [len(pair)]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        if only and hi - lo < MIN_MATCHES:
-            continue
-        a, b = divmod(int(pair[lo]), len(ordered))
-        yield (keys[a], keys[b]), (layouts[a], layouts[b], matches[lo:hi])
+    distinct, counts = np.unique(pair, return_counts=True)
+    mine, theirs = np.divmod(distinct, len(ordered))
+    bounds = np.r_[0, np.cumsum(counts)]
+    picture_starts = np.flatnonzero(np.r_[True, mine[1:] != mine[:-1]]).tolist() + [len(mine)]
+    for lo, hi in zip(picture_starts[:-1], picture_starts[1:], strict=True):
+        a = int(mine[lo])
+        partners = theirs[lo:hi]
+        yield keys[a], (tuple(ordered[a][1]), [keys[b] for b in partners.tolist()], layouts[partners],
+                        counts[lo:hi], matches[bounds[lo]:bounds[hi]])
 
 
-def verified(parts: Iterable[tuple[Layout, Layout, np.ndarray]]) -> Evidence:
-    """A candidate pair's matches from every partition, measured (`accepts` says if they pass)."""
-    found, layouts = [], ((0.0, 0.0, 1.0, 1.0, 0),) * 2
-    for layout_a, layout_b, matches in parts:
-        layouts = (layout_a, layout_b)  # the same in every partition
-        found.append(matches)
-    return evidence(np.concatenate(found) if found else np.zeros((0, 4)), *layouts)
+def pairs_of(key: str, parts: Iterable[Partners], least: int = MIN_MATCHES) -> Iterator[tuple[Pair, Evidence]]:
+    """A picture's partners from every partition, put together: each partner with at least `least` matches
+    in all, and the geometric check's evidence ((key, partner), evidence), partners in key order."""
+    parts = list(parts)
+    if not parts:
+        return
+    where = parts[0][0]  # the same in every partition
+    total: dict[str, int] = {}
+    for _, partners, _, counts, _ in parts:
+        for partner, n in zip(partners, counts.tolist(), strict=True):
+            total[partner] = total.get(partner, 0) + n
+    wanted = {partner for partner, n in total.items() if n >= least}
+    rows: dict[str, list[np.ndarray]] = {partner: [] for partner in wanted}
+    their_layout: dict[str, Layout] = {}
+    for _, partners, layouts, counts, matches in parts:
+        offsets = np.r_[0, np.cumsum(counts)].tolist()
+        for i, partner in enumerate(partners):
+            if partner in wanted:
+                rows[partner].append(matches[offsets[i]:offsets[i + 1]])
+                x0, y0, x1, y1, cells = layouts[i].tolist()
+                their_layout[partner] = (x0, y0, x1, y1, int(cells))
+    for partner in sorted(wanted):
+        yield (key, partner), evidence(np.concatenate(rows[partner]), where, their_layout[partner], least)
 
 
-def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes], partitions: int) -> tuple[set[tuple[int, int]], int]:
+def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes],
+              partitions: int) -> tuple[set[tuple[int, int]], int]:
     """The dedup stage's keypoint steps in one process, without Beam (benchmarks and tests): the pairs of
-    indices into `features` (and their `thumbnails`) that are one picture, and how many candidate pairs were
-    checked."""
+    indices into `features` (and their `thumbnails`) that are one picture, and how many candidate pairs (with
+    at least MIN_MATCHES shared words) were checked."""
     groups: dict[int, list] = {}
     for index, blob in enumerate(features):
         for part, member in by_partition(f"{index:09d}", blob, partitions):
             groups.setdefault(part, []).append(member)
-    found: dict[tuple[str, str], list] = {}
+    by_picture: dict[str, list[Partners]] = {}
     for members in groups.values():
-        for pair, shared in partition_matches(members, only=partitions == 1):
-            found.setdefault(pair, []).append(shared)
-    same = set()
-    for (a, b), parts in found.items():
-        measured = verified(parts)  # the geometric check, then the photometric one
-        if accepts(measured) and different(thumbnails[int(a)], thumbnails[int(b)], measured.fit) <= MAX_DIFFERENT:
-            same.add((int(a), int(b)))
-    return same, len(found)
+        for key, partners in partition_partners(members):
+            by_picture.setdefault(key, []).append(partners)
+    same, candidates = set(), 0
+    for key, parts in by_picture.items():
+        for (a, b), measured in pairs_of(key, parts):  # the geometric check, then the photometric one
+            candidates += 1
+            if accepts(measured) and different(thumbnails[int(a)], thumbnails[int(b)], measured.fit) <= MAX_DIFFERENT:
+                same.add((int(a), int(b)))
+    return same, candidates

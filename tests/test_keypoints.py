@@ -100,12 +100,18 @@ def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
         return key, keypoints.layout(xy), np.array(words, dtype=np.uint64), xy
 
     crowd = [picture(f"k{i:03d}", [7, 1000 + i]) for i in range(keypoints.BUCKET_CAP + 1)]  # all hold word 7
-    assert list(keypoints.partition_matches(crowd)) == []
+    assert list(keypoints.partition_partners(crowd)) == []
     three = [picture("c", [5, 6, 9]), picture("a", [5, 6]), picture("b", [6, 9])]
-    found = {pair: matches.tolist() for pair, (_, _, matches) in keypoints.partition_matches(three)}
-    assert sorted(found) == [("a", "b"), ("a", "c"), ("b", "c")]
-    assert len(found[("a", "c")]) == 2 and len(found[("a", "b")]) == 1 and len(found[("b", "c")]) == 2
-    assert found[("a", "b")] == [[6 % 97, 6 % 89, 6 % 97, 6 % 89]]
+    found = {key: (partners, counts.tolist(), matches.tolist())
+             for key, (_, partners, _, counts, matches) in keypoints.partition_partners(three)}
+    assert sorted(found) == ["a", "b"]  # "c" has no partner after it
+    assert found["a"][:2] == (["b", "c"], [1, 2]) and found["b"][:2] == (["c"], [2])
+    assert found["a"][2][0] == [6 % 97, 6 % 89, 6 % 97, 6 % 89]  # word 6, at the same place in "a" and "b"
+    # pairs_of puts a picture's partners from every partition together, and measures those with enough
+    halves = [next(keypoints.partition_partners(three))[1]] * 2  # the same matches, as if from two partitions
+    assert [(pair, e.matches) for pair, e in keypoints.pairs_of("a", halves, least=2)] == [(("a", "b"), 2),
+                                                                                         (("a", "c"), 4)]
+    assert [pair for pair, _ in keypoints.pairs_of("a", halves, least=3)] == [("a", "c")]
     # a picture and itself shifted and scaled: one crop-and-rescale, over the whole picture
     grid = np.array([(x, y) for x in range(0, 400, 37) for y in range(0, 300, 41)], dtype=float)
     moved = grid * 0.9 + (12, -5)

@@ -77,13 +77,13 @@ def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
     yield b, a
 
 
-def _geometry(element: tuple[tuple[str, str], Iterable]) -> Iterator[tuple[str, tuple]]:
-    """A candidate pair that passes the geometric check, once for each end: (key, (pair, fit))."""
-    pair, parts = element
-    found = keypoints.verified(parts)
-    if keypoints.accepts(found):
-        for key in pair:
-            yield key, (pair, found.fit)
+def _geometry(element: tuple[str, Iterable]) -> Iterator[tuple[str, tuple]]:
+    """The candidate pairs of a picture (with the pictures after it) that pass the geometric check, once for
+    each end: (key, (pair, fit))."""
+    for pair, found in keypoints.pairs_of(*element):
+        if keypoints.accepts(found):
+            for key in pair:
+                yield key, (pair, found.fit)
 
 
 def _to_pairs(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[tuple[str, str], tuple]]:
@@ -147,12 +147,10 @@ class Deduplicate(beam.PTransform):
     The second output must be empty: if not, the components needed more than `rounds` rounds."""
 
     def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True,
-                 words: beam.PCollection | None = None, thumbnails: beam.PCollection | None = None,
-                 partitions: int = 0):
+                 words: beam.PCollection | None = None, thumbnails: beam.PCollection | None = None):
         super().__init__()
         self.radius, self.rounds, self.spare, self.near, self.words = radius, rounds, spare, near, words
         self.thumbnails = thumbnails
-        self.partitions = partitions  # how many the words were spread over (curate.keypoints.by_partition)
 
     def expand(self, nodes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         by_bytes = (nodes | "BySha" >> beam.Map(lambda n: (n.sha256, n)) | "GroupSha" >> beam.GroupByKey()
@@ -170,9 +168,8 @@ class Deduplicate(beam.PTransform):
         if self.near and self.words is not None and self.thumbnails is not None:  # curate.keypoints
             fitted = (self.words
                       | "WordPartitions" >> beam.GroupByKey()
-                      | "WordMatches" >> beam.FlatMap(lambda kv, one: keypoints.partition_matches(kv[1], one),
-                                                      self.partitions == 1)
-                      | "PairMatches" >> beam.GroupByKey()
+                      | "WordMatches" >> beam.FlatMap(lambda kv: keypoints.partition_partners(kv[1]))
+                      | "PictureMatches" >> beam.GroupByKey()
                       | "Geometry" >> beam.FlatMap(_geometry))
             matched = ({"thumbnail": self.thumbnails, "pair": fitted} | "JoinThumbnails" >> beam.CoGroupByKey()
                        | "ToPairs" >> beam.FlatMap(_to_pairs) | "PairThumbnails" >> beam.GroupByKey()
@@ -252,7 +249,7 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
         "excluded", main="nodes")
     clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(
         dd.hamming_radius, dd.rounds, dd.band_spare, dd.near, parts.words if partitions else None,
-        parts.thumbnails if partitions else None, partitions)
+        parts.thumbnails if partitions else None)
     decisions = (clustered, checked.excluded) | "AllDecisions" >> beam.Flatten()
     written = decisions | "WriteDecisions" >> WriteParquetShards(
         out, "dedup", "dedup", DECISION_SCHEMA, Decision._asdict, lambda d: d.key, shards)
