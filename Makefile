@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed-stamp
 # img2dataset pulls albumentations, which phones home on import unless this is set.
 export NO_ALBUMENTATIONS_UPDATE := 1
 PYTEST_ARGS ?=
+# The suite runs in two worker processes (pytest-xdist), a test file to each at a time: 11 minutes on 2 cores
+# instead of 15 (BENCHMARKS.md). Each worker builds the session fixtures (sample crawl, OCR baseline) for itself,
+# so more workers than cores only add work; TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install test demo bench lint clean distclean chromium
 
@@ -20,7 +24,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt requirements-models.txt
 	@touch $(STAMP)
 
 test: install chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The report's browser test renders report.html in headless Chromium (Debian's package), installed when absent.
 chromium:
