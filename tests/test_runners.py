@@ -19,7 +19,9 @@ text table must still equal the in-process one, and the new cache entries must h
 - portable: the PortableRunner with an embedded job service; `use_loopback_process_worker` makes the
   LOOPBACK environment start each SDK worker as a separate `python` process (so nothing the driver
   process holds, such as curate's urllib opener, reaches the workers);
-- bundle_repeat: the DirectRunner replaying every bundle, as a runner retrying a bundle would.
+- bundle_repeat: the DirectRunner replaying every bundle, as a runner retrying a bundle would;
+- dask: Beam's Dask runner as curate mends it (curate.runners.DaskRunner) on a dask.distributed cluster the
+  fixture starts and stops: a scheduler and two worker processes on 127.0.0.1.
 
 Download's output is deterministic on the sample crawl: its faults are fixed per URL (a slow host answers
 after 1.5 s, under the 2 s read timeout; a trickle always overruns the 3 s deadline), and shards are
@@ -28,6 +30,7 @@ planned from keys, not from arrival order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -55,13 +58,14 @@ RUNNERS = {
     "portable": ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK",
                  "--experiments=use_loopback_process_worker"],
     "bundle_repeat": ["--direct_runner_bundle_repeat=2"],
+    "dask": ["--runner=curate.runners.DaskRunner"],  # + the address of the cluster the fixture starts
 }
 IN_PROCESS = {"bundle_repeat"}
 FOLDERS = ("refs", "ledger", "fetched", "images", "dedup", "text", "shards", "rejects", "failed")
 TOP_LEVEL = ("stats.json", "config.yaml")
 FETCH_TIMES = {"start_time", "end_time", "duration"}
 RUN_FACTS = {"text/_WORK.json"}  # how much this run scored or took from the cache, and its OCR time
-UNCACHED = {"portable": 8}  # runner -> pictures whose cached score is removed, to be scored by its workers
+UNCACHED = {"portable": 8, "dask": 8}  # runner -> pictures whose cached score is removed, to be scored by its workers
 
 
 def _seed_cache(scored: Path, out: Path, leave_out: int) -> list[dict]:
@@ -125,11 +129,18 @@ def ran(request: pytest.FixtureRequest, sample_crawl: Path, served_crawl, scored
         engines.append(self)
         load(self, *args, **kwargs)
 
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, contextlib.ExitStack() as stack:
         # Beam starts loopback process workers as plain `python`: make that this interpreter.
         mp.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
         mp.setattr(curate.ocr.TextEngine, "__init__", counted)
-        seconds = _stages(sample_crawl, out, RUNNERS[name])
+        args = RUNNERS[name]
+        if name == "dask":  # a dask.distributed cluster: a scheduler and two worker processes on 127.0.0.1
+            from dask.distributed import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                       host="127.0.0.1", dashboard_address=None))
+            args = [*args, f"--dask_client_address={cluster.scheduler_address}"]
+        seconds = _stages(sample_crawl, out, args)
     print(f"\n{name}: {seconds}")
     return Ran(name, out, curate.downloader._installed is not None, len(engines), uncached)
 

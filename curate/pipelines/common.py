@@ -132,6 +132,8 @@ class _Discarded(logging.Handler):
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     """Beam's options from the flags our parser did not know; a flag Beam does not know either is a user error."""
+    if any(arg.startswith("--dask_") or "DaskRunner" in arg for arg in beam_args):
+        import apache_beam.runners.dask.dask_runner  # noqa: F401  (its --dask_* options exist once imported)
     options = PipelineOptions(list(beam_args))
     handler = _Discarded()
     logger = logging.getLogger("apache_beam.options.pipeline_options")

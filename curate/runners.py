@@ -1,0 +1,148 @@
+"""Beam's Dask runner, with the two faults that keep it from running curate's stages mended.
+
+`--runner=curate.runners.DaskRunner --dask_client_address=tcp://HOST:8786` runs a stage on a dask.distributed
+cluster (docs/DEPLOY.md, "Dask"). Apache Beam's own `apache_beam.runners.dask.dask_runner.DaskRunner`
+(2.77) translates each transform into a dask bag, and, measured on a scheduler with two worker processes:
+
+- a DoFn with tagged outputs (`with_outputs`) gives one bag holding every output, and each consumer of any
+  of its outputs reads all of them: a stage's rejects would reach its writer of kept images, and the other
+  way round;
+- only the bag of the transform visited last is computed, so a pipeline with several sinks (every stage:
+  its table, its rejects, its failures, its manifest) runs one of them and drops the rest without a word.
+
+Here each consumer reads only its own output of the producer, and every bag that no transform consumes is
+computed, in one graph (what they share runs once). What stays as Beam has it: no metrics (`result.metrics()`
+raises; curate's counters are not read back), a DoFn's `setup` runs once a bundle (a dask partition), not once
+a worker, and `Reshuffle` is a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import apache_beam
+from apache_beam import pvalue
+from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
+from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, Receiver, _OutputHandler
+from apache_beam.runners.dask import dask_runner as beam_dask
+from apache_beam.runners.dask import transform_evaluator as beam_ops
+from apache_beam.runners.dask.overrides import dask_overrides
+from apache_beam.transforms.sideinputs import SideInputMap
+
+
+class _Receiver(Receiver):
+    """Appends a main output as its WindowedValue and a tagged one as TaggedOutput(tag, WindowedValue). Beam's
+    bundle function returns each appended output's `value`: a main output's bare value, and a tagged one's
+    WindowedValue, without its tag, so that every consumer gets every output; this keeps the tag."""
+
+    def __init__(self, tag: str | None, into: list) -> None:
+        self.tag, self.into = tag, into
+
+    def receive(self, windowed_value: Any) -> None:
+        self.into.append(windowed_value if self.tag is None else pvalue.TaggedOutput(self.tag, windowed_value))
+
+
+class _Receivers(dict):
+    """One receiver a tag, all appending to one list in output order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: list = []
+
+    def __missing__(self, tag: str | None) -> _Receiver:
+        self[tag] = _Receiver(tag, self.outputs)
+        return self[tag]
+
+
+def _bundle(items: Any, signature: Any, window_fn: Any, invoker_kwargs: dict) -> list:
+    """One dask partition through a DoFn: setup, start_bundle, process each, finish_bundle, teardown. Its own
+    receivers: a worker may run several partitions at once."""
+    receivers = _Receivers()
+    handler = _OutputHandler(window_fn=window_fn, main_receivers=receivers[None], tagged_receivers=receivers,
+                             per_element_output_counter=None, output_batch_converter=None,
+                             process_yields_batches=False, process_batch_yields_elements=False)
+    invoker = DoFnInvoker.create_invoker(signature, handler, **invoker_kwargs)
+    invoker.invoke_setup()
+    invoker.invoke_start_bundle()
+    for item in items:
+        invoker.invoke_process(item)
+    invoker.invoke_finish_bundle()
+    invoker.invoke_teardown()
+    return [v if isinstance(v, pvalue.TaggedOutput) else v.value for v in receivers.outputs]
+
+
+class _ParDo(beam_ops.ParDo):
+    """Beam's translation of a ParDo, but a tagged output keeps its tag (see `_Receiver`)."""
+
+    def apply(self, input_bag: Any, side_inputs: Any = None) -> Any:
+        transform = self.transform
+        args, kwargs = transform.raw_side_inputs
+        main_input = next(iter(self.applied.main_inputs.values()))
+        window_fn = main_input.windowing.windowfn if hasattr(main_input, "windowing") else None
+        invoker_kwargs = dict(context=DoFnContext(transform.label, state=None), side_inputs=side_inputs,
+                              input_args=list(args), input_kwargs=kwargs, user_state_context=None,
+                              bundle_finalizer_param=apache_beam.DoFn.BundleFinalizerParam())
+        return input_bag.map(beam_ops.get_windowed_value, window_fn).map_partitions(
+            _bundle, DoFnSignature(transform.fn), window_fn, invoker_kwargs)
+
+
+TRANSLATIONS = {**beam_ops.TRANSLATIONS, apache_beam.ParDo: _ParDo}
+
+
+def _output(bag: Any, tag: str | None) -> Any:
+    """The elements of one output of a multi-output DoFn's bag (`tag` None: the main output), untagged."""
+
+    def mine(item: Any) -> bool:
+        return item.tag == tag if isinstance(item, pvalue.TaggedOutput) else tag is None
+
+    return bag.filter(mine).map(lambda item: item.value if isinstance(item, pvalue.TaggedOutput) else item)
+
+
+class _Visitor(PipelineVisitor):
+    """Each transform as a dask bag, as Beam's visitor makes them, but each input read from its own output."""
+
+    def __init__(self, bag_kwargs: dict) -> None:
+        self.bag_kwargs = bag_kwargs
+        self.bags: dict[AppliedPTransform, Any] = {}
+        self.consumed: set[AppliedPTransform] = set()
+
+    def _input(self, value: Any) -> Any:
+        producer = value.producer
+        self.consumed.add(producer)
+        bag = self.bags[producer]
+        return _output(bag, value.tag) if len(producer.outputs) > 1 else bag
+
+    def visit_transform(self, node: AppliedPTransform) -> None:
+        translation: Any = TRANSLATIONS.get(node.transform.__class__, beam_ops.NoOp)
+        op = translation(node, bag_kwargs=self.bag_kwargs)
+        inputs = [self._input(v) for v in node.inputs
+                  if not isinstance(v, pvalue.PBegin) and v.producer in self.bags]
+        begins = [None for v in node.inputs if isinstance(v, pvalue.PBegin)]
+        bag_inputs = begins + inputs
+        kwargs: dict[str, Any] = {"input_bag": bag_inputs if isinstance(op, beam_ops.Flatten) or len(bag_inputs) != 1
+                                  else bag_inputs[0], "side_inputs": None}
+        if not node.inputs:
+            kwargs["input_bag"] = None
+        if node.side_inputs:
+            kwargs["side_inputs"] = [
+                SideInputMap(cast(Any, type(si)), si._view_options(),
+                             beam_ops.DaskBagWindowedIterator(self._input(si.pvalue), si._window_mapping_fn))
+                for si in node.side_inputs]
+        self.bags[node] = op.apply(**kwargs)
+
+
+class DaskRunner(beam_dask.DaskRunner):
+    """Beam's DaskRunner with tagged outputs kept apart and every sink computed (see the module's doc)."""
+
+    def run_pipeline(self, pipeline: Any, options: Any) -> Any:
+        import dask.distributed as ddist
+
+        dask_options = options.view_as(beam_dask.DaskOptions).get_all_options(drop_default=True,
+                                                                              current_only=True)
+        bag_kwargs = beam_dask.DaskOptions._extract_bag_kwargs(dask_options)
+        client = ddist.Client(**dask_options)
+        pipeline.replace_all(dask_overrides())
+        visitor = _Visitor(bag_kwargs)
+        pipeline.visit(visitor)
+        sinks = [bag.count() for node, bag in visitor.bags.items() if node not in visitor.consumed]
+        return beam_dask.DaskRunnerResult(client, client.compute(sinks))
