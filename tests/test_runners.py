@@ -20,7 +20,7 @@ text table must still equal the in-process one, and the new cache entries must h
   LOOPBACK environment start each SDK worker as a separate `python` process (so nothing the driver
   process holds, such as curate's urllib opener, reaches the workers);
 - bundle_repeat: the DirectRunner replaying every bundle, as a runner retrying a bundle would;
-- dask: Beam's Dask runner as curate mends it (curate.runners.DaskRunner) on a dask.distributed cluster the
+- dask: Beam's Dask runner as curate mends it (curate.pipelines.runners.DaskRunner) on a dask.distributed cluster the
   fixture starts and stops: a scheduler and two worker processes on 127.0.0.1.
 
 Download's output is deterministic on the sample crawl: its faults are fixed per URL (a slow host answers
@@ -58,7 +58,7 @@ RUNNERS = {
     "portable": ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK",
                  "--experiments=use_loopback_process_worker"],
     "bundle_repeat": ["--direct_runner_bundle_repeat=2"],
-    "dask": ["--runner=curate.runners.DaskRunner"],  # + the address of the cluster the fixture starts
+    "dask": ["--runner=curate.pipelines.runners.DaskRunner"],  # + the address of the cluster the fixture starts
 }
 IN_PROCESS = {"bundle_repeat"}
 FOLDERS = ("refs", "ledger", "fetched", "images", "dedup", "text", "shards", "rejects", "failed")
