@@ -11,14 +11,16 @@ Methods:
 - `phash`: 64-bit pHashes at most `--radius` bits apart (every pair compared);
 - `keypoints`: what the dedup stage does (curate.keypoints): every picture's ORB keypoints become visual words,
   pictures sharing words in one partition are candidates (never all pairs), and a candidate is a match when
-  its shared words agree with one crop-and-rescale over most of both pictures. The corpus is every original
+  its shared words agree with one crop-and-rescale over most of both pictures and, so aligned, their
+  thumbnails agree in the middle. The corpus is every original
   and every copy together, so copies of different originals (two pictures with one watermark) count as
   distinct pairs too. Reported per source repository as well (the constants were chosen once, for all).
 
-The keypoint check's thresholds (MIN_MATCHES, MIN_COVER, MIN_OCCUPIED) are cross-validated with `--cv`,
-leaving one source repository out at a time: on the other sources, the grid point with the fewest false
-merges, then the best recall (ties: the strictest), judged on the held-out source (its copies' recall, and
-false merges involving its pictures).
+The keypoint checks' thresholds (MIN_MATCHES, MIN_COVER, MIN_OCCUPIED, MAX_DIFFERENT) are cross-validated with
+`--cv`, leaving one source repository out at a time: on the other sources (and the sample generator's
+look-alike pairs, always in training), the grid point with the fewest false merges, then the best recall
+(ties: the strictest), judged on the held-out source (its copies' recall, and false merges involving its
+pictures).
 
     python benchmarks/neardup.py --images DIR [--radius 6] [--cv] [--out build/bench/neardup.json]
 """
