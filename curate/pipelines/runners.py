@@ -1,4 +1,4 @@
-"""Beam's Dask runner, with the two faults that keep it from running curate's stages mended.
+"""Beam's Dask runner, with the three faults that keep it from running curate's stages mended.
 
 `--runner=curate.pipelines.runners.DaskRunner --dask_client_address=tcp://HOST:8786` runs a stage on a dask.distributed
 cluster (docs/DEPLOY.md, "Dask"). Apache Beam's own `apache_beam.runners.dask.dask_runner.DaskRunner`
@@ -8,16 +8,16 @@ cluster (docs/DEPLOY.md, "Dask"). Apache Beam's own `apache_beam.runners.dask.da
   of its outputs reads all of them: a stage's rejects would reach its writer of kept images, and the other
   way round;
 - only the bag of the transform visited last is computed, so a pipeline with several sinks (every stage:
-  its table, its rejects, its failures, its manifest) runs one of them and drops the rest without a word.
+  its table, its rejects, its failures, its manifest) runs one of them and drops the rest without a word;
+- a side input is computed inside each task that reads it (`list(bag)` there), again, with everything that
+  leads to it: the dedup stage, whose manifest reads counts at the end of twelve rounds of label
+  propagation, took 217-300 s on the sample crawl against about 6 s in process.
 
-Here each consumer reads only its own output of the producer, and every bag that no transform consumes is
-computed, in one graph (what they share runs once). What stays as Beam has it: no metrics (`result.metrics()`
-raises; curate's counters are not read back), a DoFn's `setup` runs once a bundle (a dask partition), not once
-a worker, `Reshuffle` is a no-op, and a side input is computed inside each task that reads it, again, with
-everything that leads to it: the dedup stage, whose manifest reads counts at the end of twelve rounds of
-label propagation, takes 217-300 s on the sample crawl against about 6 s in process. Computing side inputs once, as
-dependencies in the graph, is the next step; a first try lost the inline images in download and was
-dropped.
+Here each consumer reads only its own output of the producer; every bag that no transform consumes is
+computed, in one graph (what they share runs once); and a side input is a node of that graph (a dask Item:
+the side PCollection's elements, gathered once) that its readers' tasks depend on by key. What stays as Beam
+has it: no metrics (`result.metrics()` raises; curate's counters are not read back), a DoFn's `setup` runs
+once a bundle (a dask partition), not once a worker, and `Reshuffle` is a no-op.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ from apache_beam.runners.dask import dask_runner as beam_dask
 from apache_beam.runners.dask import transform_evaluator as beam_ops
 from apache_beam.runners.dask.overrides import dask_overrides
 from apache_beam.transforms.sideinputs import SideInputMap
+from dask._task_spec import Task, TaskRef  # dask's task spec (2024.12+; constraints.txt pins dask)
+from dask.bag import Bag
+from dask.highlevelgraph import HighLevelGraph
+from dask.tokenize import tokenize
 
 
 class _Receiver(Receiver):
@@ -58,14 +62,26 @@ class _Receivers(dict):
         return self[tag]
 
 
-def _bundle(items: Any, signature: Any, window_fn: Any, invoker_kwargs: dict) -> list:
+class _Call:
+    """A DoFn's fixed arguments, held in one object: dask walks the lists and dicts in a task's arguments and
+    runs any tuple in them whose first item is callable, so Beam's arguments must not reach it bare."""
+
+    def __init__(self, label: str, signature: Any, window_fn: Any, invoker_kwargs: dict, side_views: list) -> None:
+        self.label, self.signature, self.window_fn, self.invoker_kwargs = label, signature, window_fn, invoker_kwargs
+        self.side_views = side_views  # (view type, view options, window mapping fn) a side input
+
+
+def _bundle(items: Any, call: _Call, *side_values: list) -> list:
     """One dask partition through a DoFn: setup, start_bundle, process each, finish_bundle, teardown. Its own
-    receivers: a worker may run several partitions at once."""
+    receivers: a worker may run several partitions at once. `side_values`: each side input's elements, which
+    the graph computed once, before this task."""
     receivers = _Receivers()
-    handler = _OutputHandler(window_fn=window_fn, main_receivers=receivers[None], tagged_receivers=receivers,
+    handler = _OutputHandler(window_fn=call.window_fn, main_receivers=receivers[None], tagged_receivers=receivers,
                              per_element_output_counter=None, output_batch_converter=None,
                              process_yields_batches=False, process_batch_yields_elements=False)
-    invoker = DoFnInvoker.create_invoker(signature, handler, **invoker_kwargs)
+    side_inputs = [SideInputMap(view, options, beam_ops.DaskBagWindowedIterator(cast(Any, values), mapping))
+                   for (view, options, mapping), values in zip(call.side_views, side_values, strict=True)]
+    invoker = DoFnInvoker.create_invoker(call.signature, handler, side_inputs=side_inputs, **call.invoker_kwargs)
     invoker.invoke_setup()
     invoker.invoke_start_bundle()
     for item in items:
@@ -75,19 +91,44 @@ def _bundle(items: Any, signature: Any, window_fn: Any, invoker_kwargs: dict) ->
     return [v if isinstance(v, pvalue.TaggedOutput) else v.value for v in receivers.outputs]
 
 
+def _elements(partition: Any) -> list:
+    return list(partition)
+
+
+def _joined(lists: Any) -> list:
+    return [item for part in lists for item in part]
+
+
 class _ParDo(beam_ops.ParDo):
     """Beam's translation of a ParDo, but a tagged output keeps its tag (see `_Receiver`)."""
 
     def apply(self, input_bag: Any, side_inputs: Any = None) -> Any:
+        """`side_inputs`: (view type, view options, window mapping fn, dask Item of the elements) a side input."""
         transform = self.transform
         args, kwargs = transform.raw_side_inputs
         main_input = next(iter(self.applied.main_inputs.values()))
         window_fn = main_input.windowing.windowfn if hasattr(main_input, "windowing") else None
-        invoker_kwargs = dict(context=DoFnContext(transform.label, state=None), side_inputs=side_inputs,
+        invoker_kwargs = dict(context=DoFnContext(transform.label, state=None),
                               input_args=list(args), input_kwargs=kwargs, user_state_context=None,
                               bundle_finalizer_param=apache_beam.DoFn.BundleFinalizerParam())
-        return input_bag.map(beam_ops.get_windowed_value, window_fn).map_partitions(
-            _bundle, DoFnSignature(transform.fn), window_fn, invoker_kwargs)
+        sides = side_inputs or []
+        call = _Call(transform.label, DoFnSignature(transform.fn), window_fn, invoker_kwargs,
+                     [side[:3] for side in sides])
+        return _map_partitions(input_bag.map(beam_ops.get_windowed_value, window_fn), call, [side[3] for side in sides])
+
+
+def _map_partitions(bag: Any, call: _Call, items: list) -> Any:
+    """`_bundle` over each partition of `bag`, each task reading the computed `items` (dask Items) by key.
+
+    Not `Bag.map_partitions(func, *items)`: dask turns an Item argument into a Delayed through its own
+    optimization, so the graph would then hold each upstream task twice, once as it is and once fused under
+    an alias of its name; merged with the rest, tasks went missing or ran on an exhausted partition
+    (measured: a side input read empty, a branch's output lost)."""
+    name = f"bundle-{tokenize(bag.name, call, [item.key for item in items])}"
+    sides = [TaskRef(item.key) for item in items]
+    graph: dict[Any, Any] = {(name, i): Task((name, i), _bundle, TaskRef((bag.name, i)), call, *sides)
+                             for i in range(bag.npartitions)}
+    return Bag(HighLevelGraph.from_collections(name, graph, dependencies=[bag, *items]), name, bag.npartitions)
 
 
 TRANSLATIONS = {**beam_ops.TRANSLATIONS, apache_beam.ParDo: _ParDo}
@@ -127,10 +168,10 @@ class _Visitor(PipelineVisitor):
                                   else bag_inputs[0], "side_inputs": None}
         if not node.inputs:
             kwargs["input_bag"] = None
-        if node.side_inputs:
+        if node.side_inputs:  # each computed once, as a node of the graph (an Item) that the readers depend on
             kwargs["side_inputs"] = [
-                SideInputMap(cast(Any, type(si)), si._view_options(),
-                             beam_ops.DaskBagWindowedIterator(self._input(si.pvalue), si._window_mapping_fn))
+                (type(si), si._view_options(), si._window_mapping_fn,
+                 self._input(si.pvalue).reduction(_elements, _joined))
                 for si in node.side_inputs]
         self.bags[node] = op.apply(**kwargs)
 
