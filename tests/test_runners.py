@@ -58,10 +58,10 @@ RUNNERS = {
     "portable": ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK",
                  "--experiments=use_loopback_process_worker"],
     "bundle_repeat": ["--direct_runner_bundle_repeat=2"],
-    "dask": ["--runner=curate.pipelines.runners.DaskRunner"],  # + the address of the cluster the fixture starts
+    "dask": ["--runner=curate.pipelines.runners.DaskRunner", "--dask_npartitions=4"],  # + the cluster's address
 }
 IN_PROCESS = {"bundle_repeat"}
-FOLDERS = ("refs", "ledger", "fetched", "images", "dedup", "text", "shards", "rejects", "failed")
+FOLDERS = ("refs", "ledger", "fetched", "images", "dedup", "text", "shards", "index", "rejects", "failed")
 TOP_LEVEL = ("stats.json", "config.yaml")
 FETCH_TIMES = {"start_time", "end_time", "duration"}
 RUN_FACTS = {"text/_WORK.json"}  # how much this run scored or took from the cache, and its OCR time
