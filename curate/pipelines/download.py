@@ -156,18 +156,30 @@ def _ledger_to_reject(row: LedgerRow) -> Rejected:
     return Rejected(row.key, row.url, STAGE, row.reason, row.detail[:500])
 
 
-def _describe(shards: list[Any], counts: dict[str, int]) -> dict[str, Any]:
-    return {"funnel": {"references": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
+def _describe(shards: list[Any], counts: dict[str, int], retried: int | None = None) -> dict[str, Any]:
+    return {**({} if retried is None else {"retried": retried}), "funnel": {"references": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
                                       "rejected": {k: v for k, v in counts.items() if k != R.KEPT}, "failed": 0}}}
 
 
+def _retried(joined: tuple[str, dict[str, list[Any]]]) -> list[ImageRef]:
+    _, sides = joined
+    return sides["ref"] if sides["retry"] else []
+
+
 def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, first_shard: int = 0,
-          only: frozenset[str] | None = None, old_ledger: Sequence[str] = ()) -> None:
-    """The stage graph; with `only`, fetch just those refs and merge their rows into `old_ledger`."""
+          old_ledger: Sequence[str] = ()) -> None:
+    """The stage graph; with `old_ledger` (a retry), fetch just the refs whose row there is retryable (joined
+    by key in the pipeline: the key set never travels in the job graph) and merge the new rows into it."""
     dl, per_shard = config.download, config.download.samples_per_shard
     refs = p | "RefFiles" >> beam.Create(ref_files) | "ReadRefs" >> beam.ParDo(ReadRefs())
-    if only is not None:
-        refs = refs | "OnlyRetry" >> beam.Filter(lambda r, keys: r.key in keys, only)
+    sides = []
+    if old_ledger:
+        previous = p | "OldLedgerFiles" >> beam.Create(list(old_ledger)) | "ReadLedger" >> beam.ParDo(ReadLedger())
+        retry = previous | "Retryable" >> beam.Filter(lambda row: row.retryable) | "RetryKeys" >> beam.Map(
+            lambda row: (row.key, None))
+        refs = ({"ref": refs | "RefByKey" >> beam.Map(lambda r: (r.key, r)), "retry": retry}
+                | "OnlyRetry" >> beam.CoGroupByKey() | "Retried" >> beam.FlatMap(_retried))
+        sides = [beam.pvalue.AsSingleton(refs | "CountRetried" >> beam.combiners.Count.Globally())]
     inline = refs | "Inline" >> beam.Filter(lambda r: r.content is not None)
     by_origin = refs | "Remote" >> beam.Filter(lambda r: r.content is None) | "ByOrigin" >> beam.Map(
         lambda r: (_origin(r), r))
@@ -191,7 +203,6 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
     robots_rows = checked[REJECTED] | "RobotsLedger" >> beam.Map(_robots_ledger)
     ledger = (fetched, inline_rows, robots_rows) | "Ledger" >> beam.Flatten()
     if old_ledger:
-        previous = p | "OldLedgerFiles" >> beam.Create(list(old_ledger)) | "ReadLedger" >> beam.ParDo(ReadLedger())
         ledger = ((ledger, previous) | "AllAttempts" >> beam.Flatten()
                   | "ByRef" >> beam.Map(lambda row: (row.key, row)) | "Newest" >> beam.CombinePerKey(_newest)
                   | "Rows" >> beam.Values())
@@ -205,21 +216,12 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
     shards = (ledger_shards, other) | "Shards" >> CollectShards(out)
     _ = shards | "Manifest" >> beam.ParDo(
         WriteManifest(DOWNLOAD_STAGE, out, ref_files, DOWNLOAD_STAGE.digest(out, config), _describe),
-        beam.pvalue.AsSingleton(counts))
+        beam.pvalue.AsSingleton(counts), *sides)
 
 
 def _ledger_files(out: str) -> list[str]:
     fs, path = fsspec.core.url_to_fs(join(out, "ledger"))
     return [fs.unstrip_protocol(f) for f in sorted(fs.glob(f"{path}/*.parquet"))]
-
-
-def _retryable_keys(ledger_files: list[str]) -> frozenset[str]:
-    keys = set()
-    for url in ledger_files:
-        with fsspec.open(url, "rb") as fh:
-            table = pq.read_table(fh, columns=["key", "retryable"]).to_pylist()
-        keys |= {row["key"] for row in table if row["retryable"]}
-    return frozenset(keys)
 
 
 def _next_shard(out: str) -> int:
@@ -251,12 +253,11 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: b
     with `retry_failed`, only refs whose last status is retryable are fetched again, into new shards."""
     ref_files = read_refs(out)
     pipeline_options(beam_args)  # a flag Beam does not know is one line before the ledger is touched
-    only, staged, first = None, [], 0
+    staged, first = [], 0
     if retry_failed:
         old = _ledger_files(out)
         if not old:
             raise InputError(f"no ledger under {join(out, 'ledger')}: run `curate download` first")
-        only = _retryable_keys(old)
         staged = [_copy_aside(url) for url in old]  # the ledger is rewritten from these
         first = _next_shard(out)
     elif not force and (done := DOWNLOAD_STAGE.up_to_date(out, config, ref_files)):
@@ -265,11 +266,9 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), retry_failed: b
         _start(out, config)
     ROBOTS.clear()  # this run asks every origin again
     manifest = DOWNLOAD_STAGE.run(out, config, beam_args, ref_files, force=True, build=lambda p: build(
-        p, ref_files, out, config, first_shard=first, only=only, old_ledger=staged))
+        p, ref_files, out, config, first_shard=first, old_ledger=staged))
     if staged:
         remove(join(out, "ledger-previous"))
-    if retry_failed:
-        manifest["retried"] = len(only or ())
     return manifest
 
 

@@ -170,3 +170,24 @@ def test_robots_txt_is_checked_at_every_redirect(tmp_path: Path) -> None:
         assert log.count(f"{port}/robots.txt") == 1 and log.count(f"{port2}/robots.txt") == 1
     finally:
         _stop(main, other)
+
+
+def test_the_retry_key_set_is_read_by_the_job_not_carried_in_its_graph(tmp_path: Path) -> None:
+    """`--retry-failed` over a ledger of 20 retryable rows and one of 20,000 builds job graphs of the same size:
+    the keys are read from the ledger files by the workers and joined with the refs there."""
+    import apache_beam as beam
+
+    from curate.tables import LEDGER_SCHEMA
+
+    sizes = []
+    for folder, n in (("a", 20), ("b", 20_000)):
+        ledger = tmp_path / folder / "download-00000-of-00001.parquet"
+        ledger.parent.mkdir()
+        rows = [{"key": url_key(f"http://h.example/{i}.jpg"), "url": f"http://h.example/{i}.jpg",
+                 "reason": R.TIMEOUT, "detail": "", "retryable": True, "shard": "", "sample_key": ""} for i in range(n)]
+        pq.write_table(pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), ledger)
+        p = beam.Pipeline()
+        download.build(p, [str(tmp_path / "refs.parquet")], str(tmp_path / "out"), load_config(), first_shard=1,
+                       old_ledger=[str(ledger)])
+        sizes.append(len(p.to_runner_api().SerializeToString()))
+    assert sizes[0] > 10_000 and abs(sizes[1] - sizes[0]) < 1_000  # 20,000 keys would add ~700 kB
