@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import fsspec
+import pyarrow.parquet as pq
 
-from curate.io import parquet_bytes
+from curate.io import MANIFEST, join, parquet_bytes, read_json, shard_of, table_file
 from curate.tables import PICTURE, PROVENANCE, SCORE, SHARD_SCHEMA, SHARD_SCHEMA_WITH_IMAGES
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "bmp": "bmp", "tiff": "tiff"}
@@ -167,3 +168,16 @@ from datasets import load_dataset
 ds = load_dataset("path/to/this/folder", split="train")  # columns: __key__, __url__, jpg, json, txt
 ```
 """
+
+
+def locate(out: str, key: str) -> tuple[str, int] | None:
+    """(shard, place) of a written key, from OUT/index (one index file read: the key's file is
+    `shard_of(key, n)`, rows in key order), or None when the dataset does not hold it: `OUT/shards/<shard>.tar`
+    has the sample, `<shard>.parquet` its row at `place`."""
+    manifest = read_json(join(out, "shards", MANIFEST)) or {}
+    n = manifest.get("index_files")
+    if not n:
+        return None
+    with fsspec.open(join(out, "index", table_file("keys", shard_of(key, n), n)), "rb") as fh:
+        rows = pq.read_table(fh, filters=[("key", "==", key)]).to_pylist()
+    return (rows[0]["shard"], rows[0]["place"]) if rows else None

@@ -86,6 +86,8 @@ SHARD_SCHEMA = pa.schema([  # OUT/shards/*.parquet: one flat row per sample
     pa.field("light", pa.bool_()), pa.field("heavy", pa.bool_()),
     *fields(DupInfo, ("cluster", "cluster_size"), "dup_"), *IMG2DATASET])
 SHARD_SCHEMA_WITH_IMAGES = SHARD_SCHEMA.append(pa.field("data", pa.binary()))
+KEY_INDEX_SCHEMA = pa.schema([  # OUT/index: each written key's final shard ("00012") and place in it (0-based)
+    pa.field("key", pa.string()), pa.field("shard", pa.string()), pa.field("place", pa.int32())])
 
 
 def ref_row(ref: ImageRef) -> dict[str, Any]:

@@ -1,14 +1,21 @@
 """Write: the images that survived every filter -> OUT/shards (WebDataset tar + Parquet per shard, curate/shards.py).
 
 Graph: dedup's survivors, the text stage's kept rows (when the text stage ran) and the image rows join on key
-(CoGroupByKey; an image row carries where its bytes are, not the bytes) -> every final key gets its global
-rank in key order without one worker holding the key list: keys are counted per 3-hex-digit prefix (4096
-buckets; the counts are a small side input), each bucket is sorted on its own and offset by the counts of
-the buckets before it -> ranks join the rows -> shard index = rank // samples_per_shard, so shards are
-numbered without gaps and each holds exactly samples_per_shard samples but the last -> the placed samples
-are grouped by the OUT/images row group that holds their bytes, which is read once to attach them (the
-bytes' only shuffle is the next one) -> each shard's tar and Parquet are written whole under a temporary
-name, renamed, and checked; the manifest lists every shard with its samples, bytes and SHA-256.
+(CoGroupByKey; an image row carries where its bytes are, not the bytes) -> the survivors are grouped by the
+OUT/images file that holds them (references only, ~1 kB a picture) and put in that file's order (row group,
+row); each file's survivor count goes to a small side input, which gives each file the position of its first
+survivor among all the files' survivors (files in URL order) -> a survivor's position // samples_per_shard
+is its shard, so a shard is a run of consecutive survivors of one or a few consecutive files, shards are
+numbered without gaps and each holds exactly samples_per_shard samples but the last -> the references are
+grouped by shard, and each shard's writer reads the picture bytes itself, one OUT/images row group at a
+time, for its own samples only: image bytes never go through a shuffle, and a worker holds one shard's
+pictures at most, however big the job. Inside a shard, samples are in key order. The same inputs give the
+same shards, byte for byte, on every runner.
+
+Shards are not in global key order (that takes a shuffle of every survivor's bytes): each shard's first and
+last key are in the manifest (`key_ranges`), and OUT/index/keys-*.parquet maps every written key to its
+shard and place in it, the key's file being `curate.io.shard_of(key, n)` as for every stage table, so a
+lookup by key reads one index file and one shard (`curate.shards.locate`).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 import apache_beam as beam
 import fsspec
 import pyarrow.parquet as pq
+from apache_beam import pvalue
 
 from curate import reasons as R
 from curate.config import Config, ShardConfig
@@ -39,17 +47,19 @@ from curate.pipelines.common import (
     CollectShards,
     Progress,
     ReadImageRefs,
+    WriteParquetShards,
     WriteRejectsAndFailures,
     dead_letter,
     read_image_data,
 )
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.shards import DATASET_CARD, parquet_shard, picture_member, shard_stats, tar_bytes
+from curate.tables import KEY_INDEX_SCHEMA
 
 STAGE = R.WRITE
 WRITE_STAGE = Stage(STAGE, "shards", sections=("extract", "shards"), upstream=("images", "dedup", "text"),
-              clears=("shards", f"failed/{STAGE}-*"), fed_by=("text", "dedup"))
-PREFIX = 3  # hex digits: 4096 rank buckets
+              clears=("shards", "index", f"failed/{STAGE}-*"), fed_by=("text", "dedup"))
+KEY_RANGE, PLACES = "key_range", "places"  # WriteShard's tagged outputs
 
 
 class ReadRows(beam.DoFn):
@@ -83,49 +93,57 @@ def _final(scored: bool):
     return final
 
 
-def _offsets(counts: list[tuple[str, int]]) -> dict[str, int]:
-    """Each prefix bucket's first global rank: the keys of the buckets before it."""
+def _by_file(element: tuple[str, dict[str, Any]]) -> tuple[str, tuple[int, int, str, dict[str, Any]]]:
+    key, row = element
+    return row["file"], (row["group"], row["row"], key, row)
+
+
+def _in_file_order(element: tuple[str, Iterable[tuple[int, int, str, dict[str, Any]]]]
+                   ) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    """One OUT/images file's survivors in the file's own order (row group, then row)."""
+    file, rows = element
+    return file, [(key, row) for _, _, key, row in sorted(rows, key=lambda r: (r[0], r[1]))]
+
+
+def _starts(counts: list[tuple[str, int]]) -> dict[str, int]:
+    """Each OUT/images file's first survivor's position among all the survivors, files in URL order."""
     ordered = sorted(counts)
-    starts = [0, *accumulate(n for _, n in ordered)]
-    return {prefix: start for (prefix, _), start in zip(ordered, starts[:-1], strict=True)}
-
-
-def _ranks(element: tuple[str, Iterable[str]], offsets: dict[str, int]) -> Iterator[tuple[str, int]]:
-    prefix, keys = element
-    for i, key in enumerate(sorted(keys)):
-        yield key, offsets[prefix] + i
+    firsts = [0, *accumulate(n for _, n in ordered)]
+    return {file: first for (file, _), first in zip(ordered, firsts[:-1], strict=True)}
 
 
 def _place(samples_per_shard: int):
-    def place(element: tuple[str, dict[str, list[Any]]]) -> Iterator[tuple[int, tuple[int, dict[str, Any]]]]:
-        _, joined = element
-        rank, row = joined["rank"][0], joined["row"][0]
-        yield rank // samples_per_shard, (rank, row)
+    def place(element: tuple[str, list[tuple[str, dict[str, Any]]]], starts: dict[str, int]
+              ) -> Iterator[tuple[int, tuple[str, dict[str, Any]]]]:
+        file, rows = element
+        for i, (key, row) in enumerate(rows):
+            yield (starts[file] + i) // samples_per_shard, (key, row)
     return place
 
 
-class AttachBytes(beam.DoFn):
-    """The placed samples of one OUT/images row group, with their picture bytes read from it (once)."""
-
-    def process(self, element: tuple[tuple[str, int], Iterable[tuple[int, tuple[int, dict[str, Any]]]]]
-                ) -> Iterator[tuple[int, tuple[int, dict[str, Any]]]]:
-        (url, group), placed = element
-        data = read_image_data(url, group)
-        for index, (rank, row) in placed:
-            sample = {k: v for k, v in row.items() if k not in REF_FIELDS}
-            yield index, (rank, {**sample, "data": data[row["row"]].as_py()})
-
-
 class WriteShard(beam.DoFn):
-    """One final shard: its tar, its Parquet file and its img2dataset-style `_stats.json`."""
+    """One final shard: its tar, its Parquet file and its img2dataset-style `_stats.json`, with the picture
+    bytes read here, one OUT/images row group at a time; its key range (tagged KEY_RANGE) and each sample's
+    place in it (tagged PLACES)."""
 
     def __init__(self, out: str, config: ShardConfig):
         self.out, self.config = out, config
 
-    def process(self, element: tuple[int, Iterable[tuple[int, dict[str, Any]]]]) -> Iterator[ShardInfo]:
-        index, ranked = element
-        samples = [picture_member(row, self.config.image_member, shown_jpeg)
-                   for _, row in sorted(ranked, key=lambda rr: rr[0])]
+    def process(self, element: tuple[int, Iterable[tuple[str, dict[str, Any]]]]) -> Iterator[Any]:
+        index, placed = element
+        rows = sorted(placed, key=lambda kr: kr[0])
+        by_group: dict[tuple[str, int], list[int]] = {}
+        for i, (_, row) in enumerate(rows):
+            by_group.setdefault((row["file"], row["group"]), []).append(i)
+        samples: list[dict[str, Any]] = [{} for _ in rows]
+        for (url, group), members in sorted(by_group.items()):
+            data = read_image_data(url, group)
+            for i in members:
+                row = rows[i][1]
+                sample = {k: v for k, v in row.items() if k not in REF_FIELDS}
+                samples[i] = picture_member({**sample, "data": data[row["row"]].as_py()}, self.config.image_member,
+                                            shown_jpeg)
+            del data
         name = shard_name(index)
         for file, data in ((f"{name}.tar", tar_bytes(samples)),
                            (f"{name}.parquet", parquet_shard(samples, self.config.parquet_images)),
@@ -133,6 +151,9 @@ class WriteShard(beam.DoFn):
             rel = join("shards", file)
             size, digest = atomic_write(join(self.out, rel), data)
             yield ShardInfo("shards", rel, len(samples), size, digest)
+        yield pvalue.TaggedOutput(KEY_RANGE, (name, rows[0][0], rows[-1][0]))
+        for place, (key, _) in enumerate(rows):
+            yield pvalue.TaggedOutput(PLACES, {"key": key, "shard": name, "place": place})
 
 
 def _write_card(out: str) -> Iterator[ShardInfo]:
@@ -142,10 +163,13 @@ def _write_card(out: str) -> Iterator[ShardInfo]:
 
 
 def _describe(samples_per_shard: int) -> Any:
-    def describe(shards: list[ShardInfo], n_input: int, n_failed: int) -> dict[str, Any]:
+    def describe(shards: list[ShardInfo], n_input: int, n_failed: int, ranges: list[tuple[str, str, str]]
+                 ) -> dict[str, Any]:
         tars = [s for s in shards if s.path.endswith(".tar")]
         written = sum(s.rows for s in tars)
         return {"samples": written, "samples_per_shard": samples_per_shard, "shards": len(tars),
+                "index_files": len([s for s in shards if s.table == "index"]),
+                "key_ranges": {name: [first, last] for name, first, last in sorted(ranges)},
                 "funnel": {"images": {"input": n_input, "kept": written, "rejected": {}, "failed": n_failed}}}
     return describe
 
@@ -165,28 +189,28 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
             | "ReadImageRefs" >> beam.ParDo(ReadImageRefs()))
     final = ({"dedup": kept, "text": text_kept, "text_seen": text_seen, "image": rows} | "Join" >> beam.CoGroupByKey()
              | "Final" >> beam.FlatMap(_final(scored)).with_outputs(FAILED, main="rows"))
-    keys = final.rows | "Keys" >> beam.Keys()
-    counts = (keys | "Prefix" >> beam.Map(lambda k: (k[:PREFIX], 1)) | "PerPrefix" >> beam.CombinePerKey(sum)
-              | "AllPrefixes" >> beam.combiners.ToList() | "Offsets" >> beam.Map(_offsets))
-    ranks = (keys | "ByPrefix" >> beam.Map(lambda k: (k[:PREFIX], k)) | "Buckets" >> beam.GroupByKey()
-             | "Rank" >> beam.FlatMap(_ranks, beam.pvalue.AsSingleton(counts)))
-    placed = ({"rank": ranks, "row": final.rows} | "JoinRanks" >> beam.CoGroupByKey()
-              | "Place" >> beam.FlatMap(_place(per_shard))
-              | "ByRowGroup" >> beam.Map(lambda e: ((e[1][1]["file"], e[1][1]["group"]), e))
-              | "RowGroups" >> beam.GroupByKey() | "AttachBytes" >> beam.ParDo(AttachBytes()))
-    written = (placed | "ByShard" >> beam.GroupByKey()
+    files = (final.rows | "ByFile" >> beam.Map(_by_file) | "Files" >> beam.GroupByKey()
+             | "InFileOrder" >> beam.Map(_in_file_order))
+    starts = (files | "Count" >> beam.Map(lambda fr: (fr[0], len(fr[1]))) | "AllFiles" >> beam.combiners.ToList()
+              | "Starts" >> beam.Map(_starts))
+    written = (files | "Place" >> beam.FlatMap(_place(per_shard), beam.pvalue.AsSingleton(starts))
+               | "ByShard" >> beam.GroupByKey()
                | "Progress" >> beam.ParDo(Progress(STAGE, "shards", total))
-               | "Write" >> beam.ParDo(WriteShard(out, config.shards)))
+               | "Write" >> beam.ParDo(WriteShard(out, config.shards)).with_outputs(KEY_RANGE, PLACES, main="shards"))
+    index = written[PLACES] | "WriteIndex" >> WriteParquetShards(
+        out, "index", "keys", KEY_INDEX_SCHEMA, lambda place: place, lambda place: place["key"],
+        config.extract.shards)
+    ranges = written[KEY_RANGE] | "KeyRanges" >> beam.combiners.ToList()
     card = p | "CardOnce" >> beam.Create([out]) | "Card" >> beam.FlatMap(_write_card)
     no_rejects = p | "NoRejects" >> beam.Create([])
     other = (no_rejects, final[FAILED]) | "WriteFailures" >> WriteRejectsAndFailures(out, STAGE, config.extract.shards)
     n_input = ((final.rows, final[FAILED]) | "Candidates" >> beam.Flatten()
                | "CountInput" >> beam.combiners.Count.Globally())
     n_failed = final[FAILED] | "CountFailed" >> beam.combiners.Count.Globally()
-    all_shards = (written, card, other) | "Shards" >> CollectShards(out)
+    all_shards = (written.shards, index, card, other) | "Shards" >> CollectShards(out)
     _ = all_shards | "Manifest" >> beam.ParDo(
         WriteManifest(WRITE_STAGE, out, inputs, WRITE_STAGE.digest(out, config), _describe(per_shard)),
-        beam.pvalue.AsSingleton(n_input), beam.pvalue.AsSingleton(n_failed))
+        beam.pvalue.AsSingleton(n_input), beam.pvalue.AsSingleton(n_failed), beam.pvalue.AsSingleton(ranges))
 
 
 def _optional_files(out: str, folder: str) -> list[str]:

@@ -45,7 +45,7 @@ def test_webdataset_reads_every_sample_with_image_json_and_txt(written: Path) ->
     tars = sorted(str(p) for p in (written / "shards").glob("*.tar"))
     samples = list(wds.WebDataset(tars, shardshuffle=False))
     keys = [s["__key__"] for s in samples]
-    assert keys == sorted(text) and len(keys) == len(set(keys))  # every text survivor, in key order
+    assert sorted(keys) == sorted(text) and len(keys) == len(set(keys))  # every text survivor, once
     formats, reencoded = set(), set()
     for sample in samples:
         key = sample["__key__"]
@@ -94,6 +94,47 @@ def test_shard_sizes_numbering_and_manifest(written: Path) -> None:
     assert stats["text"]["images"]["kept"] == n
 
 
+def test_each_shard_is_a_run_of_the_images_files_in_key_order(written: Path) -> None:
+    """A shard holds consecutive survivors of OUT/images (files in name order, then row group and row: where
+    the bytes are), in key order inside; the manifest has each shard's key range."""
+    import webdataset as wds
+
+    kept = {r["key"] for r in parquet_rows(written / "text") if r["reason"] == R.KEPT}
+    in_file_order = [r["key"] for f in sorted((written / "images").glob("*.parquet"))
+                     for r in pq.read_table(f, columns=["key"]).to_pylist() if r["key"] in kept]
+    runs = [in_file_order[i:i + PER_SHARD] for i in range(0, len(in_file_order), PER_SHARD)]
+    assert len(runs) > 2
+    manifest = json.loads((written / "shards" / "_MANIFEST.json").read_text())
+    assert sorted(manifest["key_ranges"]) == [f"{i:05d}" for i in range(len(runs))]
+    for i, run in enumerate(runs):
+        keys = [s["__key__"] for s in wds.WebDataset(str(written / "shards" / f"{i:05d}.tar"), shardshuffle=False)]
+        assert keys == sorted(run)
+        assert manifest["key_ranges"][f"{i:05d}"] == [keys[0], keys[-1]]
+
+
+def test_a_key_is_found_in_one_index_file_and_one_shard(written: Path) -> None:
+    """OUT/index maps every written key to its shard and place; `locate` reads the one index file the key
+    hashes to, and the shard's Parquet row at that place is the key's."""
+    from curate.io import shard_of
+    from curate.shards import locate
+
+    manifest = json.loads((written / "shards" / "_MANIFEST.json").read_text())
+    n = manifest["index_files"]
+    index = {p.name: pq.read_table(p).to_pylist() for p in sorted((written / "index").glob("*.parquet"))}
+    assert len(index) == n > 1
+    listed = {s["path"] for s in manifest["tables"]["index"]}
+    assert listed == {f"index/{name}" for name in index}
+    shards = {p.stem: [r["key"] for r in pq.read_table(p, columns=["key"]).to_pylist()]
+              for p in sorted((written / "shards").glob("*.parquet"))}
+    every = [(row, name) for name, rows in index.items() for row in rows]
+    assert sorted(row["key"] for row, _ in every) == sorted(k for keys in shards.values() for k in keys)
+    for row, name in every:
+        assert name == f"keys-{shard_of(row['key'], n):05d}-of-{n:05d}.parquet"
+        assert shards[row["shard"]][row["place"]] == row["key"]
+        assert locate(str(written), row["key"]) == (row["shard"], row["place"])
+    assert locate(str(written), "0" * 32) is None
+
+
 def test_parquet_and_duckdb_agree_with_the_tars(written: Path) -> None:
     import duckdb
     import webdataset as wds
@@ -123,9 +164,10 @@ def test_same_inputs_give_identical_bytes_also_on_memory_fs(written: Path, tmp_p
             fs.pipe(f"{memory}/{folder}/{f.name}".removeprefix("memory://"), f.read_bytes())
     write.run(memory, load_config(None, {"shards.samples_per_shard": PER_SHARD}))
     try:
-        for f in sorted((written / "shards").glob("0*")):
-            assert (again / "shards" / f.name).read_bytes() == f.read_bytes()
-            assert fs.cat(f"{memory}/shards/{f.name}".removeprefix("memory://")) == f.read_bytes()
+        for f in [*sorted((written / "shards").glob("0*")), *sorted((written / "index").iterdir())]:
+            rel = f"{f.parent.name}/{f.name}"
+            assert (again / rel).read_bytes() == f.read_bytes()
+            assert fs.cat(f"{memory}/{rel}".removeprefix("memory://")) == f.read_bytes()
     finally:
         fs.rm(memory.removeprefix("memory://"), recursive=True)
 
@@ -139,14 +181,16 @@ def test_text_filter_and_unscored_outputs(written: Path, tmp_path: Path) -> None
     manifest = write.run(str(out), load_config(None, {"shards.samples_per_shard": PER_SHARD}))
     light = sorted(r["key"] for r in parquet_rows(out / "text") if r["reason"] == R.KEPT)
     rows = [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
-    assert [r["key"] for r in rows] == light and all(r["light"] for r in rows) and manifest["samples"] == len(light)
+    assert sorted(r["key"] for r in rows) == light and all(r["light"] for r in rows)
+    assert manifest["samples"] == len(light)
     bare = tmp_path / "bare"
     shutil.copytree(written, bare)
     shutil.rmtree(bare / "text")
     write.run(str(bare), load_config(None, {"shards.samples_per_shard": PER_SHARD}), force=True)
     kept = sorted(d["key"] for d in parquet_rows(bare / "dedup") if d["reason"] == R.KEPT)
     rows = [r for p in sorted((bare / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
-    assert [r["key"] for r in rows] == kept and all(r["text_chars"] is None and r["light"] is None for r in rows)
+    assert sorted(r["key"] for r in rows) == kept
+    assert all(r["text_chars"] is None and r["light"] is None for r in rows)
 
 
 # The loaders people use, each on the shards as written (issue: shards that load anywhere, unchanged).
@@ -169,11 +213,12 @@ print(json.dumps({{"n": len(folder), "n_tars": len(tars), "columns": sorted(fold
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
-    n = json.loads((written / "shards" / "_MANIFEST.json").read_text())["samples"]
+    manifest = json.loads((written / "shards" / "_MANIFEST.json").read_text())
+    n = manifest["samples"]
     assert got["n"] == got["n_tars"] == n
     assert got["columns"] == ["__key__", "__url__", "jpg", "json", "txt"]  # one image column, for every sample
     assert got["image"].endswith("ImageFile") and got["size"] == got["meta"]
-    assert got["key"] == min(r["key"] for r in parquet_rows(written / "text"))
+    assert got["key"] == manifest["key_ranges"]["00000"][0]  # the first shard's first sample
 
 
 def test_webdataset_idioms_and_a_torch_dataloader(written: Path) -> None:
