@@ -16,6 +16,11 @@ Runners (--runner):
 - portable: the PortableRunner with an embedded job service and one LOOPBACK process worker (the embedded
   job service does not read direct_num_workers).
 - direct: the in-process DirectRunner; the whole pipeline runs in the benchmark's own process.
+- dask: curate's Dask runner (curate.pipelines.runners.DaskRunner) on a dask.distributed cluster of a
+  scheduler and two worker processes (one thread each) on 127.0.0.1, a fresh cluster for every stage (so a
+  worker's peak is that stage's own, not what an earlier stage left in it), with `--dask_npartitions` =
+  --partitions-per-scale x the scale: a distributed engine whose shuffles are cut into partitions, the count
+  growing with the job as a real one is sized.
 
 Memory is measured per process: every process below the benchmark's is polled from /proc every 0.2 s
 (VmHWM, the kernel's own high-water mark of its resident memory, and its CPU time), filed under the stage
@@ -56,6 +61,7 @@ WORKERS = 2
 # A real job sizes its Parquet shards by bytes (docs/DEPLOY.md, section 4), so that a worker's share of a
 # shard stays the same however big the job: the benchmark does the same, extract.shards grows with the scale.
 SHARDS_PER_SCALE = 8
+PARTITIONS_PER_SCALE = 4  # dask runner: partitions grow with the job, as a real job's are sized
 MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_")  # glibc tunables, recorded
 RUNNERS = {
     "direct": [],
@@ -63,6 +69,7 @@ RUNNERS = {
     # The embedded job service runs one SDK worker (it does not read direct_num_workers).
     "portable": ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK",
                  "--experiments=use_loopback_process_worker"],
+    "dask": ["--runner=curate.pipelines.runners.DaskRunner"],  # + partitions and each stage's cluster address
 }
 
 
@@ -104,7 +111,8 @@ def _role(cmdline: str) -> str:
     shell that multi_processing starts each worker through (left out), or another process."""
     if cmdline.split(" ", 1)[0].rsplit("/", 1)[-1] in ("sh", "bash", "dash"):
         return "shell"
-    return "worker" if "SdkHarness" in cmdline or "sdk_worker_main" in cmdline else "other"
+    workers = ("SdkHarness", "sdk_worker_main", "spawn_main")  # Beam's SDK workers; dask's (multiprocessing)
+    return "worker" if any(name in cmdline for name in workers) else "other"
 
 
 class TreeMemory:
@@ -172,8 +180,31 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime
 
 
+class _DaskClusters:
+    """A fresh dask.distributed cluster (scheduler + WORKERS worker processes, one thread each) for each
+    stage: `args` (the Beam arguments every stage reads, one list) names the current one's address."""
+
+    def __init__(self, args: list[str]):
+        self.args = args
+        self.cluster: Any = None
+
+    def next(self) -> None:
+        from dask.distributed import LocalCluster
+
+        self.close()
+        self.cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                    dashboard_address=None)
+        self.args[-1] = f"--dask_client_address={self.cluster.scheduler_address}"
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+
 def one_scale(scale: int, work: Path, runner: str = "multi_processing", overrides: dict[str, str] | None = None,
-              shards_per_scale: int = SHARDS_PER_SCALE) -> dict[str, Any]:
+              shards_per_scale: int = SHARDS_PER_SCALE, partitions_per_scale: int = PARTITIONS_PER_SCALE
+              ) -> dict[str, Any]:
     """Build, serve and run the whole pipeline at one scale on `runner`, driven from this process; the
     figures as a dict."""
     from curate.commands.demo import DEMO_FLAGS
@@ -202,17 +233,30 @@ def one_scale(scale: int, work: Path, runner: str = "multi_processing", override
     flags.update(overrides or {})
     config = load_config(None, flags)
     seconds: dict[str, float] = {}
+    beam_args = list(RUNNERS[runner])
+    clusters = None
+    if runner == "dask":
+        beam_args += [f"--dask_npartitions={partitions_per_scale * scale}", "--dask_client_address"]
+        clusters = _DaskClusters(beam_args)
 
     def done(stage: str, _manifest: Any, took: float) -> None:
         seconds[stage] = round(took, 1)
         memory.sample()  # the last look at this stage's processes
         memory.stage = STAGES[min(STAGES.index(stage) + 1, len(STAGES) - 1)]
+        if clusters and stage != STAGES[-1]:
+            clusters.next()
 
     load_before, cpu_before = os.getloadavg()[0], _cpu_seconds()
     with SampleServer(crawl) as server, TreeMemory() as memory:
         files = snapshot_files([s[0] for s in SNAPSHOTS], server.url("crawl"), "warc")
         started = time.perf_counter()
-        manifests = run_all(files, str(out), config, RUNNERS[runner], force=True, on_stage=done)
+        try:
+            if clusters:
+                clusters.next()
+            manifests = run_all(files, str(out), config, beam_args, force=True, on_stage=done)
+        finally:
+            if clusters:
+                clusters.close()
         write_report(str(out))
         total = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before + memory.cpu_seconds()
@@ -223,6 +267,7 @@ def one_scale(scale: int, work: Path, runner: str = "multi_processing", override
     children_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     stages = memory.by_stage()
     return {"benchmark": "pipeline", "runner": runner, "scale": scale, "shards": config.extract.shards,
+            "dask_npartitions": partitions_per_scale * scale if runner == "dask" else None,
             "malloc_env": {k: os.environ[k] for k in MALLOC_ENV if k in os.environ}, "image_urls": summary["image_urls"],
             "build_s": round(build_seconds, 1), **{f"{s}_s": seconds.get(s, 0.0) for s in STAGES},
             "total_s": round(total, 1), "decoded": funnel["decode"]["kept"], "ocr_scored": work_done["scored"],
@@ -236,13 +281,15 @@ def one_scale(scale: int, work: Path, runner: str = "multi_processing", override
 
 
 def bench(work: Path, scales: list[int], timeout: float | None = None, runner: str = "multi_processing",
-          overrides: dict[str, str] | None = None, shards_per_scale: int = SHARDS_PER_SCALE) -> list[dict[str, Any]]:
+          overrides: dict[str, str] | None = None, shards_per_scale: int = SHARDS_PER_SCALE,
+          partitions_per_scale: int = PARTITIONS_PER_SCALE) -> list[dict[str, Any]]:
     """Each scale in a fresh subprocess; the ratio of time per URL to the first scale's."""
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for scale in scales:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(scale), "--out", str(work),
                "--runner", runner, f"--shards-per-scale={shards_per_scale}",
+               f"--partitions-per-scale={partitions_per_scale}",
                *[f"--set={k}={v}" for k, v in (overrides or {}).items()]]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
@@ -268,16 +315,19 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per scale (default: none)")
     parser.add_argument("--shards-per-scale", type=int, default=SHARDS_PER_SCALE,
                         help="extract.shards = this x the scale (constant shard size); 0: the config's")
+    parser.add_argument("--partitions-per-scale", type=int, default=PARTITIONS_PER_SCALE,
+                        help="dask runner: --dask_npartitions = this x the scale")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config setting (section.key=value, as in a --config YAML file) for every scale")
     parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)  # internal: run one scale here
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.one:
-        print(json.dumps(one_scale(args.one, Path(args.out), args.runner, overrides, args.shards_per_scale)))
+        print(json.dumps(one_scale(args.one, Path(args.out), args.runner, overrides, args.shards_per_scale,
+                                   args.partitions_per_scale)))
         return 0
     rows = bench(Path(args.out), [int(s) for s in args.scales.split(",")], args.timeout, args.runner, overrides,
-                 args.shards_per_scale)
+                 args.shards_per_scale, args.partitions_per_scale)
     (Path(args.out) / f"results-{args.runner}.json").write_text(json.dumps(rows, indent=2) + "\n")
     for row in rows:
         print(row)
