@@ -13,6 +13,7 @@ failed rename) and merges the stage's counts into `OUT/stats.json`.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import itertools
@@ -275,6 +276,17 @@ def remove(url: str) -> None:
     for found in fs.glob(path) if any(c in path for c in "*?[") else [path]:
         if fs.exists(found):
             fs.rm(found, recursive=True)
+
+
+def update_timings(out: str, stage: str, seconds: float) -> dict[str, Any]:
+    """Record a stage run's wall time in OUT/timings.json (facts about a run, kept apart from stats.json,
+    which depends on the data only): {stage: {"seconds", "finished" (UTC, ISO 8601)}}."""
+    url = join(out, "timings.json")
+    timings = read_json(url) or {}
+    finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    timings[stage] = {"seconds": round(seconds, 2), "finished": finished}
+    write_json(url, timings)
+    return timings
 
 
 LOCK = "_LOCK.json"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -19,6 +21,7 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from curate import progress
 from curate import reasons as R
 from curate.errors import UserError
 from curate.io import (
@@ -91,33 +94,34 @@ class TallyReasons(beam.PTransform):
 
 
 class Progress(beam.DoFn):
-    """Passes elements through and, at most every `every` seconds (and at the last one), logs this worker's count,
-    rate and ETA against the stage's total (each worker reports its own share on a distributed runner). The total
-    is `total`, or a side input when only the pipeline knows it (`beam.pvalue.AsSingleton(...)`)."""
+    """Passes elements through and counts them for the driver's progress display (curate.progress): each
+    instance reports its count, at most every REPORT_EVERY seconds and at the end of each bundle, under
+    OUT/_progress/<stage>/, and the driver shows the sum over every worker. The total is `total`, or a side
+    input when only the pipeline knows it (`beam.pvalue.AsSingleton(...)`)."""
 
-    def __init__(self, stage: str, unit: str, total: int, every: float = 5.0):
-        self.stage, self.unit, self.total, self.every = stage, unit, total, every
+    def __init__(self, stage: str, unit: str, total: int, out: str):
+        self.stage, self.unit, self.total, self.out = stage, unit, total, out
 
     def setup(self) -> None:
-        import time
-
-        self.clock = time.monotonic
-        self.started = self.last = self.clock()
-        self.done = 0
+        self.reporter = uuid.uuid4().hex
+        self.done, self.first, self.reported, self.known = 0, 0.0, 0.0, self.total
 
     def process(self, element: Any, total: int | None = None) -> Iterator[Any]:
-        total = self.total if total is None else total
+        self.known = self.total if total is None else total
+        now = time.time()
+        self.first = self.first or now
         self.done += 1
-        now = self.clock()
-        if now - self.last >= self.every or self.done == total:
-            self.last = now
-            rate = self.done / max(now - self.started, 1e-9)
-            left = max(total - self.done, 0)
-            eta = f", ETA {left / rate:.0f} s" if total and rate else ""
-            shown = f"/{total}" if total else ""
-            logging.getLogger("curate.progress").info("%s: %d%s %s, %.1f/s%s", self.stage, self.done, shown,
-                                                      self.unit, rate, eta)
+        if now - self.reported >= progress.REPORT_EVERY:
+            self._report(now)
         yield element
+
+    def finish_bundle(self) -> None:
+        if self.done:
+            self._report(time.time())
+
+    def _report(self, now: float) -> None:
+        self.reported = now
+        progress.report(self.out, self.stage, self.reporter, self.done, self.known, self.first, self.unit, now)
 
 
 class _Discarded(logging.Handler):

@@ -132,7 +132,7 @@ def _describe(sources: int, skipped: dict[str, int]) -> Any:
 def build(p: beam.Pipeline, sources: list[str], out: str, config: Config, skipped: dict[str, int] | None = None) -> None:
     parts = split_parts(sources, config.extract.shards)
     results = (p | "Parts" >> DriverList(parts, out, STAGE, from_json=tuple) | "Spread" >> beam.Reshuffle()
-               | "Progress" >> beam.ParDo(Progress(STAGE, "parts", len(parts)))
+               | "Progress" >> beam.ParDo(Progress(STAGE, "parts", len(parts), out))
                | "Decode" >> beam.ParDo(DecodePart(out, config, len(parts))).with_outputs(
                    REJECTED, FAILED, COUNTS, main="images"))
     other = ((results[REJECTED], results[FAILED])

@@ -192,7 +192,7 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
                | "AssignShard" >> beam.Map(_remote_shard, beam.pvalue.AsSingleton(total), per_shard)
                | "ByShard" >> beam.GroupByKey()
                | "Download" >> beam.ParDo(DownloadShards(out, dl, first_shard))
-               | "Progress" >> beam.ParDo(Progress(STAGE, "URLs fetched", 0), beam.pvalue.AsSingleton(total)))
+               | "Progress" >> beam.ParDo(Progress(STAGE, "URLs fetched", 0, out), beam.pvalue.AsSingleton(total)))
     inline_total = inline | "CountInline" >> beam.combiners.Count.Globally()
     inline_rows = (inline
                    | "InlineShard" >> beam.Map(lambda r, n: (int(r.key[:8], 16) % shard_count(n, per_shard), r),

@@ -167,7 +167,7 @@ def build(p: beam.Pipeline, files: list[CrawlFile], out: str, config: Config) ->
         p
         | "Files" >> DriverList(files, out, STAGE, dataclasses.asdict, lambda row: CrawlFile(**row))
         | "Spread" >> beam.Reshuffle()
-        | "Progress" >> beam.ParDo(Progress(STAGE, "crawl files", len(files)))
+        | "Progress" >> beam.ParDo(Progress(STAGE, "crawl files", len(files), out))
         | "Extract" >> beam.ParDo(ExtractFile(config.download.user_agent_token, config.extract)).with_outputs(
             REJECTED, FAILED, COUNTS, main="refs")
     )

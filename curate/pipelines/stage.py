@@ -14,13 +14,14 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 
-from curate import __version__
+from curate import __version__, progress
 from curate.config import Config, write_config
 from curate.errors import IntegrityError
 from curate.io import (
@@ -31,6 +32,7 @@ from curate.io import (
     remove,
     remove_stale_folders,
     update_stats,
+    update_timings,
     verify_listed,
     write_json,
 )
@@ -79,14 +81,17 @@ class Stage:
         if not force and (manifest := self.up_to_date(out, config, inputs)):
             return {**manifest, "skipped": True}
         options = pipeline_options(beam_args)
+        started = time.monotonic()
         scratch = [join(out, "_inputs", self.name)] if self.scratch else []
         for stale in [*(join(out, rel) for rel in self.clears), *scratch]:
             remove(stale)
-        with beam_tempdir(), beam.Pipeline(options=options) as p:
+        with progress.shown(out, self.name), beam_tempdir(), beam.Pipeline(options=options) as p:
             build(p)
         for stale in scratch:
             remove(stale)
-        return self.finish(out, config, config_facts or {})
+        manifest = self.finish(out, config, config_facts or {})
+        update_timings(out, self.name, time.monotonic() - started)
+        return manifest
 
     def finish(self, out: str, config: Config, config_facts: dict[str, Any]) -> dict[str, Any]:
         """The driver's end of a run: the manifest exists and says complete, its shards are there as recorded,

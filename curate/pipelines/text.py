@@ -283,7 +283,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
               | "Score" >> beam.ParDo(ScoreText(dataclasses.replace(tc, threads=worker_threads(tc.threads, p.options)),
                                                 config.image, cache_root(out, tc), engine_id)).with_outputs(
                   "new", REJECTED, FAILED, main="scored"))
-    progressed = scored.scored | "Progress" >> beam.ParDo(Progress(STAGE, "pictures scored", 0),
+    progressed = scored.scored | "Progress" >> beam.ParDo(Progress(STAGE, "pictures scored", 0, out),
                                                           beam.pvalue.AsSingleton(to_score))
     outcomes = ((progressed, resolved.cached) | "AllScores" >> beam.Flatten()
                 | "Decide" >> beam.FlatMap(_decide(tc)))

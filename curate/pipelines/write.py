@@ -195,7 +195,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
               | "Starts" >> beam.Map(_starts))
     written = (files | "Place" >> beam.FlatMap(_place(per_shard), beam.pvalue.AsSingleton(starts))
                | "ByShard" >> beam.GroupByKey()
-               | "Progress" >> beam.ParDo(Progress(STAGE, "shards", total))
+               | "Progress" >> beam.ParDo(Progress(STAGE, "shards", total, out))
                | "Write" >> beam.ParDo(WriteShard(out, config.shards)).with_outputs(KEY_RANGE, PLACES, main="shards"))
     index = written[PLACES] | "WriteIndex" >> WriteParquetShards(
         out, "index", "keys", KEY_INDEX_SCHEMA, lambda place: place, lambda place: place["key"],

@@ -194,3 +194,27 @@ def test_every_fetched_shard_has_one_schema_with_real_types(downloaded) -> None:
     for s in stats:
         assert {"count", "successes", "failed_to_download", "failed_to_resize", "status_dict", "duration"} <= set(s)
         assert s["successes"] == s["reasons"].get(R.KEPT, 0) and sum(s["status_dict"].values()) == s["count"]
+
+
+def test_one_bar_counts_every_workers_urls(downloaded, tmp_path: Path) -> None:
+    """`curate download` on two SDK worker processes with the bar on (CURATE_PROGRESS=bar: stderr is no
+    terminal here): the bar ends at every URL robots.txt allowed, counted once over both workers, with a
+    rate and an ETA; the workers' reports are gone afterwards."""
+    import re
+
+    out, _ = downloaded
+    again = tmp_path / "bar"
+    fsspec.filesystem("file").copy(str(out / "refs"), str(again / "refs"), recursive=True)
+    cmd = [sys.executable, "-m", "curate", "download", "--output", str(again), "--allow-private-hosts",
+           "--deadline", "3", "--timeout", "2", "--urls-per-shard", "60",
+           "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "CURATE_PROGRESS": "bar"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    inline = {r["key"] for r in parquet_rows(again / "refs") if r["content"] is not None}
+    robots = {R.ROBOTS_DISALLOW, R.ROBOTS_UNREACHABLE}
+    allowed = [r for r in parquet_rows(again / "ledger") if r["key"] not in inline and r["reason"] not in robots]
+    bars = re.findall(r"download: +(\d+)%\|[^|]*\| (\d+)/(\d+) URLs fetched, ([\d.]+)/s, ETA (\d+) s", result.stderr)
+    assert bars, result.stderr[-2000:]
+    assert bars[-1][:3] == ("100", str(len(allowed)), str(len(allowed))) and float(bars[-1][3]) > 0
+    assert len(allowed) > 100 and not (again / "_progress").exists()
