@@ -54,12 +54,15 @@ from curate.pipelines.common import (
 )
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.shards import DATASET_CARD, parquet_shard, picture_member, shard_stats, tar_bytes
-from curate.tables import KEY_INDEX_SCHEMA
+from curate.tables import KEY_INDEX_SCHEMA, PICTURE, PROVENANCE
 
 STAGE = R.WRITE
 WRITE_STAGE = Stage(STAGE, "shards", sections=("extract", "shards"), upstream=("images", "dedup", "text"),
               clears=("shards", "index", f"failed/{STAGE}-*"), fed_by=("text", "dedup"))
 KEY_RANGE, PLACES = "key_range", "places"  # WriteShard's tagged outputs
+# What a sample takes from its OUT/images row (not the keypoints nor the thumbnail, ~30 kB a picture that
+# would otherwise ride through the joins and the grouping by shard).
+SAMPLE_COLUMNS = ["key", "url", *PICTURE, *PROVENANCE]
 
 
 class ReadRows(beam.DoFn):
@@ -186,7 +189,7 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
     text_kept = text_rows | "TextKept" >> beam.Filter(lambda kr: kr[1]["reason"] == R.KEPT)
     text_seen = text_rows | "TextSeen" >> beam.Map(lambda kr: (kr[0], True))
     rows = (p | "ImageFiles" >> beam.Create(images) | "SpreadImages" >> beam.Reshuffle()
-            | "ReadImageRefs" >> beam.ParDo(ReadImageRefs()))
+            | "ReadImageRefs" >> beam.ParDo(ReadImageRefs(SAMPLE_COLUMNS)))
     final = ({"dedup": kept, "text": text_kept, "text_seen": text_seen, "image": rows} | "Join" >> beam.CoGroupByKey()
              | "Final" >> beam.FlatMap(_final(scored)).with_outputs(FAILED, main="rows"))
     files = (final.rows | "ByFile" >> beam.Map(_by_file) | "Files" >> beam.GroupByKey()
