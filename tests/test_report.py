@@ -149,8 +149,69 @@ def test_report_uses_the_text_stage_and_escapes_hostile_data(run_out: Path, tmp_
     light = sum(r["light"] for r in rows)
     assert f"with text (light): {light}</h3>" in dom and f"without text: {len(rows) - light}</h3>" in dom
     assert "text area (fraction of the image) (n=" in dom and "words (read, and estimated for lines not read) (n=" in dom
+    # the filter variables' histograms mark the filters' thresholds: light and heavy characters, lines, page
+    marks = re.findall(r'<line class="threshold"[^>]*><title>([^<]*)</title>', dom)
+    assert marks == ["light: 3", "heavy: 60", "heavy: 1", "heavy: 0.55"], marks
     not_run = re.search(r'id="not-run">([^<]*)<', dom)
     assert not_run and not_run.group(1) == "write"  # the text stage counts as run: its table is there
+
+
+@pytest.mark.slow
+def test_report_sections_people_compare_are_there_and_right(run_out: Path, tmp_path: Path) -> None:
+    """Per-stage time, throughput and bytes; counts by snapshot; every reject and every cluster in a table;
+    near misses: each checked in Chromium's DOM against the outputs, read independently."""
+    from urllib.parse import urlsplit
+
+    from curate.commands.report import NEAR_MARGIN, TABLE_CAP
+
+    page = Path(write_report(str(run_out)))
+    dom, console = _chromium(page, tmp_path)
+    assert console == "" and _root_attrs(dom)["data-errors"] == "0", console
+
+    def section(sid: str) -> str:
+        found = re.search(rf'<section id="{sid}">(.*?)</section>', dom, re.S)
+        assert found, sid
+        return found.group(1)
+
+    def cells(html_rows: str) -> list[list[str]]:  # each body row's cells, as text (head rows have none)
+        rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+                for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html_rows, re.S)]
+        return [row for row in rows if row]
+
+    timings = json.loads((run_out / "timings.json").read_text())
+    stages = {row[0]: row for row in cells(section("stages")) if len(row) == 8}
+    for stage in (R.EXTRACT, R.DOWNLOAD, R.DECODE, R.DEDUP):
+        folder = {R.EXTRACT: "refs", R.DOWNLOAD: "fetched", R.DECODE: "images", R.DEDUP: "dedup"}[stage]
+        manifest = json.loads((run_out / folder / "_MANIFEST.json").read_text())
+        written = sum(s["bytes"] for table in manifest["tables"].values() for s in table)
+        assert float(stages[stage][1].replace(",", "")) == pytest.approx(timings[stage]["seconds"], abs=0.05)
+        assert stages[stage][6] == f"{written / 1e6:,.2f}" and float(stages[stage][1].replace(",", "")) > 0
+    refs = parquet_rows(run_out / "refs")
+    kept = {d["key"] for d in parquet_rows(run_out / "dedup") if d["reason"] == R.KEPT}
+    by_snapshot = {}
+    for r in refs:
+        n, k = by_snapshot.get(r["snapshot"], (0, 0))
+        by_snapshot[r["snapshot"]] = (n + 1, k + (r["key"] in kept))
+    shown = {row[0]: (int(row[1]), int(row[2])) for row in cells(section("sources")) if row[0].startswith("CC-MAIN")}
+    assert shown == by_snapshot and len(shown) == 2
+    hosts = {row[0] for row in cells(section("sources")) if not row[0].startswith("CC-MAIN")}
+    assert hosts == {urlsplit(r["url"]).hostname for r in refs}
+    rejects = parquet_rows(run_out / "rejects") + parquet_rows(run_out / "failed")
+    table = re.search(r'<table class="all" data-filter="filter-rejects">(.*?)</table>', dom, re.S)
+    assert table and len(re.findall(r'<tr class="row"', table.group(1))) == min(len(rejects), TABLE_CAP) > 20
+    dedup = parquet_rows(run_out / "dedup")
+    clusters = {d["cluster"] for d in dedup if d["cluster_size"] > 1}
+    table = re.search(r'<table class="all" data-filter="filter-clusters">(.*?)</table>', dom, re.S)
+    assert table and {row[0] for row in cells(table.group(1))} == clusters and len(clusters) > 3
+    radius = load_config().dedup.hamming_radius
+    hashes = {r["key"]: r["phash"] for r in parquet_rows(run_out / "images") if r["key"] in kept}
+    ordered = sorted(hashes)
+    near = sorted((bin(hashes[a] ^ hashes[b]).count("1"), a, b) for i, a in enumerate(ordered)
+                  for b in ordered[i + 1:] if radius < bin(hashes[a] ^ hashes[b]).count("1") <= radius + NEAR_MARGIN)
+    assert f"<p>{len(near)} pairs of survivors" in section("near")
+    if near:
+        table = re.search(r'<table class="all" data-filter="filter-near">(.*?)</table>', dom, re.S)
+        assert table and [(int(r[0]), r[1], r[2]) for r in cells(table.group(1))] == near
 
 
 def test_report_of_an_empty_output_is_a_one_line_error(tmp_path: Path, capsys) -> None:

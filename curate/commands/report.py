@@ -1,13 +1,17 @@
 """`OUT/report.html`: what a person looks at after a run, in one self-contained file.
 
-The page shows the funnel per stage (`stats.json`), the reject reasons with their counts, thumbnail grids
-(kept images with and without text, each reject reason where bytes exist, a few duplicate clusters side
-by side), histograms (text area, words, image sizes), the frozen config and every stage's inputs. It
-reads whatever stages have run and names the ones that have not.
+The page shows the funnel per stage (`stats.json`), each stage's time, throughput and bytes written
+(`timings.json`, the manifests), counts by snapshot and by host, the reject reasons with their counts,
+thumbnail grids (kept images with and without text, each reject reason where bytes exist, the largest
+duplicate clusters side by side), every cluster and every reject in tables that sort and filter (up to
+TABLE_CAP rows each; the Parquet tables hold the rest), near misses (pairs of survivors whose perceptual
+hashes differ by a few bits more than the dedup radius: what a larger radius would merge), histograms of
+the variables the filters use with their thresholds marked, the frozen config and every stage's inputs.
+It reads whatever stages have run and names the ones that have not.
 
 It opens offline and anywhere: images are small JPEG thumbnails embedded as `data:` URIs, charts are
 inline SVG, there is no external resource at all, and a Content-Security-Policy allows nothing else
-(`img-src data:`, one inline script by hash). Everything that comes from the data (URLs, alt text, OCR
+(`img-src data:`, one inline script by hash: the load check and the tables' sorting and filtering). Everything that comes from the data (URLs, alt text, OCR
 text, config values) is escaped: web data is hostile. The page size is bounded: at most `GRID_CAP`
 thumbnails per grid, `MAX_THUMBS` in all, each at most `THUMB_SIDE` pixels, whatever the size of the run.
 
@@ -21,14 +25,17 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import hashlib
 import html
 import io
+import itertools
 import re
 import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 import pyarrow.parquet as pq
@@ -36,7 +43,7 @@ import yaml
 
 from curate import reasons as R
 from curate.commands.args import Add
-from curate.config import ImageConfig
+from curate.config import DedupConfig, ImageConfig, TextConfig
 from curate.errors import InputError, UserError
 from curate.imaging import Refusal, decode
 from curate.io import MANIFEST, atomic_write, join, parquet_files, read_json
@@ -48,17 +55,25 @@ THUMB_SIDE = 128  # longer side of a thumbnail, pixels
 CLUSTERS = 6  # duplicate clusters shown
 CLUSTER_CAP = 8  # members shown per cluster
 LIST_CAP = 40  # inputs listed per stage
+TABLE_CAP = 5_000  # rows of the tables of every cluster and every reject
+HOSTS = 25  # hosts listed, by references
+NEAR_CAP = 4_000  # survivors compared for near misses (all pairs among them)
+NEAR_MARGIN = 4  # near miss: Hamming distance within this many bits over the dedup radius
+NEAR_SHOWN = 8  # near-miss pairs shown with their thumbnails
 TITLE_CHARS = 300  # OCR text and URLs shown in a tooltip, at most
 
 # Where each stage writes its table (the stage names are those of stats.json).
 STAGE_FOLDERS = {R.EXTRACT: "refs", R.DOWNLOAD: "fetched", R.DECODE: "images", R.DEDUP: "dedup",
                  R.TEXT: "text", R.WRITE: "shards"}
+TEXT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TextConfig)}
 # Decode views of anything Pillow can open safely: the refused images are shown too.
 _THUMB_CONFIG = ImageConfig(formats=("jpeg", "png", "webp", "gif", "bmp", "tiff"), min_side=1,
                             max_aspect_ratio=1e9)
 # Fixed bins, so histograms need no first pass and pages of different runs compare.
 AREA_BINS = [i / 20 for i in range(20)]  # the last bar holds 0.95 to 1.0
 WORD_BINS = [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500]
+CHAR_BINS = [0, 1, 2, 3, 5, 10, 20, 40, 60, 100, 200, 500, 1000]
+LINE_BINS = [0, 1, 2, 3, 4, 5, 8, 12, 20, 50]
 SIDE_BINS = [0, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
 _SCRIPT = """(function(){var d=document.documentElement,n=0;
@@ -66,7 +81,18 @@ window.addEventListener('error',function(){n+=1;d.setAttribute('data-errors',Str
 window.addEventListener('load',function(){var imgs=document.images,b=0;
 for(var i=0;i<imgs.length;i++){if(!imgs[i].complete||imgs[i].naturalWidth===0){b+=1;}}
 d.setAttribute('data-images',String(imgs.length));d.setAttribute('data-broken',String(b));
-d.setAttribute('data-errors',String(n));d.setAttribute('data-loaded','ok');});})();"""
+d.setAttribute('data-errors',String(n));d.setAttribute('data-loaded','ok');
+var ts=document.querySelectorAll('table.all');for(var t=0;t<ts.length;t++){(function(tb){
+var hs=tb.querySelectorAll('th');for(var j=0;j<hs.length;j++){(function(c,h){h.addEventListener('click',function(){
+var rs=Array.prototype.slice.call(tb.querySelectorAll('tr.row')),up=h.getAttribute('data-up')!=='1';
+rs.sort(function(a,b){var x=a.children[c].getAttribute('data-v')||a.children[c].textContent,
+y=b.children[c].getAttribute('data-v')||b.children[c].textContent,nx=parseFloat(x),ny=parseFloat(y);
+var r=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return up?r:-r;});
+h.setAttribute('data-up',up?'1':'0');for(var k=0;k<rs.length;k++){tb.appendChild(rs[k]);}});})(j,hs[j]);}
+var f=document.getElementById(tb.getAttribute('data-filter'));if(f){f.addEventListener('input',function(){
+var q=f.value.toLowerCase(),rs=tb.querySelectorAll('tr.row');for(var k=0;k<rs.length;k++){
+rs[k].style.display=rs[k].textContent.toLowerCase().indexOf(q)<0?'none':'';}});}})(ts[t]);}
+});})();"""
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
 _CSP = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{_SCRIPT_HASH}'"
 
@@ -90,6 +116,9 @@ figcaption{margin-top:3px;word-break:break-all;color:#475467}
 .hists{display:flex;flex-wrap:wrap;gap:16px}svg{background:#fff;border:1px solid #e4e7ec}
 pre{background:#fff;border:1px solid #e4e7ec;padding:8px;overflow:auto;max-height:420px;font-size:12px}
 code.url{word-break:break-all;font-size:12px}
+table.all th{cursor:pointer}input.filter{margin:4px 0;padding:3px 6px;width:320px}
+details{margin:8px 0}summary{cursor:pointer;font-weight:600}
+.pair{display:inline-flex;gap:6px;align-items:flex-start;background:#fff;border:1px solid #e4e7ec;padding:6px;margin:4px}
 """
 
 
@@ -281,8 +310,10 @@ def _reasons_table(reasons: list[tuple[str, str, str, int]], rows_per_reason: Co
             "<th>in rejects/ or failed/</th></tr>" + body + "</table>")
 
 
-def _histogram(title: str, values: Iterable[float], bins: Sequence[float], fmt: Callable[[float], str]) -> str:
-    """Inline SVG bar chart over fixed bins; the last bin is open-ended (>= its lower edge)."""
+def _histogram(title: str, values: Iterable[float], bins: Sequence[float], fmt: Callable[[float], str],
+               marks: Sequence[tuple[float, str]] = ()) -> str:
+    """Inline SVG bar chart over fixed bins; the last bin is open-ended (>= its lower edge). `marks`: (value,
+    label) thresholds, drawn as red lines where the value falls (within its bin, linearly)."""
     counts = [0] * len(bins)
     total = 0
     for v in values:
@@ -304,10 +335,46 @@ def _histogram(title: str, values: Iterable[float], bins: Sequence[float], fmt: 
                         f'text-anchor="middle">{c}</text>')
         if len(counts) <= 12 or i % 2 == 0:
             labels.append(f'<text x="{x:.1f}" y="{height - pad + 12}" font-size="9">{esc(fmt(bins[i]))}</text>')
+    for value, label in marks:
+        i = next((j for j in range(len(bins) - 1) if value < bins[j + 1]), len(bins) - 1)
+        within = (value - bins[i]) / (bins[i + 1] - bins[i]) if i + 1 < len(bins) else 0.0
+        x = pad + (i + within) * bar_w
+        bars.append(f'<line class="threshold" x1="{x:.1f}" y1="{pad - 4}" x2="{x:.1f}" y2="{height - pad}" '
+                    f'stroke="#d92d20" stroke-width="2"><title>{esc(label)}: {esc(fmt(value))}</title></line>'
+                    f'<text x="{x + 3:.1f}" y="{pad + 4}" font-size="10" fill="#d92d20">{esc(label)} {esc(fmt(value))}</text>')
     return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
             f'<text x="{pad}" y="16" font-size="12" font-weight="600">{esc(title)} (n={total})</text>'
             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#98a2b3"/>'
             + "".join(bars + labels) + "</svg>")
+
+
+def _all_table(name: str, title: str, columns: list[str], rows: Iterable[list[Any]], count: int) -> str:
+    """Every row (up to TABLE_CAP) in a table that sorts by any column (click its head) and filters as you type,
+    folded under a summary line."""
+    body = []
+    for row in itertools.islice(rows, TABLE_CAP):
+        cells = "".join(f"<td class=n>{v}</td>" if isinstance(v, int) else f"<td><code class=url>{esc(v)}</code></td>"
+                        for v in row)
+        body.append(f'<tr class="row">{cells}</tr>')
+    more = (f'<p class="muted">The first {TABLE_CAP} of {count} rows; the Parquet tables under OUT hold every one.</p>'
+            if count > TABLE_CAP else "")
+    heads = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    return (f'<details class="all" id="all-{name}"><summary>{esc(title)}</summary>'
+            f'<input class="filter" id="filter-{name}" placeholder="filter rows" aria-label="filter {esc(name)}">'
+            f'<table class="all" data-filter="filter-{name}"><tr>{heads}</tr>{"".join(body)}</table>{more}</details>')
+
+
+def _settings(out: str) -> dict[str, dict[str, Any]]:
+    """The text and dedup settings of OUT/config.yaml (empty where it is missing or unreadable)."""
+    try:
+        config = yaml.safe_load(_read_text(join(out, "config.yaml")) or "") or {}
+    except yaml.YAMLError:
+        config = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for section in ("text", "dedup"):
+        found = config.get(section) if isinstance(config, dict) else None
+        sections[section] = found if isinstance(found, dict) else {}
+    return sections
 
 
 def _inputs(manifests: dict[str, dict]) -> str:
@@ -358,14 +425,16 @@ class _Page:
         self.thumbs = _Thumbs()
         self.ran = [s for s in R.STAGES if s in stats or s in manifests or _tables(out, STAGE_FOLDERS[s])]
         self.text = {r["key"]: r for r in _rows(out, "text", ["key", "text_area_fraction", "text_words",
-                                                               "text_chars", "text_lines", "text_text", "light",
-                                                               "heavy", "reason"])}
+                                                               "text_chars", "text_lines", "text_page", "text_text",
+                                                               "light", "heavy", "reason"])}
+        self.settings = _settings(out)
         self.dedup = list(_rows(out, "dedup", ["key", "reason", "cluster", "cluster_size", "dup_of"]))
 
     def render(self) -> str:
-        sections = [("funnel", "Funnel", self._funnel()), ("reasons", "Reject reasons", self._reasons()),
+        sections = [("funnel", "Funnel", self._funnel()), ("stages", "Stages: time, throughput, bytes", self._stages()),
+                    ("sources", "Snapshots and hosts", self._sources()), ("reasons", "Reject reasons", self._reasons()),
                     ("kept", "Kept images", self._kept()), ("rejected", "Rejected images", self._rejected()),
-                    ("clusters", "Duplicate clusters", self._clusters()),
+                    ("clusters", "Duplicate clusters", self._clusters()), ("near", "Near misses", self._near()),
                     ("histograms", "Histograms", self._histograms()), ("config", "Config and inputs", self._config())]
         nav = "".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title, _ in sections)
         body = "".join(f'<section id="{sid}"><h2>{esc(title)}</h2>{content}</section>' for sid, title, content in sections)
@@ -383,6 +452,63 @@ class _Page:
         note = (f'<p>Not run yet: <span class="warn" id="not-run">{", ".join(esc(s) for s in missing)}</span>. '
                 "Their sections show what earlier stages produced.</p>" if missing else "<p>Every stage has run.</p>")
         return f"<p>Stages run: <b>{ran}</b>.</p>{note}"
+
+    def _stages(self) -> str:
+        timings = read_json(join(self.out, "timings.json")) or {}
+        rows = []
+        for stage in self.ran:
+            seconds = float((timings.get(stage) or {}).get("seconds") or 0)
+            part = next((v for v in (self.stats.get(stage) or {}).values() if isinstance(v, dict) and "input" in v), {})
+            n_in, kept = int(part.get("input", 0)), int(part.get("kept", 0))
+            tables = (self.manifests.get(stage) or {}).get("tables") or {}
+            written = sum(int(shard.get("bytes") or 0) for shards in tables.values() for shard in shards)
+            files = sum(len(shards) for shards in tables.values())
+            rate = f"{n_in / seconds:,.1f}" if seconds and n_in else ""
+            mb_s = f"{written / seconds / 1e6:,.2f}" if seconds and written else ""
+            rows.append(f"<tr><td>{esc(stage)}</td><td class=n>{f'{seconds:,.1f}' if seconds else ''}</td>"
+                        f"<td class=n>{n_in}</td><td class=n>{kept}</td><td class=n>{rate}</td><td class=n>{files}</td>"
+                        f"<td class=n data-v=\"{written}\">{written / 1e6:,.2f}</td><td class=n>{mb_s}</td></tr>")
+        total = sum(float((timings.get(s) or {}).get("seconds") or 0) for s in self.ran)
+        note = ('<p class="muted">Seconds: the stage\'s last run, from start to its checked manifest (timings.json; '
+                "a stage skipped as up to date keeps the time of the run that made it). Throughput: records in per "
+                "second. Written: the stage's files in its manifest.</p>")
+        if not timings:
+            note += '<p class="muted">timings.json is missing: these outputs predate it.</p>'
+        return ("<table><tr><th>stage</th><th>seconds</th><th>in</th><th>kept</th><th>in / s</th><th>files</th>"
+                "<th>MB written</th><th>MB / s</th></tr>" + "".join(rows)
+                + f"<tr><td><b>total</b></td><td class=n><b>{total:,.1f}</b></td><td colspan=6></td></tr></table>"
+                + note)
+
+    def _sources(self) -> str:
+        refs = list(_rows(self.out, "refs", ["key", "url", "snapshot"]))
+        if not refs:
+            return '<p class="muted">No references (extract has not run, or the inputs were pictures).</p>'
+        final, where = self._final_kept()
+        kept = {r["key"] for r in final}
+        snapshots: Counter = Counter()
+        snapshots_kept: Counter = Counter()
+        hosts: Counter = Counter()
+        hosts_kept: Counter = Counter()
+        for r in refs:
+            snapshot, host = r.get("snapshot") or "(none)", urlsplit(r.get("url") or "").hostname or "(none)"
+            snapshots[snapshot] += 1
+            hosts[host] += 1
+            if r["key"] in kept:
+                snapshots_kept[snapshot] += 1
+                hosts_kept[host] += 1
+
+        def table(title: str, counts: Counter, kept_counts: Counter, cap: int | None) -> str:
+            chosen = sorted(counts, key=lambda k: (-counts[k], k))[:cap]
+            body = "".join(f"<tr><td><code class=url>{esc(k)}</code></td><td class=n>{counts[k]}</td>"
+                           f"<td class=n>{kept_counts[k]}</td><td class=n>{100 * kept_counts[k] / counts[k]:.0f}%</td></tr>"
+                           for k in chosen)
+            more = (f'<p class="muted">{len(counts)} in all; the {cap} with the most references shown.</p>'
+                    if cap and len(counts) > cap else "")
+            return (f"<h3>{esc(title)}</h3><table><tr><th>{esc(title[:-1] if title.endswith('s') else title)}</th>"
+                    "<th>references</th><th>kept</th><th>kept %</th></tr>" + body + "</table>" + more)
+
+        return (f'<p class="muted">Distinct image URLs (OUT/refs) and how many of them are kept in {esc(where)}.</p>'
+                + table("snapshots", snapshots, snapshots_kept, None) + table("hosts", hosts, hosts_kept, HOSTS))
 
     def _funnel(self) -> str:
         return (_funnel(self.stats) + '<p class="muted">Each row: records into the stage, and what became of them. '
@@ -447,7 +573,15 @@ class _Page:
         for (stage, reason), rows in sorted(samples.items()):  # rows whose reason stats.json does not list
             parts.append(self._reason_block(stage, "", reason, len(by_reason[(stage, reason)]), rows, images,
                                             originals))
-        return "".join(parts) or '<p class="muted">Nothing was rejected.</p>'
+        if not parts:
+            return '<p class="muted">Nothing was rejected.</p>'
+        every = [r for rows in by_reason.values() for r in rows]
+        return "".join(parts) + _all_table(
+            "rejects", f"Every reject and failure ({len(every)} rows of rejects/ and failed/)",
+            ["stage", "reason", "key", "url", "detail"],
+            ([r["stage"], r.get("reason") or r.get("error") or "", r["key"], _clip(r.get("url") or "", 200),
+              str(r.get("detail") or "")[:200]] for r in sorted(every, key=lambda r: (r["stage"], r["key"]))),
+            len(every))
 
     def _reason_block(self, stage: str, kind: str, reason: str, count: int, rows: list[dict], images: dict[str, dict],
                       originals: dict[str, bytes]) -> str:
@@ -484,12 +618,73 @@ class _Page:
                                "survivor" if r["key"] == c else "")
                        for r in rows]
             parts.append(f'<h3>cluster {esc(c[:10])}: {sizes[c]} images</h3><div class="cluster">{"".join(figures)}</div>')
+        exact: Counter = Counter(r["cluster"] for r in self.dedup if r["reason"] == R.DUPLICATE)
+        near: Counter = Counter(r["cluster"] for r in self.dedup if r["reason"] == R.NEAR_DUPLICATE)
+        ordered = sorted(sizes, key=lambda c: (-sizes[c], c))
+        parts.append(_all_table("clusters", f"Every cluster ({len(sizes)})",
+                                ["survivor", "images", "exact copies", "near copies", "members"],
+                                ([c, sizes[c], exact[c], near[c], " ".join(k[:10] for k in self._members(c))]
+                                 for c in ordered), len(sizes)))
         return "".join(parts)
+
+    def _members(self, cluster: str) -> list[str]:
+        if not hasattr(self, "_by_cluster"):
+            self._by_cluster: dict[str, list[str]] = {}
+            for r in self.dedup:
+                self._by_cluster.setdefault(r["cluster"], []).append(r["key"])
+        return sorted(k for k in self._by_cluster.get(cluster, []) if k != cluster)
+
+    def _near(self) -> str:
+        import numpy as np
+
+        if not self.dedup:
+            return '<p class="muted">The dedup stage has not run.</p>'
+        radius = int(self.settings["dedup"].get("hamming_radius", DedupConfig.hamming_radius))
+        survivors = {r["key"] for r in self.dedup if r["reason"] == R.KEPT}
+        hashes = sorted((r["key"], int(r["phash"])) for r in _rows(self.out, "images", ["key", "phash"])
+                        if r["key"] in survivors and r.get("phash") is not None)
+        compared = hashes[:NEAR_CAP]
+        values = np.array([h for _, h in compared], dtype=np.uint64)
+        pairs: list[tuple[int, str, str]] = []
+        for i in range(len(values) - 1):
+            distances = np.bitwise_count(values[i] ^ values[i + 1:])
+            for j in np.nonzero((distances > radius) & (distances <= radius + NEAR_MARGIN))[0]:
+                pairs.append((int(distances[j]), compared[i][0], compared[i + 1 + int(j)][0]))
+        pairs.sort()
+        head = (f"<p>{len(pairs)} pairs of survivors whose perceptual hashes differ in {radius + 1} to "
+                f"{radius + NEAR_MARGIN} bits (the dedup radius is {radius}: these stayed apart; a larger "
+                "`dedup.hamming_radius` would merge them). Keypoint matching may still have joined a pair "
+                "into one cluster; it is shown anyway.</p>")
+        if len(hashes) > NEAR_CAP:
+            head += (f'<p class="muted">Among the first {NEAR_CAP} of {len(hashes)} survivors by key (all pairs '
+                     "among them).</p>")
+        shown = pairs[:NEAR_SHOWN]
+        images = _rows_by_key(self.out, "images", {k for _, a, b in shown for k in (a, b)}, _IMAGE_COLUMNS)
+        blocks = []
+        for distance, a, b in shown:
+            figures = "".join(_figure(self.thumbs, (images.get(k) or {}).get("data"),
+                                      _image_caption(k, images.get(k)), _image_title(images.get(k), {}),
+                                      (images.get(k) or {}).get("alt") or "") for k in (a, b))
+            blocks.append(f'<div class="pair" title="{distance} bits apart">{figures}'
+                          f"<span><b>{distance}</b> bits</span></div>")
+        table = _all_table("near", f"Every near miss ({len(pairs)})", ["bits", "first", "second"],
+                           ([d, a, b] for d, a, b in pairs), len(pairs))
+        return head + "".join(blocks) + (table if pairs else "")
 
     def _histograms(self) -> str:
         sides = list(_rows(self.out, "images", ["width", "height"]))
         charts = []
+        text = {**TEXT_DEFAULTS, **self.settings["text"]}
         if self.text:
+            values = list(self.text.values())
+            charts.append(_histogram("text: readable characters", (int(r.get("text_chars") or 0) for r in values),
+                                     CHAR_BINS, lambda v: f"{v:g}",
+                                     [(text["light_min_chars"], "light"), (text["heavy_min_chars"], "heavy")]))
+            charts.append(_histogram("text: lines", (int(r.get("text_lines") or 0) for r in values),
+                                     LINE_BINS, lambda v: f"{v:g}", [(text["heavy_min_lines"], "heavy")]))
+            charts.append(_histogram("text: page (flat share of the text region)",
+                                     (float(r.get("text_page") or 0) for r in values if r.get("text_chars")),
+                                     AREA_BINS, lambda v: f"{v:.2f}", [(text["heavy_min_page"], "heavy")]))
             charts.append(_histogram("text area (fraction of the image)",
                                      (float(r.get("text_area_fraction") or 0) for r in self.text.values()),
                                      AREA_BINS, lambda v: f"{v:.2f}"))
@@ -500,7 +695,10 @@ class _Page:
             charts.append(_histogram("image width, px", (int(r["width"] or 0) for r in sides), SIDE_BINS, _px))
             charts.append(_histogram("image height, px", (int(r["height"] or 0) for r in sides), SIDE_BINS, _px))
         note = ('<p class="muted">Each bar counts values from its label up to the next one; the last bar is '
-                "open-ended. Hover over a bar for its range.</p>")
+                "open-ended. Hover over a bar for its range. A red line marks a filter's threshold (at least that "
+                f"much passes): light keeps >= {text['light_min_chars']} characters; heavy keeps >= "
+                f"{text['heavy_min_chars']} characters in >= {text['heavy_min_lines']} lines on a page share >= "
+                f"{text['heavy_min_page']} (the page histogram counts pictures with text).</p>")
         if not self.text:
             note += '<p class="muted">Text area and words: the text stage has not run.</p>'
         return note + (f'<div class="hists">{"".join(charts)}</div>' if charts else
