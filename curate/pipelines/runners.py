@@ -1,4 +1,4 @@
-"""Beam's Dask runner, with the three faults that keep it from running curate's stages mended.
+"""Beam's Dask runner, with the faults that keep it from running curate's stages mended.
 
 `--runner=curate.pipelines.runners.DaskRunner --dask_client_address=tcp://HOST:8786` runs a stage on a dask.distributed
 cluster (docs/DEPLOY.md, "Dask"). Apache Beam's own `apache_beam.runners.dask.dask_runner.DaskRunner`
@@ -11,17 +11,24 @@ cluster (docs/DEPLOY.md, "Dask"). Apache Beam's own `apache_beam.runners.dask.da
   its table, its rejects, its failures, its manifest) runs one of them and drops the rest without a word;
 - a side input is computed inside each task that reads it (`list(bag)` there), again, with everything that
   leads to it: the dedup stage, whose manifest reads counts at the end of twelve rounds of label
-  propagation, took 217-300 s on the sample crawl against about 6 s in process.
+  propagation, took 217-300 s on the sample crawl against about 6 s in process;
+- a Flatten (dask's `concat`) has the sum of its inputs' partitions, so a graph that flattens in a loop
+  multiplies the tasks of every groupby after it;
+- a DoFn is set up and torn down for every bundle (a dask partition): the text stage loaded its OCR models
+  once a partition.
 
 Here each consumer reads only its own output of the producer; every bag that no transform consumes is
 computed, in one graph (what they share runs once); and a side input is a node of that graph (a dask Item:
-the side PCollection's elements, gathered once) that its readers' tasks depend on by key. What stays as Beam
-has it: no metrics (`result.metrics()` raises; curate's counters are not read back), a DoFn's `setup` runs
-once a bundle (a dask partition), not once a worker, and `Reshuffle` is a no-op.
+the side PCollection's elements, gathered once) that its readers' tasks depend on by key; a Flatten keeps
+as many partitions as its largest input; and a DoFn is set up once a worker thread and job (`_set_up`).
+What stays as Beam has it: no metrics (`result.metrics()` raises; curate's counters are not read back), and
+`Reshuffle` is a no-op.
 """
 
 from __future__ import annotations
 
+import threading
+import uuid
 from typing import Any, cast
 
 import apache_beam
@@ -65,30 +72,53 @@ class _Receivers(dict):
 
 class _Call:
     """A DoFn's fixed arguments, held in one object: dask walks the lists and dicts in a task's arguments and
-    runs any tuple in them whose first item is callable, so Beam's arguments must not reach it bare."""
+    runs any tuple in them whose first item is callable, so Beam's arguments must not reach it bare. `run` and
+    `token` name the job and the transform, for `_set_up`."""
 
-    def __init__(self, label: str, signature: Any, window_fn: Any, invoker_kwargs: dict, side_views: list) -> None:
+    def __init__(self, run: str, label: str, signature: Any, window_fn: Any, invoker_kwargs: dict,
+                 side_views: list) -> None:
+        self.run, self.token = run, uuid.uuid4().hex
         self.label, self.signature, self.window_fn, self.invoker_kwargs = label, signature, window_fn, invoker_kwargs
         self.side_views = side_views  # (view type, view options, window mapping fn) a side input
 
 
+_LOCAL = threading.local()
+
+
+def _set_up(call: _Call) -> tuple[Any, bool]:
+    """This worker thread's DoFn for the transform: set up once and reused by every bundle (a dask partition)
+    of the job, as Beam's runners do, instead of once a bundle (the text stage loads its OCR models in setup);
+    a thread's DoFns of an earlier job are torn down when it first runs a task of a later one. (signature,
+    whether it is new and needs its setup.)"""
+    jobs: dict[str, dict[str, Any]] = _LOCAL.__dict__.setdefault("jobs", {})
+    for run in [r for r in jobs if r != call.run]:
+        for signature in jobs.pop(run).values():
+            signature.teardown_lifecycle_method.method_value()
+    fns = jobs.setdefault(call.run, {})
+    fresh = call.token not in fns
+    if fresh:
+        fns[call.token] = call.signature
+    return fns[call.token], fresh
+
+
 def _bundle(items: Any, call: _Call, *side_values: list) -> list:
-    """One dask partition through a DoFn: setup, start_bundle, process each, finish_bundle, teardown. Its own
-    receivers: a worker may run several partitions at once. `side_values`: each side input's elements, which
-    the graph computed once, before this task."""
+    """One dask partition through a DoFn (set up once a worker thread: `_set_up`): start_bundle, process each,
+    finish_bundle. Its own receivers: a worker may run several partitions at once. `side_values`: each side
+    input's elements, which the graph computed once, before this task."""
+    signature, fresh = _set_up(call)
     receivers = _Receivers()
     handler = _OutputHandler(window_fn=call.window_fn, main_receivers=receivers[None], tagged_receivers=receivers,
                              per_element_output_counter=None, output_batch_converter=None,
                              process_yields_batches=False, process_batch_yields_elements=False)
     side_inputs = [SideInputMap(view, options, beam_ops.DaskBagWindowedIterator(cast(Any, values), mapping))
                    for (view, options, mapping), values in zip(call.side_views, side_values, strict=True)]
-    invoker = DoFnInvoker.create_invoker(call.signature, handler, side_inputs=side_inputs, **call.invoker_kwargs)
-    invoker.invoke_setup()
+    invoker = DoFnInvoker.create_invoker(signature, handler, side_inputs=side_inputs, **call.invoker_kwargs)
+    if fresh:
+        invoker.invoke_setup()
     invoker.invoke_start_bundle()
     for item in items:
         invoker.invoke_process(item)
     invoker.invoke_finish_bundle()
-    invoker.invoke_teardown()
     return [v if isinstance(v, pvalue.TaggedOutput) else v.value for v in receivers.outputs]
 
 
@@ -113,7 +143,7 @@ class _ParDo(beam_ops.ParDo):
                               input_args=list(args), input_kwargs=kwargs, user_state_context=None,
                               bundle_finalizer_param=apache_beam.DoFn.BundleFinalizerParam())
         sides = side_inputs or []
-        call = _Call(transform.label, DoFnSignature(transform.fn), window_fn, invoker_kwargs,
+        call = _Call(self.bag_kwargs[RUN], transform.label, DoFnSignature(transform.fn), window_fn, invoker_kwargs,
                      [side[:3] for side in sides])
         return _map_partitions(input_bag.map(beam_ops.get_windowed_value, window_fn), call, [side[3] for side in sides])
 
@@ -142,6 +172,7 @@ class _Flatten(beam_ops.Flatten):
         return super().apply(input_bag, side_inputs).repartition(npartitions=max(b.npartitions for b in input_bag))
 
 
+RUN = "curate_run"  # in the translations' bag_kwargs: this job's id (Beam's Create reads only its own keys)
 TRANSLATIONS = {**beam_ops.TRANSLATIONS, apache_beam.ParDo: _ParDo, _BeamFlatten: _Flatten}
 
 
@@ -195,7 +226,7 @@ class DaskRunner(beam_dask.DaskRunner):
 
         dask_options = options.view_as(beam_dask.DaskOptions).get_all_options(drop_default=True,
                                                                               current_only=True)
-        bag_kwargs = beam_dask.DaskOptions._extract_bag_kwargs(dask_options)
+        bag_kwargs = {**beam_dask.DaskOptions._extract_bag_kwargs(dask_options), RUN: uuid.uuid4().hex}
         client = ddist.Client(**dask_options)
         pipeline.replace_all(dask_overrides())
         visitor = _Visitor(bag_kwargs)
