@@ -157,8 +157,12 @@ def _ledger_to_reject(row: LedgerRow) -> Rejected:
 
 
 def _describe(shards: list[Any], counts: dict[str, int], retried: int | None = None) -> dict[str, Any]:
-    return {**({} if retried is None else {"retried": retried}), "funnel": {"references": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
-                                      "rejected": {k: v for k, v in counts.items() if k != R.KEPT}, "failed": 0}}}
+    """The funnel; with `retried` (a retry), how many refs were fetched again."""
+    described: dict[str, Any] = {"retried": retried} if retried is not None else {}
+    described["funnel"] = {"references": {"input": sum(counts.values()), "kept": counts.get(R.KEPT, 0),
+                                          "rejected": {k: v for k, v in counts.items() if k != R.KEPT},
+                                          "failed": 0}}
+    return described
 
 
 def _retried(joined: tuple[str, dict[str, list[Any]]]) -> list[ImageRef]:
