@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "curate"
 LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"curate", "curate.errors", "curate.reasons", "curate.records", "curate.config", "curate.tables"}),
     ("formats", {"curate.io", "curate.urls", "curate.mime", "curate.warc", "curate.html", "curate.crawl",
-                 "curate.readers", "curate.shards", "curate.urllists", "curate.inputs"}),
+                 "curate.readers", "curate.shards", "curate.urllists", "curate.inputs", "curate.progress"}),
     ("net", {"curate.netguard", "curate.fetch", "curate.robots", "curate.downloader"}),
     ("image", {"curate.hashing", "curate.imaging", "curate.keypoints", "curate.ocr", "curate.ppocr"}),
     ("filters", {"curate.filters"}),
