@@ -38,6 +38,12 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from curate.commands.report import report_command  # pyarrow, Pillow, YAML: only when a report is written
+
+    return report_command(args)
+
+
 def _port(text: str) -> int:
     from curate.sample.plan import HOSTS
 
@@ -387,7 +393,7 @@ EXAMPLES = {
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from curate.sample.plan import DEFAULT_PORT
+    from curate.sample import DEFAULT_PORT
 
     parser = _Parser(prog="curate", description=__doc__, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"curate {__version__}")
@@ -493,8 +499,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=positive_int, default=1, help="sample crawl scale")
     p.add_argument("--text-filter", choices=TEXT_FILTERS, default="light",
                    help="the text filter of the demo run")
-    from curate.commands.report import register as _register_report
-    _register_report(add)
+    p = add("report", _report,
+            "Write OUT/report.html: funnel, stage times, snapshots and hosts, reject reasons, thumbnails, every "
+            "reject and duplicate cluster, near misses, histograms with the filters' thresholds, config and "
+            "inputs, in one self-contained file that opens offline.")
+    p.add_argument("out", metavar="OUT", help="a run's output URL (local path, s3://, gs://, memory:// ...)")
     from curate.commands.inspect import register as _register_inspect
     _register_inspect(add)
     from curate.commands.train import register as _register_trainer

@@ -42,7 +42,6 @@ import pyarrow.parquet as pq
 import yaml
 
 from curate import reasons as R
-from curate.commands.args import Add
 from curate.config import DedupConfig, ImageConfig, TextConfig
 from curate.errors import InputError, UserError
 from curate.imaging import Refusal, decode
@@ -748,7 +747,8 @@ def _px(v: float) -> str:
 # CLI
 
 
-def _report_command(args: argparse.Namespace) -> int:
+def report_command(args: argparse.Namespace) -> int:
+    """`curate report OUT` (registered in curate.commands.cli, which imports this module only when it runs)."""
     fs, local = fsspec.core.url_to_fs(args.out)
     if fs.isfile(local):
         raise UserError(f"{args.out} is a file: name a run's output folder (the one holding stats.json)")
@@ -759,9 +759,3 @@ def _report_command(args: argparse.Namespace) -> int:
     print(path)
     return 0
 
-
-def register(add: Add) -> None:
-    p = add("report", _report_command,
-            "Write OUT/report.html: funnel, reject reasons, thumbnails, duplicate clusters, histograms, config "
-            "and inputs, in one self-contained file that opens offline.")
-    p.add_argument("out", metavar="OUT", help="a run's output URL (local path, s3://, gs://, memory:// ...)")

@@ -22,10 +22,10 @@ from PIL import Image
 
 from curate import reasons as R
 from curate.config import Config
+from curate.sample import DEFAULT_PORT
 from curate.sample import images as im
 from curate.urls import normalize_url, url_key
 
-DEFAULT_PORT = 18700
 USER_AGENT_TOKEN = Config().download.user_agent_token
 
 # name -> port offset. Hosts differ by port because robots.txt and the SSRF guard work per origin.
