@@ -603,8 +603,12 @@ class _Page:
         if not self.dedup:
             return '<p class="muted">The dedup stage has not run.</p>'
         sizes = {r["cluster"]: r["cluster_size"] for r in self.dedup if (r.get("cluster_size") or 0) > 1}
-        chosen = sorted(sizes, key=lambda c: (-sizes[c], c))[:CLUSTERS]
-        members = {c: _first([r for r in self.dedup if r["cluster"] == c], CLUSTER_CAP) for c in chosen}
+        by_cluster: dict[str, list[dict]] = {}
+        for r in self.dedup:
+            by_cluster.setdefault(r["cluster"], []).append(r)
+        ordered = sorted(sizes, key=lambda c: (-sizes[c], c))
+        chosen = ordered[:CLUSTERS]
+        members = {c: _first(by_cluster[c], CLUSTER_CAP) for c in chosen}
         wanted = {r["key"] for rows in members.values() for r in rows} | set(chosen)
         images = _rows_by_key(self.out, "images", wanted, _IMAGE_COLUMNS)
         parts = [f"<p>{len(sizes)} clusters with more than one image; the largest {len(chosen)}, survivor first "
@@ -619,19 +623,12 @@ class _Page:
             parts.append(f'<h3>cluster {esc(c[:10])}: {sizes[c]} images</h3><div class="cluster">{"".join(figures)}</div>')
         exact: Counter = Counter(r["cluster"] for r in self.dedup if r["reason"] == R.DUPLICATE)
         near: Counter = Counter(r["cluster"] for r in self.dedup if r["reason"] == R.NEAR_DUPLICATE)
-        ordered = sorted(sizes, key=lambda c: (-sizes[c], c))
         parts.append(_all_table("clusters", f"Every cluster ({len(sizes)})",
                                 ["survivor", "images", "exact copies", "near copies", "members"],
-                                ([c, sizes[c], exact[c], near[c], " ".join(k[:10] for k in self._members(c))]
+                                ([c, sizes[c], exact[c], near[c],
+                                  " ".join(sorted(r["key"][:10] for r in by_cluster[c] if r["key"] != c))]
                                  for c in ordered), len(sizes)))
         return "".join(parts)
-
-    def _members(self, cluster: str) -> list[str]:
-        if not hasattr(self, "_by_cluster"):
-            self._by_cluster: dict[str, list[str]] = {}
-            for r in self.dedup:
-                self._by_cluster.setdefault(r["cluster"], []).append(r["key"])
-        return sorted(k for k in self._by_cluster.get(cluster, []) if k != cluster)
 
     def _near(self) -> str:
         import numpy as np

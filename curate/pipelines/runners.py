@@ -75,10 +75,9 @@ class _Call:
     runs any tuple in them whose first item is callable, so Beam's arguments must not reach it bare. `run` and
     `token` name the job and the transform, for `_set_up`."""
 
-    def __init__(self, run: str, label: str, signature: Any, window_fn: Any, invoker_kwargs: dict,
-                 side_views: list) -> None:
+    def __init__(self, run: str, signature: Any, window_fn: Any, invoker_kwargs: dict, side_views: list) -> None:
         self.run, self.token = run, uuid.uuid4().hex
-        self.label, self.signature, self.window_fn, self.invoker_kwargs = label, signature, window_fn, invoker_kwargs
+        self.signature, self.window_fn, self.invoker_kwargs = signature, window_fn, invoker_kwargs
         self.side_views = side_views  # (view type, view options, window mapping fn) a side input
 
 
@@ -131,7 +130,8 @@ def _joined(lists: Any) -> list:
 
 
 class _ParDo(beam_ops.ParDo):
-    """Beam's translation of a ParDo, but a tagged output keeps its tag (see `_Receiver`)."""
+    """Beam's translation of a ParDo, but a tagged output keeps its tag (`_Receiver`), side inputs are graph
+    nodes read by key (`_map_partitions`), and the DoFn is set up once a worker thread (`_set_up`)."""
 
     def apply(self, input_bag: Any, side_inputs: Any = None) -> Any:
         """`side_inputs`: (view type, view options, window mapping fn, dask Item of the elements) a side input."""
@@ -143,7 +143,7 @@ class _ParDo(beam_ops.ParDo):
                               input_args=list(args), input_kwargs=kwargs, user_state_context=None,
                               bundle_finalizer_param=apache_beam.DoFn.BundleFinalizerParam())
         sides = side_inputs or []
-        call = _Call(self.bag_kwargs[RUN], transform.label, DoFnSignature(transform.fn), window_fn, invoker_kwargs,
+        call = _Call(self.bag_kwargs[RUN], DoFnSignature(transform.fn), window_fn, invoker_kwargs,
                      [side[:3] for side in sides])
         return _map_partitions(input_bag.map(beam_ops.get_windowed_value, window_fn), call, [side[3] for side in sides])
 
