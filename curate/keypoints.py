@@ -183,19 +183,20 @@ def _occupied(inliers: np.ndarray, mine: Layout, theirs: Layout, to_theirs: np.n
 
 
 def words(features: bytes) -> tuple[Layout, np.ndarray, np.ndarray]:
-    """(layout, words, positions): each picture's words once (uint64: table << 56 | the word's bits), at the
-    strongest keypoint that has it, and those keypoints' positions (n x 2 float32)."""
+    """(layout, words, positions): each picture's words once (uint32: table << WORD_BITS | the word's bits), at
+    the strongest keypoint that has it, and those keypoints' positions (n x 2 uint16, in 1/8 pixel as stored:
+    half the bytes of floats through the shuffle, and exact)."""
     descriptors, xy = unpack(features)
     if not len(xy):
-        return layout(xy), np.zeros(0, dtype=np.uint64), np.zeros((0, 2), dtype=np.float32)
-    bits = np.unpackbits(descriptors, axis=1).astype(np.uint64)
-    weights = np.uint64(1) << np.arange(WORD_BITS, dtype=np.uint64)
-    tables = np.arange(TABLES, dtype=np.uint64)[:, None] << np.uint64(56)
-    found = (bits[:, _BITS] * weights).sum(axis=2).T | tables  # TABLES x keypoints, table-major
+        return layout(xy), np.zeros(0, dtype=np.uint32), np.zeros((0, 2), dtype=np.uint16)
+    bits = np.unpackbits(descriptors, axis=1).astype(np.uint32)
+    weights = np.uint32(1) << np.arange(WORD_BITS, dtype=np.uint32)
+    tables = np.arange(TABLES, dtype=np.uint32)[:, None] << np.uint32(WORD_BITS)
+    found = (bits[:, _BITS] * weights).sum(axis=2, dtype=np.uint32).T | tables  # TABLES x keypoints, table-major
     flat = found.ravel()
     _, first = np.unique(flat, return_index=True)
     first.sort()  # table by table, strongest keypoint first, as the words were found
-    return layout(xy), flat[first], xy[first % len(xy)]
+    return layout(xy), flat[first], (xy[first % len(xy)] * _SUBPIXEL).astype(np.uint16)
 
 
 Match = tuple[float, float, float, float]  # x, y in one picture; x, y in the other
@@ -306,31 +307,35 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 def by_partition(key: str, features: bytes, partitions: int) -> Iterator[tuple[int, tuple]]:
     """One picture's words, as one element per partition: (partition, (key, layout, words, positions))."""
     where, found, xy = words(features)
-    mixed = found * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing, modulo 2**64: spreads the table bits
+    mixed = found.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing, modulo 2**64
     parts = (mixed % np.uint64(partitions)).astype(np.int64)
     for part in np.unique(parts).tolist():
         mine = parts == part
         yield part, (key, where, found[mine], xy[mine])
 
 
-Partners = tuple[Layout, list[str], np.ndarray, np.ndarray, np.ndarray]
+# What a picture learns in one partition: its layout; its partners' keys (ASCII bytes), layouts (n x 5 float32:
+# positions are multiples of 1/8 pixel, so exact) and matches each (uint16); the matches, grouped by partner
+# (rows x, y here, x, y there, uint16 in 1/8 pixel). Arrays, not lists of strings and floats: a tenth of the
+# memory a runner holds while the matches of every partition meet.
+Partners = tuple[Layout, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 Pair = tuple[str, str]
 
 
 def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners]]:
     """Inside one partition, the pictures that share a word there that is not a stop word (held by more than
-    BUCKET_CAP pictures): one element for each picture with partners after it in key order, (key, (layout,
-    partner keys, partner layouts (n x 5), matches per partner, matches (rows x, y here, x, y there, grouped
-    by partner)). One element a picture, not one a pair, keeps the shuffle small: most candidate pairs share
-    a word or two by chance, and a pair's matches from every partition meet at its first picture."""
+    BUCKET_CAP pictures): one element for each picture with partners after it in key order, (key, Partners).
+    One element a picture, not one a pair, keeps the shuffle small: most candidate pairs share a word or two
+    by chance, and a pair's matches from every partition meet at its first picture."""
     ordered = sorted(members, key=lambda m: m[0])
     if len(ordered) < 2:
         return
     keys = [m[0] for m in ordered]
-    layouts = np.array([m[1] for m in ordered], dtype=np.float64)
+    names = np.array([k.encode("ascii") for k in keys], dtype=np.bytes_)
+    layouts = np.array([m[1] for m in ordered], dtype=np.float32)
     held = np.concatenate([m[2] for m in ordered])
     owner = np.concatenate([np.full(len(m[2]), i, dtype=np.int64) for i, m in enumerate(ordered)])
-    xy = np.concatenate([m[3] for m in ordered]).astype(np.float32)
+    xy = np.concatenate([m[3] for m in ordered]).astype(np.uint16)
     order = np.lexsort((owner, held))
     held, owner, xy = held[order], owner[order], xy[order]
     starts = np.flatnonzero(np.r_[True, held[1:] != held[:-1]])
@@ -350,12 +355,13 @@ def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners
     distinct, counts = np.unique(pair, return_counts=True)
     mine, theirs = np.divmod(distinct, len(ordered))
     bounds = np.r_[0, np.cumsum(counts)]
+    counts = counts.astype(np.uint16)  # at most TABLES * KEEP words a picture
     picture_starts = np.flatnonzero(np.r_[True, mine[1:] != mine[:-1]]).tolist() + [len(mine)]
     for lo, hi in zip(picture_starts[:-1], picture_starts[1:], strict=True):
         a = int(mine[lo])
         partners = theirs[lo:hi]
-        yield keys[a], (tuple(ordered[a][1]), [keys[b] for b in partners.tolist()], layouts[partners],
-                        counts[lo:hi], matches[bounds[lo]:bounds[hi]])
+        yield keys[a], (tuple(ordered[a][1]), names[partners], layouts[partners], counts[lo:hi],
+                        matches[bounds[lo]:bounds[hi]])
 
 
 def pairs_of(key: str, parts: Iterable[Partners], least: int = MIN_MATCHES) -> Iterator[tuple[Pair, Evidence]]:
@@ -365,22 +371,23 @@ def pairs_of(key: str, parts: Iterable[Partners], least: int = MIN_MATCHES) -> I
     if not parts:
         return
     where = parts[0][0]  # the same in every partition
-    total: dict[str, int] = {}
+    total: dict[bytes, int] = {}
     for _, partners, _, counts, _ in parts:
-        for partner, n in zip(partners, counts.tolist(), strict=True):
+        for partner, n in zip(partners.tolist(), counts.tolist(), strict=True):
             total[partner] = total.get(partner, 0) + n
     wanted = {partner for partner, n in total.items() if n >= least}
-    rows: dict[str, list[np.ndarray]] = {partner: [] for partner in wanted}
-    their_layout: dict[str, Layout] = {}
+    rows: dict[bytes, list[np.ndarray]] = {partner: [] for partner in wanted}
+    their_layout: dict[bytes, Layout] = {}
     for _, partners, layouts, counts, matches in parts:
-        offsets = np.r_[0, np.cumsum(counts)].tolist()
-        for i, partner in enumerate(partners):
+        offsets = np.r_[0, np.cumsum(counts, dtype=np.int64)].tolist()
+        for i, partner in enumerate(partners.tolist()):
             if partner in wanted:
                 rows[partner].append(matches[offsets[i]:offsets[i + 1]])
                 x0, y0, x1, y1, cells = layouts[i].tolist()
                 their_layout[partner] = (x0, y0, x1, y1, int(cells))
     for partner in sorted(wanted):
-        yield (key, partner), evidence(np.concatenate(rows[partner]), where, their_layout[partner], least)
+        found = np.concatenate(rows[partner]).astype(np.float32) / _SUBPIXEL
+        yield (key, partner.decode("ascii")), evidence(found, where, their_layout[partner], least)
 
 
 def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes],

@@ -97,12 +97,12 @@ def test_the_matches_do_not_depend_on_the_partitions(corpus) -> None:
 def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
     def picture(key: str, words: list[int]) -> tuple:
         xy = np.array([(float(w % 97), float(w % 89)) for w in words], dtype=np.float32).reshape(-1, 2)
-        return key, keypoints.layout(xy), np.array(words, dtype=np.uint64), xy
+        return key, keypoints.layout(xy), np.array(words, dtype=np.uint32), (xy * 8).astype(np.uint16)
 
     crowd = [picture(f"k{i:03d}", [7, 1000 + i]) for i in range(keypoints.BUCKET_CAP + 1)]  # all hold word 7
     assert list(keypoints.partition_partners(crowd)) == []
     three = [picture("c", [5, 6, 9]), picture("a", [5, 6]), picture("b", [6, 9])]
-    found = {key: (partners, counts.tolist(), matches.tolist())
+    found = {key: ([k.decode() for k in partners.tolist()], counts.tolist(), (matches / 8).tolist())
              for key, (_, partners, _, counts, matches) in keypoints.partition_partners(three)}
     assert sorted(found) == ["a", "b"]  # "c" has no partner after it
     assert found["a"][:2] == (["b", "c"], [1, 2]) and found["b"][:2] == (["c"], [2])
