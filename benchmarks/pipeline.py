@@ -184,8 +184,8 @@ class _DaskClusters:
     """A fresh dask.distributed cluster (scheduler + WORKERS worker processes, one thread each) for each
     stage: `args` (the Beam arguments every stage reads, one list) names the current one's address."""
 
-    def __init__(self, args: list[str]):
-        self.args = args
+    def __init__(self, args: list[str], worker_memory: str = "auto"):
+        self.args, self.worker_memory = args, worker_memory
         self.cluster: Any = None
 
     def next(self) -> None:
@@ -193,7 +193,7 @@ class _DaskClusters:
 
         self.close()
         self.cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                    dashboard_address=None)
+                                    dashboard_address=None, memory_limit=self.worker_memory)
         self.args[-1] = f"--dask_client_address={self.cluster.scheduler_address}"
 
     def close(self) -> None:
@@ -203,8 +203,8 @@ class _DaskClusters:
 
 
 def one_scale(scale: int, work: Path, runner: str = "multi_processing", overrides: dict[str, str] | None = None,
-              shards_per_scale: int = SHARDS_PER_SCALE, partitions_per_scale: int = PARTITIONS_PER_SCALE
-              ) -> dict[str, Any]:
+              shards_per_scale: int = SHARDS_PER_SCALE, partitions_per_scale: int = PARTITIONS_PER_SCALE,
+              worker_memory: str = "auto") -> dict[str, Any]:
     """Build, serve and run the whole pipeline at one scale on `runner`, driven from this process; the
     figures as a dict."""
     from curate.commands.demo import DEMO_FLAGS
@@ -237,7 +237,7 @@ def one_scale(scale: int, work: Path, runner: str = "multi_processing", override
     clusters = None
     if runner == "dask":
         beam_args += [f"--dask_npartitions={partitions_per_scale * scale}", "--dask_client_address"]
-        clusters = _DaskClusters(beam_args)
+        clusters = _DaskClusters(beam_args, worker_memory)
 
     def done(stage: str, _manifest: Any, took: float) -> None:
         seconds[stage] = round(took, 1)
@@ -268,6 +268,7 @@ def one_scale(scale: int, work: Path, runner: str = "multi_processing", override
     stages = memory.by_stage()
     return {"benchmark": "pipeline", "runner": runner, "scale": scale, "shards": config.extract.shards,
             "dask_npartitions": partitions_per_scale * scale if runner == "dask" else None,
+            "dask_worker_memory": worker_memory if runner == "dask" else None,
             "malloc_env": {k: os.environ[k] for k in MALLOC_ENV if k in os.environ}, "image_urls": summary["image_urls"],
             "build_s": round(build_seconds, 1), **{f"{s}_s": seconds.get(s, 0.0) for s in STAGES},
             "total_s": round(total, 1), "decoded": funnel["decode"]["kept"], "ocr_scored": work_done["scored"],
@@ -282,14 +283,14 @@ def one_scale(scale: int, work: Path, runner: str = "multi_processing", override
 
 def bench(work: Path, scales: list[int], timeout: float | None = None, runner: str = "multi_processing",
           overrides: dict[str, str] | None = None, shards_per_scale: int = SHARDS_PER_SCALE,
-          partitions_per_scale: int = PARTITIONS_PER_SCALE) -> list[dict[str, Any]]:
+          partitions_per_scale: int = PARTITIONS_PER_SCALE, worker_memory: str = "auto") -> list[dict[str, Any]]:
     """Each scale in a fresh subprocess; the ratio of time per URL to the first scale's."""
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for scale in scales:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(scale), "--out", str(work),
                "--runner", runner, f"--shards-per-scale={shards_per_scale}",
-               f"--partitions-per-scale={partitions_per_scale}",
+               f"--partitions-per-scale={partitions_per_scale}", f"--worker-memory={worker_memory}",
                *[f"--set={k}={v}" for k, v in (overrides or {}).items()]]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
@@ -317,6 +318,9 @@ def main() -> int:
                         help="extract.shards = this x the scale (constant shard size); 0: the config's")
     parser.add_argument("--partitions-per-scale", type=int, default=PARTITIONS_PER_SCALE,
                         help="dask runner: --dask_npartitions = this x the scale")
+    parser.add_argument("--worker-memory", default="auto",
+                        help="dask runner: each worker's memory limit (e.g. 1GiB; dask spills to disk from 60%% of "
+                             "it); auto: the machine's memory over the workers")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config setting (section.key=value, as in a --config YAML file) for every scale")
     parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)  # internal: run one scale here
@@ -324,10 +328,10 @@ def main() -> int:
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.one:
         print(json.dumps(one_scale(args.one, Path(args.out), args.runner, overrides, args.shards_per_scale,
-                                   args.partitions_per_scale)))
+                                   args.partitions_per_scale, args.worker_memory)))
         return 0
     rows = bench(Path(args.out), [int(s) for s in args.scales.split(",")], args.timeout, args.runner, overrides,
-                 args.shards_per_scale, args.partitions_per_scale)
+                 args.shards_per_scale, args.partitions_per_scale, args.worker_memory)
     (Path(args.out) / f"results-{args.runner}.json").write_text(json.dumps(rows, indent=2) + "\n")
     for row in rows:
         print(row)

@@ -316,8 +316,8 @@ def by_partition(key: str, features: bytes, partitions: int) -> Iterator[tuple[i
 
 # What a picture learns in one partition: its layout; its partners' keys (ASCII bytes), layouts (n x 5 float32:
 # positions are multiples of 1/8 pixel, so exact) and matches each (uint16); the matches, grouped by partner
-# (rows x, y here, x, y there, uint16 in 1/8 pixel). Arrays, not lists of strings and floats: a tenth of the
-# memory a runner holds while the matches of every partition meet.
+# (rows x, y here, x, y there, uint16 in 1/8 pixel). Arrays of the narrowest exact types, not lists of strings
+# and float64: a runner holds all of them while the matches of every partition meet (BENCHMARKS.md).
 Partners = tuple[Layout, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 Pair = tuple[str, str]
 

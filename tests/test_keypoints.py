@@ -107,6 +107,10 @@ def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
     assert sorted(found) == ["a", "b"]  # "c" has no partner after it
     assert found["a"][:2] == (["b", "c"], [1, 2]) and found["b"][:2] == (["c"], [2])
     assert found["a"][2][0] == [6 % 97, 6 % 89, 6 % 97, 6 % 89]  # word 6, at the same place in "a" and "b"
+    # what goes through the shuffle is compact and exact: ASCII keys, float32 layouts, uint16 counts and rows
+    _, (where, names, layouts, counts, matches) = next(keypoints.partition_partners(three))
+    assert (names.dtype.kind, layouts.dtype, counts.dtype, matches.dtype) == ("S", np.float32, np.uint16, np.uint16)
+    assert layouts[1].tolist() == list(three[0][1])  # "c"'s layout, exactly
     # pairs_of puts a picture's partners from every partition together, and measures those with enough
     halves = [next(keypoints.partition_partners(three))[1]] * 2  # the same matches, as if from two partitions
     assert [(pair, e.matches) for pair, e in keypoints.pairs_of("a", halves, least=2)] == [(("a", "b"), 2),
@@ -133,3 +137,16 @@ def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
 def test_a_flat_picture_has_no_keypoints_and_no_words() -> None:
     blob = keypoints.describe(Image.new("RGB", (300, 200), (120, 130, 140))).features
     assert blob == b"" and len(keypoints.words(blob)[1]) == 0
+
+
+def test_words_travel_as_uint32_with_positions_in_eighth_pixels() -> None:
+    """The first shuffle's payload: each word as uint32 (table and bits), its keypoint's position as uint16 in
+    1/8 pixel, exactly the stored one."""
+    noise = np.random.default_rng(3).integers(0, 256, (240, 320), dtype=np.uint8)
+    features = keypoints.describe(Image.fromarray(noise).convert("RGB")).features
+    _, found, positions = keypoints.words(features)
+    assert found.dtype == np.uint32 and positions.dtype == np.uint16 and len(found) > 1000
+    assert int(found.max()) >> keypoints.WORD_BITS < keypoints.TABLES  # the table sits above the word's bits
+    _, xy = keypoints.unpack(features)
+    stored = {tuple(p) for p in (xy * 8).astype(np.uint16).tolist()}
+    assert {tuple(p) for p in positions.tolist()} <= stored
