@@ -95,12 +95,12 @@ def _cross_validate(corpus: list[tuple[int, str, int, keypoints.Described]], nam
     pictures = [c[3] for c in corpus] + synthetic
     original = np.array([c[0] for c in corpus] + [len(names) + n for n in range(len(synthetic))])
     source = np.array([_source(names[c[0]]) for c in corpus] + ["sample look-alikes"] * len(synthetic))
-    members = [m for n, (blob, _) in enumerate(pictures) for _, m in keypoints.by_partition(f"{n:09d}", blob, 1)]
+    members = [m for n, (blob, _) in enumerate(pictures) for _, m in keypoints.by_partition(f"{n:09d}", blob, 1, n)]
     least = min(GRID["min_matches"])
     loosest = {k: v[0] for k, v in GRID.items() if k != "max_different"}
     pairs, found = [], []  # the candidate pairs that pass the loosest geometric check: no other can pass
-    measured_pairs = (pair for key, partners in keypoints.partition_partners(members)
-                      for pair in keypoints.pairs_of(key, [partners], least=least))
+    measured_pairs = (((int(key), b), measured) for key, partners in keypoints.partition_partners(members)
+                      for b, measured in keypoints.pairs_of([partners], least=least))
     for (a, b), measured in measured_pairs:
         if keypoints.accepts(measured, *loosest.values()):
             pairs.append((int(a), int(b)))

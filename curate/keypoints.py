@@ -304,22 +304,23 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return outer[:, :2] @ inner + np.hstack([np.zeros((2, 2)), outer[:, 2:]])
 
 
-def by_partition(key: str, features: bytes, partitions: int) -> Iterator[tuple[int, tuple]]:
-    """One picture's words, as one element per partition: (partition, (key, layout, words, positions))."""
+def by_partition(key: str, features: bytes, partitions: int, place: int = 0) -> Iterator[tuple[int, tuple]]:
+    """One picture's words, as one element per partition: (partition, (key, place, layout, words, positions)).
+    `place` is a 64-bit number that names the picture wherever its partners are listed (8 bytes where a key
+    takes 32: the dedup stage uses where the picture is in OUT/images)."""
     where, found, xy = words(features)
     mixed = found.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing, modulo 2**64
     parts = (mixed % np.uint64(partitions)).astype(np.int64)
     for part in np.unique(parts).tolist():
         mine = parts == part
-        yield part, (key, where, found[mine], xy[mine])
+        yield part, (key, place, where, found[mine], xy[mine])
 
 
-# What a picture learns in one partition: its layout; its partners' keys (ASCII bytes), layouts (n x 5 float32:
+# What a picture learns in one partition: its layout; its partners' places (uint64), layouts (n x 5 float32:
 # positions are multiples of 1/8 pixel, so exact) and matches each (uint16); the matches, grouped by partner
-# (rows x, y here, x, y there, uint16 in 1/8 pixel). Arrays of the narrowest exact types, not lists of strings
+# (rows x, y here, x, y there, uint16 in 1/8 pixel). Arrays of the narrowest exact types, not lists of keys
 # and float64: a runner holds all of them while the matches of every partition meet (BENCHMARKS.md).
 Partners = tuple[Layout, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-Pair = tuple[str, str]
 
 
 def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners]]:
@@ -330,12 +331,11 @@ def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners
     ordered = sorted(members, key=lambda m: m[0])
     if len(ordered) < 2:
         return
-    keys = [m[0] for m in ordered]
-    names = np.array([k.encode("ascii") for k in keys], dtype=np.bytes_)
-    layouts = np.array([m[1] for m in ordered], dtype=np.float32)
-    held = np.concatenate([m[2] for m in ordered])
-    owner = np.concatenate([np.full(len(m[2]), i, dtype=np.int64) for i, m in enumerate(ordered)])
-    xy = np.concatenate([m[3] for m in ordered]).astype(np.uint16)
+    places = np.array([m[1] for m in ordered], dtype=np.uint64)
+    layouts = np.array([m[2] for m in ordered], dtype=np.float32)
+    held = np.concatenate([m[3] for m in ordered])
+    owner = np.concatenate([np.full(len(m[3]), i, dtype=np.int64) for i, m in enumerate(ordered)])
+    xy = np.concatenate([m[4] for m in ordered]).astype(np.uint16)
     order = np.lexsort((owner, held))
     held, owner, xy = held[order], owner[order], xy[order]
     starts = np.flatnonzero(np.r_[True, held[1:] != held[:-1]])
@@ -360,24 +360,24 @@ def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners
     for lo, hi in zip(picture_starts[:-1], picture_starts[1:], strict=True):
         a = int(mine[lo])
         partners = theirs[lo:hi]
-        yield keys[a], (tuple(ordered[a][1]), names[partners], layouts[partners], counts[lo:hi],
-                        matches[bounds[lo]:bounds[hi]])
+        yield ordered[a][0], (tuple(ordered[a][2]), places[partners], layouts[partners], counts[lo:hi],
+                              matches[bounds[lo]:bounds[hi]])
 
 
-def pairs_of(key: str, parts: Iterable[Partners], least: int = MIN_MATCHES) -> Iterator[tuple[Pair, Evidence]]:
+def pairs_of(parts: Iterable[Partners], least: int = MIN_MATCHES) -> Iterator[tuple[int, Evidence]]:
     """A picture's partners from every partition, put together: each partner with at least `least` matches
-    in all, and the geometric check's evidence ((key, partner), evidence), partners in key order."""
+    in all, and the geometric check's evidence (partner's place, evidence), partners in place order."""
     parts = list(parts)
     if not parts:
         return
     where = parts[0][0]  # the same in every partition
-    total: dict[bytes, int] = {}
+    total: dict[int, int] = {}
     for _, partners, _, counts, _ in parts:
         for partner, n in zip(partners.tolist(), counts.tolist(), strict=True):
             total[partner] = total.get(partner, 0) + n
     wanted = {partner for partner, n in total.items() if n >= least}
-    rows: dict[bytes, list[np.ndarray]] = {partner: [] for partner in wanted}
-    their_layout: dict[bytes, Layout] = {}
+    rows: dict[int, list[np.ndarray]] = {partner: [] for partner in wanted}
+    their_layout: dict[int, Layout] = {}
     for _, partners, layouts, counts, matches in parts:
         offsets = np.r_[0, np.cumsum(counts, dtype=np.int64)].tolist()
         for i, partner in enumerate(partners.tolist()):
@@ -387,7 +387,7 @@ def pairs_of(key: str, parts: Iterable[Partners], least: int = MIN_MATCHES) -> I
                 their_layout[partner] = (x0, y0, x1, y1, int(cells))
     for partner in sorted(wanted):
         found = np.concatenate(rows[partner]).astype(np.float32) / _SUBPIXEL
-        yield (key, partner.decode("ascii")), evidence(found, where, their_layout[partner], least)
+        yield partner, evidence(found, where, their_layout[partner], least)
 
 
 def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes],
@@ -397,7 +397,7 @@ def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes],
     at least MIN_MATCHES shared words) were checked."""
     groups: dict[int, list] = {}
     for index, blob in enumerate(features):
-        for part, member in by_partition(f"{index:09d}", blob, partitions):
+        for part, member in by_partition(f"{index:09d}", blob, partitions, index):
             groups.setdefault(part, []).append(member)
     by_picture: dict[str, list[Partners]] = {}
     for members in groups.values():
@@ -405,8 +405,9 @@ def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes],
             by_picture.setdefault(key, []).append(partners)
     same, candidates = set(), 0
     for key, parts in by_picture.items():
-        for (a, b), measured in pairs_of(key, parts):  # the geometric check, then the photometric one
+        for b, measured in pairs_of(parts):  # the geometric check, then the photometric one
             candidates += 1
-            if accepts(measured) and different(thumbnails[int(a)], thumbnails[int(b)], measured.fit) <= MAX_DIFFERENT:
-                same.add((int(a), int(b)))
+            a = int(key)
+            if accepts(measured) and different(thumbnails[a], thumbnails[b], measured.fit) <= MAX_DIFFERENT:
+                same.add((a, b))
     return same, candidates

@@ -97,25 +97,26 @@ def test_the_matches_do_not_depend_on_the_partitions(corpus) -> None:
 def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
     def picture(key: str, words: list[int]) -> tuple:
         xy = np.array([(float(w % 97), float(w % 89)) for w in words], dtype=np.float32).reshape(-1, 2)
-        return key, keypoints.layout(xy), np.array(words, dtype=np.uint32), (xy * 8).astype(np.uint16)
+        place = int.from_bytes(key.encode(), "big")  # partners are named by their place: "a" 97, "b" 98, "c" 99
+        return key, place, keypoints.layout(xy), np.array(words, dtype=np.uint32), (xy * 8).astype(np.uint16)
 
     crowd = [picture(f"k{i:03d}", [7, 1000 + i]) for i in range(keypoints.BUCKET_CAP + 1)]  # all hold word 7
     assert list(keypoints.partition_partners(crowd)) == []
     three = [picture("c", [5, 6, 9]), picture("a", [5, 6]), picture("b", [6, 9])]
-    found = {key: ([k.decode() for k in partners.tolist()], counts.tolist(), (matches / 8).tolist())
+    name = {97: "a", 98: "b", 99: "c"}
+    found = {key: ([name[p] for p in partners.tolist()], counts.tolist(), (matches / 8).tolist())
              for key, (_, partners, _, counts, matches) in keypoints.partition_partners(three)}
     assert sorted(found) == ["a", "b"]  # "c" has no partner after it
     assert found["a"][:2] == (["b", "c"], [1, 2]) and found["b"][:2] == (["c"], [2])
     assert found["a"][2][0] == [6 % 97, 6 % 89, 6 % 97, 6 % 89]  # word 6, at the same place in "a" and "b"
-    # what goes through the shuffle is compact and exact: ASCII keys, float32 layouts, uint16 counts and rows
-    _, (where, names, layouts, counts, matches) = next(keypoints.partition_partners(three))
-    assert (names.dtype.kind, layouts.dtype, counts.dtype, matches.dtype) == ("S", np.float32, np.uint16, np.uint16)
-    assert layouts[1].tolist() == list(three[0][1])  # "c"'s layout, exactly
+    # what goes through the shuffle is compact and exact: uint64 places, float32 layouts, uint16 counts and rows
+    _, (where, places, layouts, counts, matches) = next(keypoints.partition_partners(three))
+    assert (places.dtype, layouts.dtype, counts.dtype, matches.dtype) == (np.uint64, np.float32, np.uint16, np.uint16)
+    assert layouts[1].tolist() == list(three[0][2])  # "c"'s layout, exactly
     # pairs_of puts a picture's partners from every partition together, and measures those with enough
     halves = [next(keypoints.partition_partners(three))[1]] * 2  # the same matches, as if from two partitions
-    assert [(pair, e.matches) for pair, e in keypoints.pairs_of("a", halves, least=2)] == [(("a", "b"), 2),
-                                                                                         (("a", "c"), 4)]
-    assert [pair for pair, _ in keypoints.pairs_of("a", halves, least=3)] == [("a", "c")]
+    assert [(name[b], e.matches) for b, e in keypoints.pairs_of(halves, least=2)] == [("b", 2), ("c", 4)]
+    assert [name[b] for b, _ in keypoints.pairs_of(halves, least=3)] == ["c"]
     # a picture and itself shifted and scaled: one crop-and-rescale, over the whole picture
     grid = np.array([(x, y) for x in range(0, 400, 37) for y in range(0, 300, 41)], dtype=float)
     moved = grid * 0.9 + (12, -5)

@@ -46,10 +46,11 @@ def image_files(out: str) -> list[str]:
 
 
 class ReadNodes(beam.DoFn):
-    """Only the columns dedup needs: the image bytes stay on disk. With `partitions` (keypoint matching on),
-    each picture's visual words also go out, tagged "words", one element per partition they fall in, and its
-    thumbnail, tagged "thumbnails", except for a picture that decontamination will drop (`exclude`: it must
-    join no cluster)."""
+    """Only the columns dedup needs: the image bytes stay on disk. Elements: (index of the file in
+    `image_files` order, its URL). With `partitions` (keypoint matching on), each picture's visual words also
+    go out, tagged "words", one element per partition they fall in, with its place (`place`), tagged
+    "places" as (place, key), and its thumbnail, tagged "thumbnails", except for a picture that
+    decontamination will drop (`exclude`: it must join no cluster)."""
 
     def __init__(self, partitions: int = 0, exclude: tuple[list[int], int, int] = ([], 0, 0)):
         self.partitions, self.exclude = partitions, exclude
@@ -57,18 +58,28 @@ class ReadNodes(beam.DoFn):
     def setup(self) -> None:
         self.index = ExclusionIndex(*self.exclude)
 
-    def process(self, url: str) -> Iterator[Any]:
+    def process(self, element: tuple[int, str]) -> Iterator[Any]:
+        index, url = element
         with fsspec.open(url, "rb") as fh:
             table = pq.ParquetFile(fh)
             words = self.partitions and {"features", "thumbnail"} <= set(table.schema_arrow.names)
-            for r in table.read(columns=COLUMNS + (["features", "thumbnail"] if words else [])).to_pylist():
+            rows = table.read(columns=COLUMNS + (["features", "thumbnail"] if words else [])).to_pylist()
+            for row, r in enumerate(rows):
                 node = Node(r["key"], r["sha256"], r["pixel_hash"], r["phash"], r["width"] * r["height"],
                             r["crawl_date"] or "")
                 yield node, r["url"]
                 if words and r["features"] and r["thumbnail"] and self.index.nearest(node.phash) is None:
-                    for part in keypoints.by_partition(r["key"], r["features"], self.partitions):
+                    where = place(index, row)
+                    for part in keypoints.by_partition(r["key"], r["features"], self.partitions, where):
                         yield beam.pvalue.TaggedOutput("words", part)
+                    yield beam.pvalue.TaggedOutput("places", (where, r["key"]))
                     yield beam.pvalue.TaggedOutput("thumbnails", (r["key"], r["thumbnail"]))
+
+
+def place(file_index: int, row: int) -> int:
+    """A picture's place, a 64-bit number that names it among its partners: its OUT/images file (the index in
+    `image_files` order) and its row there."""
+    return file_index << 32 | row
 
 
 def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
@@ -77,13 +88,23 @@ def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
     yield b, a
 
 
-def _geometry(element: tuple[str, Iterable]) -> Iterator[tuple[str, tuple]]:
-    """The candidate pairs of a picture (with the pictures after it) that pass the geometric check, once for
-    each end: (key, (pair, fit))."""
-    for pair, found in keypoints.pairs_of(*element):
+def _geometry(element: tuple[str, Iterable]) -> Iterator[tuple[int, tuple[str, tuple]]]:
+    """The candidate pairs of a picture (with the pictures after it) that pass the geometric check:
+    (partner's place, (key, fit))."""
+    key, parts = element
+    for partner, found in keypoints.pairs_of(parts):
         if keypoints.accepts(found):
-            for key in pair:
-                yield key, (pair, found.fit)
+            yield partner, (key, found.fit)
+
+
+def _named(element: tuple[int, dict[str, Iterable]]) -> Iterator[tuple[str, tuple]]:
+    """A partner's key for its place: each checked pair once for each end, (key, ((key, partner key), fit))."""
+    _, joined = element
+    for partner in joined["key"]:  # one key a place
+        for key, fit in joined["pair"]:
+            pair = (key, partner)
+            yield key, (pair, fit)
+            yield partner, (pair, fit)
 
 
 def _to_pairs(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[tuple[str, str], tuple]]:
@@ -136,8 +157,8 @@ class _Decide(beam.DoFn):
 
 class Deduplicate(beam.PTransform):
     """Clusters as keyed Beam steps (edges by GroupByKey on SHA-256, pixel hash and each band key, and, given
-    the pictures' `words` and `thumbnails` (ReadNodes), keypoint pairs checked by curate.keypoints, first
-    geometrically, then on the thumbnails joined by key; connected
+    the pictures' `words`, `places` and `thumbnails` (ReadNodes), keypoint pairs checked by curate.keypoints,
+    first geometrically, then, the partners' keys joined by place, on the thumbnails joined by key; connected
     components by min-label propagation, unrolled for `rounds` rounds, each a CoGroupByKey and a CombinePerKey,
     then checked: an edge whose ends still disagree means the rounds were too few, and the stage fails loudly
     rather than guess).
@@ -147,10 +168,11 @@ class Deduplicate(beam.PTransform):
     The second output must be empty: if not, the components needed more than `rounds` rounds."""
 
     def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True,
-                 words: beam.PCollection | None = None, thumbnails: beam.PCollection | None = None):
+                 words: beam.PCollection | None = None, places: beam.PCollection | None = None,
+                 thumbnails: beam.PCollection | None = None):
         super().__init__()
         self.radius, self.rounds, self.spare, self.near, self.words = radius, rounds, spare, near, words
-        self.thumbnails = thumbnails
+        self.places, self.thumbnails = places, thumbnails
 
     def expand(self, nodes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         by_bytes = (nodes | "BySha" >> beam.Map(lambda n: (n.sha256, n)) | "GroupSha" >> beam.GroupByKey()
@@ -165,13 +187,15 @@ class Deduplicate(beam.PTransform):
                     | "Buckets" >> beam.GroupByKey()
                     | "Pairs" >> beam.FlatMap(lambda kv, r: bucket_pairs(kv[1], r), radius))
             edge_sets.append(near)
-        if self.near and self.words is not None and self.thumbnails is not None:  # curate.keypoints
-            fitted = (self.words
+        if self.near and self.words is not None and self.places is not None and self.thumbnails is not None:
+            fitted = (self.words  # curate.keypoints
                       | "WordPartitions" >> beam.GroupByKey()
                       | "WordMatches" >> beam.FlatMap(lambda kv: keypoints.partition_partners(kv[1]))
                       | "PictureMatches" >> beam.GroupByKey()
                       | "Geometry" >> beam.FlatMap(_geometry))
-            matched = ({"thumbnail": self.thumbnails, "pair": fitted} | "JoinThumbnails" >> beam.CoGroupByKey()
+            named = ({"key": self.places, "pair": fitted} | "NamePartners" >> beam.CoGroupByKey()
+                     | "Named" >> beam.FlatMap(_named))
+            matched = ({"thumbnail": self.thumbnails, "pair": named} | "JoinThumbnails" >> beam.CoGroupByKey()
                        | "ToPairs" >> beam.FlatMap(_to_pairs) | "PairThumbnails" >> beam.GroupByKey()
                        | "SamePicture" >> beam.FlatMap(_looks_same))
             edge_sets.append(matched)
@@ -240,16 +264,16 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
           inputs: list[str] | None = None) -> None:
     dd, shards = config.dedup, config.extract.shards
     partitions = word_partitions(out) if dd.near else 0
-    parts = (p | "ImageFiles" >> beam.Create(files) | "Spread" >> beam.Reshuffle()
+    parts = (p | "ImageFiles" >> beam.Create(list(enumerate(files))) | "Spread" >> beam.Reshuffle()
              | "Read" >> beam.ParDo(ReadNodes(partitions, (exclude or [], dd.hamming_radius, dd.band_spare)))
-             .with_outputs("words", "thumbnails", main="read"))
+             .with_outputs("words", "places", "thumbnails", main="read"))
     read = parts.read
     nodes = read | "Nodes" >> beam.Map(lambda nu: nu[0])
     checked = nodes | "Exclude" >> beam.ParDo(_Exclude(exclude or [], dd.hamming_radius, dd.band_spare)).with_outputs(
         "excluded", main="nodes")
+    keypoint_inputs = (parts.words, parts.places, parts.thumbnails) if partitions else (None, None, None)
     clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(
-        dd.hamming_radius, dd.rounds, dd.band_spare, dd.near, parts.words if partitions else None,
-        parts.thumbnails if partitions else None)
+        dd.hamming_radius, dd.rounds, dd.band_spare, dd.near, *keypoint_inputs)
     decisions = (clustered, checked.excluded) | "AllDecisions" >> beam.Flatten()
     written = decisions | "WriteDecisions" >> WriteParquetShards(
         out, "dedup", "dedup", DECISION_SCHEMA, Decision._asdict, lambda d: d.key, shards)
