@@ -214,8 +214,12 @@ def _graph(files: list, out: Path) -> int:
 def test_long_input_lists_travel_through_out_not_the_job_graph(
         sample_crawl: Path, baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real job's file list is too big for a job graph: past the limit the driver stages it under OUT in
-    chunks, the workers read them, and the outputs are the same bytes."""
+    chunks, the workers read them, and the outputs are the same bytes: the crawl's files (extract), the
+    fetched tars (decode), and the OUT files the later stages read (dedup, text, write: ~300,000 OUT/images
+    files in the Web-SSL job)."""
     import hashlib
+
+    import apache_beam as beam
 
     import curate.pipelines.common
     from curate.crawl import CrawlFile
@@ -226,15 +230,25 @@ def test_long_input_lists_travel_through_out_not_the_job_graph(
     inline, staged = _graph(many[:limit], tmp_path / "inline"), _graph(many, tmp_path / "staged")
     assert staged < 200_000 < 500_000 < inline  # ~100 kB for the stage itself, ~90 bytes more per inline file
     assert len(list((tmp_path / "staged" / "_inputs" / "extract").glob("chunk-*.json"))) == 2
+    images = [f"s3://b/images/images-{i:06d}-of-{limit + 1:06d}.parquet" for i in range(limit + 1)]
+    dedup.build(beam.Pipeline(), images, str(tmp_path / "dedup"), load_config())  # the later stages alike
+    assert len(list((tmp_path / "dedup" / "_inputs" / "dedup" / "images").glob("chunk-*.json"))) == 2
     monkeypatch.setattr(curate.pipelines.common, "INLINE_LIMIT", 5)
     files = snapshot_files(["CC-MAIN-2021-04", "CC-MAIN-2023-06"], str(sample_crawl), "warc")
     out = tmp_path / "out"
     shutil.copytree(baseline / "fetched", out / "fetched")  # this output's own shards: keyed by their refs
     sources = list_sources([str(out / "fetched" / "*.tar")])
     assert len(files) > 5 and len(sources) > 5
+    shutil.copytree(baseline / "cache", out / "cache")  # the OCR scores: the text stage, not OCR, is under test
     extract.run(files, str(out), load_config(None, DOWNLOAD_FLAGS))
     decode.run(sources, str(out), load_config())
-    assert not list(out.glob("_inputs/*/*.json"))  # removed after the run
-    for folder in ("refs", "images"):
-        for path in sorted((baseline / folder).glob("*.parquet")):
+    assert len(list((out / "images").glob("*.parquet"))) > 5
+    dedup.run(str(out), load_config())
+    text.run(str(out), load_config())
+    write.run(str(out), load_config(None, WRITE_FLAGS))
+    assert not list(out.glob("_inputs/**/*.json"))  # removed after each run
+    for folder in ("refs", "images", "dedup", "text", "shards"):
+        compared = [p for p in sorted((baseline / folder).iterdir()) if p.suffix in (".parquet", ".tar")]
+        assert compared, folder
+        for path in compared:
             assert (out / folder / path.name).read_bytes() == path.read_bytes(), path.name

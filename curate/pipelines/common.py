@@ -157,13 +157,14 @@ INLINE_LIMIT = 10_000  # driver-made list items that may travel inside the job g
 
 
 class DriverList(beam.PTransform):
-    """A list the driver made (crawl files, tar shards) as a PCollection.
+    """A list the driver made (crawl files, tar shards, the OUT files a stage reads) as a PCollection.
 
     beam.Create pickles its values into the job graph: fine for the sample's dozen files, not for a real
     job (16 crawls x ~90,000 WARC files is ~1.4 million URLs, ~200 MB, where Dataflow refuses a graph over
     10 MB and every worker would unpickle it). Up to INLINE_LIMIT items go through Create; a longer list is
     written by the driver to OUT/_inputs/<name>/ as JSON chunks of INLINE_LIMIT items, and the workers read
-    the chunks. The elements are the same either way."""
+    the chunks. The elements are the same either way. `name`: the stage's name, then the list's
+    (`dedup/images`): the stage removes OUT/_inputs/<stage> after its run."""
 
     def __init__(self, items: Sequence[Any], out: str, name: str,
                  to_json: Callable[[Any], Any] = lambda x: x, from_json: Callable[[Any], Any] = lambda x: x):

@@ -46,7 +46,7 @@ from curate.tables import IMAGE_SCHEMA, image_row
 from curate.urls import url_key
 
 DECODE_STAGE = Stage(STAGE, "images", sections=("extract", "image"), upstream=("fetched",),
-               clears=("images", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"), scratch=True)
+               clears=("images", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"))
 
 # Rows per Parquet row group of OUT/images (~40 MB at ~150 kB a picture): decode buffers one row group, the
 # text and write stages read picture bytes one row group at a time, so this bounds what their workers hold

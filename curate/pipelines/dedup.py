@@ -30,7 +30,13 @@ from curate.filters.dedup import (
 )
 from curate.hashing import band_keys
 from curate.io import MANIFEST, join, parquet_files, read_json
-from curate.pipelines.common import CollectShards, TallyReasons, WriteParquetShards, WriteRejectsAndFailures
+from curate.pipelines.common import (
+    CollectShards,
+    DriverList,
+    TallyReasons,
+    WriteParquetShards,
+    WriteRejectsAndFailures,
+)
 from curate.pipelines.stage import Stage, WriteManifest
 from curate.records import Rejected
 from curate.tables import DECISION_SCHEMA
@@ -264,7 +270,8 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
           inputs: list[str] | None = None) -> None:
     dd, shards = config.dedup, config.extract.shards
     partitions = word_partitions(out) if dd.near else 0
-    parts = (p | "ImageFiles" >> beam.Create(list(enumerate(files))) | "Spread" >> beam.Reshuffle()
+    numbered = list(enumerate(files))
+    parts = (p | "ImageFiles" >> DriverList(numbered, out, f"{STAGE}/images", list, tuple) | "Spread" >> beam.Reshuffle()
              | "Read" >> beam.ParDo(ReadNodes(partitions, (exclude or [], dd.hamming_radius, dd.band_spare)))
              .with_outputs("words", "places", "thumbnails", main="read"))
     read = parts.read

@@ -41,6 +41,7 @@ from curate.io import MANIFEST, join, parquet_files, read_json, remove, write_js
 from curate.pipelines.common import (
     REJECTED,
     CollectShards,
+    DriverList,
     Progress,
     TallyReasons,
     WriteParquetShards,
@@ -175,10 +176,11 @@ def build(p: beam.Pipeline, ref_files: list[str], out: str, config: Config, firs
     """The stage graph; with `old_ledger` (a retry), fetch just the refs whose row there is retryable (joined
     by key in the pipeline: the key set never travels in the job graph) and merge the new rows into it."""
     dl, per_shard = config.download, config.download.samples_per_shard
-    refs = p | "RefFiles" >> beam.Create(ref_files) | "ReadRefs" >> beam.ParDo(ReadRefs())
+    refs = p | "RefFiles" >> DriverList(ref_files, out, f"{STAGE}/refs") | "ReadRefs" >> beam.ParDo(ReadRefs())
     sides = []
     if old_ledger:
-        previous = p | "OldLedgerFiles" >> beam.Create(list(old_ledger)) | "ReadLedger" >> beam.ParDo(ReadLedger())
+        previous = (p | "OldLedgerFiles" >> DriverList(old_ledger, out, f"{STAGE}/ledger")
+                    | "ReadLedger" >> beam.ParDo(ReadLedger()))
         retry = previous | "Retryable" >> beam.Filter(lambda row: row.retryable) | "RetryKeys" >> beam.Map(
             lambda row: (row.key, None))
         refs = ({"ref": refs | "RefByKey" >> beam.Map(lambda r: (r.key, r)), "retry": retry}

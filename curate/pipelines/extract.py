@@ -50,7 +50,7 @@ from curate.warc import DamagedFile, NotAWarc, iter_records
 
 STAGE = R.EXTRACT
 EXTRACT_STAGE = Stage(STAGE, "refs", sections=("extract",), upstream=(),
-                clears=("refs", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"), scratch=True)
+                clears=("refs", f"rejects/{STAGE}-*", f"failed/{STAGE}-*"))
 
 class ExtractFile(beam.DoFn):
     """One crawl file (or URL list) in, its references out. Nothing a file holds can stop the run."""

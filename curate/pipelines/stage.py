@@ -49,7 +49,6 @@ class Stage:
     sections: tuple[str, ...]
     upstream: tuple[str, ...]
     clears: tuple[str, ...]  # under OUT, removed before a run: what the run writes again
-    scratch: bool = False  # it lists its inputs through OUT/_inputs/<name> (DriverList), removed after the run
     # The stage whose kept records are this stage's input (the first of these folders that has a manifest):
     # its funnel's `input` must equal their `kept`, or something vanished between the two stages.
     fed_by: tuple[str, ...] = ()
@@ -82,7 +81,7 @@ class Stage:
             return {**manifest, "skipped": True}
         options = pipeline_options(beam_args)
         started = time.monotonic()
-        scratch = [join(out, "_inputs", self.name)] if self.scratch else []
+        scratch = [join(out, "_inputs", self.name)]  # the lists of its inputs (DriverList), removed after the run
         for stale in [*(join(out, rel) for rel in self.clears), *scratch]:
             remove(stale)
         with progress.shown(out, self.name), beam_tempdir(), beam.Pipeline(options=options) as p:

@@ -49,6 +49,7 @@ from curate.pipelines.common import (
     REJECTED,
     ApplyFilter,
     CollectShards,
+    DriverList,
     Progress,
     ReadImageRefs,
     TallyReasons,
@@ -268,13 +269,13 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], decisio
           cache_files: list[str], engine_id: str, inputs: list[str]) -> None:
     shards, tc = config.extract.shards, config.text
     _check_writable(join(cache_root(out, tc), engine_id))  # before any OCR, not after it all
-    kept = (p | "DedupFiles" >> beam.Create(decisions) | "SpreadDedup" >> beam.Reshuffle()
+    kept = (p | "DedupFiles" >> DriverList(decisions, out, f"{STAGE}/dedup") | "SpreadDedup" >> beam.Reshuffle()
             | "ReadKept" >> beam.ParDo(ReadKept()))
-    rows = (p | "ImageFiles" >> beam.Create(images) | "SpreadImages" >> beam.Reshuffle()
+    rows = (p | "ImageFiles" >> DriverList(images, out, f"{STAGE}/images") | "SpreadImages" >> beam.Reshuffle()
             | "ReadImageRefs" >> beam.ParDo(ReadImageRefs(["key", "url", "pixel_hash"])))
     survivors = ({"kept": kept, "image": rows} | "JoinKept" >> beam.CoGroupByKey()
                  | "Survivors" >> beam.FlatMap(_survivors).with_outputs(FAILED, main="rows"))
-    cached = p | "CacheFiles" >> beam.Create(cache_files) | "ReadCache" >> beam.ParDo(ReadCache())
+    cached = p | "CacheFiles" >> DriverList(cache_files, out, f"{STAGE}/cache") | "ReadCache" >> beam.ParDo(ReadCache())
     resolved = ({"image": survivors.rows, "cached": cached} | "JoinCache" >> beam.CoGroupByKey()
                 | "Resolve" >> beam.FlatMap(_resolve).with_outputs("cached", main="todo"))
     to_score = resolved.todo | "CountToScore" >> beam.combiners.Count.Globally()  # cached pictures need no OCR

@@ -45,6 +45,7 @@ from curate.pipelines.common import (
     FAILED,
     REF_FIELDS,
     CollectShards,
+    DriverList,
     Progress,
     ReadImageRefs,
     WriteParquetShards,
@@ -182,13 +183,13 @@ def build(p: beam.Pipeline, out: str, config: Config, images: list[str], dedup: 
     per_shard, scored = config.shards.samples_per_shard, bool(text)
     upstream = read_json(join(out, "text" if text else "dedup", MANIFEST)) or {}
     total = -(-upstream.get("funnel", {}).get("images", {}).get("kept", 0) // per_shard)  # for progress only
-    kept = (p | "DedupFiles" >> beam.Create(dedup) | "ReadDedup" >> beam.ParDo(
+    kept = (p | "DedupFiles" >> DriverList(dedup, out, f"{STAGE}/dedup") | "ReadDedup" >> beam.ParDo(
         ReadRows(["key", "reason", "cluster", "cluster_size"], kept_only=True))
         | "DupInfo" >> beam.Map(lambda kr: (kr[0], {"cluster": kr[1]["cluster"], "cluster_size": kr[1]["cluster_size"]})))
-    text_rows = p | "TextFiles" >> beam.Create(text) | "ReadText" >> beam.ParDo(ReadRows())
+    text_rows = p | "TextFiles" >> DriverList(text, out, f"{STAGE}/text") | "ReadText" >> beam.ParDo(ReadRows())
     text_kept = text_rows | "TextKept" >> beam.Filter(lambda kr: kr[1]["reason"] == R.KEPT)
     text_seen = text_rows | "TextSeen" >> beam.Map(lambda kr: (kr[0], True))
-    rows = (p | "ImageFiles" >> beam.Create(images) | "SpreadImages" >> beam.Reshuffle()
+    rows = (p | "ImageFiles" >> DriverList(images, out, f"{STAGE}/images") | "SpreadImages" >> beam.Reshuffle()
             | "ReadImageRefs" >> beam.ParDo(ReadImageRefs(SAMPLE_COLUMNS)))
     final = ({"dedup": kept, "text": text_kept, "text_seen": text_seen, "image": rows} | "Join" >> beam.CoGroupByKey()
              | "Final" >> beam.FlatMap(_final(scored)).with_outputs(FAILED, main="rows"))
