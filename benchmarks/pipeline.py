@@ -180,7 +180,7 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime
 
 
-class _DaskClusters:
+class DaskClusters:
     """A fresh dask.distributed cluster (scheduler + WORKERS worker processes, one thread each) for each
     stage: `args` (the Beam arguments every stage reads, one list) names the current one's address."""
 
@@ -237,7 +237,7 @@ def one_scale(scale: int, work: Path, runner: str = "multi_processing", override
     clusters = None
     if runner == "dask":
         beam_args += [f"--dask_npartitions={partitions_per_scale * scale}", "--dask_client_address"]
-        clusters = _DaskClusters(beam_args, worker_memory)
+        clusters = DaskClusters(beam_args, worker_memory)
 
     def done(stage: str, _manifest: Any, took: float) -> None:
         seconds[stage] = round(took, 1)

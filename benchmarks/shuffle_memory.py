@@ -25,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.pipeline import RUNNERS, TreeMemory, _DaskClusters  # noqa: E402
+from benchmarks.pipeline import RUNNERS, DaskClusters, TreeMemory  # noqa: E402
 
 VALUE_BYTES = 250_000  # one value: a picture's worth of keypoint data, a few times over
 
@@ -49,7 +49,7 @@ def one(runner: str, mib: int, worker_memory: str = "auto") -> dict:
     clusters = None
     if runner == "dask":
         args += ["--dask_npartitions=8", "--dask_client_address"]
-        clusters = _DaskClusters(args, worker_memory)
+        clusters = DaskClusters(args, worker_memory)
         clusters.next()
     try:
         with TreeMemory() as memory:

@@ -25,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.pipeline import PARTITIONS_PER_SCALE, RUNNERS, SHARDS_PER_SCALE, TreeMemory, _DaskClusters  # noqa: E402
+from benchmarks.pipeline import PARTITIONS_PER_SCALE, RUNNERS, SHARDS_PER_SCALE, DaskClusters, TreeMemory  # noqa: E402
 
 STAGES = ("dedup", "text", "write")
 
@@ -51,7 +51,7 @@ def main() -> int:
     clusters = None
     if args.runner == "dask":
         beam_args += [f"--dask_npartitions={PARTITIONS_PER_SCALE * args.scale}", "--dask_client_address"]
-        clusters = _DaskClusters(beam_args, args.worker_memory)
+        clusters = DaskClusters(beam_args, args.worker_memory)
         clusters.next()
     try:
         with TreeMemory() as memory:
