@@ -316,10 +316,11 @@ def by_partition(key: str, features: bytes, partitions: int, place: int = 0) -> 
         yield part, (key, place, where, found[mine], xy[mine])
 
 
-# What a picture learns in one partition: its layout; its partners' places (uint64), layouts (n x 5 float32:
-# positions are multiples of 1/8 pixel, so exact) and matches each (uint16); the matches, grouped by partner
-# (rows x, y here, x, y there, uint16 in 1/8 pixel). Arrays of the narrowest exact types, not lists of keys
-# and float64: a runner holds all of them while the matches of every partition meet (BENCHMARKS.md).
+# What a picture learns in one partition: its layout; its partners' places (uint64), layouts (n x 5 uint16:
+# the box in 1/8 pixel, as the keypoints are stored, and the cells) and matches each (uint16); the matches,
+# grouped by partner (rows x, y here, x, y there, uint16 in 1/8 pixel). Arrays of the narrowest exact types,
+# not lists of keys and floats: a runner holds all of them while the matches of every partition meet
+# (BENCHMARKS.md).
 Partners = tuple[Layout, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -332,7 +333,8 @@ def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners
     if len(ordered) < 2:
         return
     places = np.array([m[1] for m in ordered], dtype=np.uint64)
-    layouts = np.array([m[2] for m in ordered], dtype=np.float32)
+    in_eighths = np.array([_SUBPIXEL] * 4 + [1])  # exact: the keypoints' box is in 1/8 pixel; 9 cell bits
+    layouts = np.rint(np.array([m[2] for m in ordered], dtype=np.float64) * in_eighths).astype(np.uint16)
     held = np.concatenate([m[3] for m in ordered])
     owner = np.concatenate([np.full(len(m[3]), i, dtype=np.int64) for i, m in enumerate(ordered)])
     xy = np.concatenate([m[4] for m in ordered]).astype(np.uint16)
@@ -384,7 +386,7 @@ def pairs_of(parts: Iterable[Partners], least: int = MIN_MATCHES) -> Iterator[tu
             if partner in wanted:
                 rows[partner].append(matches[offsets[i]:offsets[i + 1]])
                 x0, y0, x1, y1, cells = layouts[i].tolist()
-                their_layout[partner] = (x0, y0, x1, y1, int(cells))
+                their_layout[partner] = (x0 / _SUBPIXEL, y0 / _SUBPIXEL, x1 / _SUBPIXEL, y1 / _SUBPIXEL, cells)
     for partner in sorted(wanted):
         found = np.concatenate(rows[partner]).astype(np.float32) / _SUBPIXEL
         yield partner, evidence(found, where, their_layout[partner], least)

@@ -109,10 +109,11 @@ def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
     assert sorted(found) == ["a", "b"]  # "c" has no partner after it
     assert found["a"][:2] == (["b", "c"], [1, 2]) and found["b"][:2] == (["c"], [2])
     assert found["a"][2][0] == [6 % 97, 6 % 89, 6 % 97, 6 % 89]  # word 6, at the same place in "a" and "b"
-    # what goes through the shuffle is compact and exact: uint64 places, float32 layouts, uint16 counts and rows
+    # what goes through the shuffle is compact and exact: uint64 places, uint16 layouts, counts and rows
     _, (where, places, layouts, counts, matches) = next(keypoints.partition_partners(three))
-    assert (places.dtype, layouts.dtype, counts.dtype, matches.dtype) == (np.uint64, np.float32, np.uint16, np.uint16)
-    assert layouts[1].tolist() == list(three[0][2])  # "c"'s layout, exactly
+    assert (places.dtype, layouts.dtype, counts.dtype, matches.dtype) == (np.uint64, np.uint16, np.uint16, np.uint16)
+    assert [v / 8 for v in layouts[1, :4].tolist()] == list(three[0][2][:4])  # "c"'s box, exactly
+    assert int(layouts[1, 4]) == three[0][2][4] > 0  # and its cells
     # pairs_of puts a picture's partners from every partition together, and measures those with enough
     halves = [next(keypoints.partition_partners(three))[1]] * 2  # the same matches, as if from two partitions
     assert [(name[b], e.matches) for b, e in keypoints.pairs_of(halves, least=2)] == [("b", 2), ("c", 4)]
