@@ -50,6 +50,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,29 @@ class DaskClusters:
         if self.cluster is not None:
             self.cluster.close()
             self.cluster = None
+
+
+def worker_peaks(runner: str, job: Callable[[list[str]], Any], dask_npartitions: int = 8,
+                 worker_memory: str = "auto") -> tuple[float, list[int]]:
+    """Run `job(beam_args)` once on `runner` (for `dask`, on a fresh cluster: DaskClusters): its seconds and
+    each worker process's peak RSS (MiB, largest first)."""
+    beam_args = list(RUNNERS[runner])
+    clusters = None
+    if runner == "dask":
+        beam_args += [f"--dask_npartitions={dask_npartitions}", "--dask_client_address"]
+        clusters = DaskClusters(beam_args, worker_memory)
+        clusters.next()
+    try:
+        with TreeMemory() as memory:
+            started = time.perf_counter()
+            job(beam_args)
+            seconds = time.perf_counter() - started
+            memory.sample()
+    finally:
+        if clusters:
+            clusters.close()
+    return seconds, sorted((mib for row in memory.by_stage().values() for mib in row["worker_peaks_mib"]),
+                           reverse=True)
 
 
 def one_scale(scale: int, work: Path, runner: str = "multi_processing", overrides: dict[str, str] | None = None,

@@ -19,13 +19,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.pipeline import RUNNERS, DaskClusters, TreeMemory  # noqa: E402
+from benchmarks.pipeline import worker_peaks  # noqa: E402
 
 VALUE_BYTES = 250_000  # one value: a picture's worth of keypoint data, a few times over
 
@@ -45,27 +44,17 @@ def one(runner: str, mib: int, worker_memory: str = "auto") -> dict:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     count = max(1, mib * 2**20 // VALUE_BYTES) if mib else 1
-    args = list(RUNNERS[runner])
-    clusters = None
-    if runner == "dask":
-        args += ["--dask_npartitions=8", "--dask_client_address"]
-        clusters = DaskClusters(args, worker_memory)
-        clusters.next()
-    try:
-        with TreeMemory() as memory:
-            started = time.perf_counter()
-            with beam.Pipeline(options=PipelineOptions(args)) as p:
-                _ = (p | beam.Create(range(count)) | beam.Reshuffle()
-                     | beam.Map(_value if mib else lambda k: (k, b"")) | beam.GroupByKey() | beam.Map(_measure)
-                     | beam.combiners.Count.Globally())
-            seconds = time.perf_counter() - started
-            memory.sample()
-    finally:
-        if clusters:
-            clusters.close()
-    peaks = sorted((m for row in memory.by_stage().values() for m in row["worker_peaks_mib"]), reverse=True)
-    return {"runner": runner, "worker_memory": worker_memory if clusters else None, "mib_through_shuffle": round(count * VALUE_BYTES / 2**20) if mib else 0,
-            "seconds": round(seconds, 1), "worker_peaks_mib": peaks}
+
+    def job(args: list[str]) -> None:
+        with beam.Pipeline(options=PipelineOptions(args)) as p:
+            _ = (p | beam.Create(range(count)) | beam.Reshuffle()
+                 | beam.Map(_value if mib else lambda k: (k, b"")) | beam.GroupByKey() | beam.Map(_measure)
+                 | beam.combiners.Count.Globally())
+
+    seconds, peaks = worker_peaks(runner, job, 8, worker_memory)
+    return {"runner": runner, "worker_memory": worker_memory if runner == "dask" else None,
+            "mib_through_shuffle": round(count * VALUE_BYTES / 2**20) if mib else 0, "seconds": round(seconds, 1),
+            "worker_peaks_mib": peaks}
 
 
 def main() -> int:

@@ -19,13 +19,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.pipeline import PARTITIONS_PER_SCALE, RUNNERS, SHARDS_PER_SCALE, DaskClusters, TreeMemory  # noqa: E402
+from benchmarks.pipeline import PARTITIONS_PER_SCALE, SHARDS_PER_SCALE, worker_peaks  # noqa: E402
 
 STAGES = ("dedup", "text", "write")
 
@@ -47,25 +46,11 @@ def main() -> int:
     config = load_config(None, {**DEMO_FLAGS, "text.filter": "light", "text.threads": 1,
                                 "extract.shards": SHARDS_PER_SCALE * args.scale})
     run = {"dedup": dedup.run, "text": text.run, "write": write.run}[args.stage]
-    beam_args = list(RUNNERS[args.runner])
-    clusters = None
-    if args.runner == "dask":
-        beam_args += [f"--dask_npartitions={PARTITIONS_PER_SCALE * args.scale}", "--dask_client_address"]
-        clusters = DaskClusters(beam_args, args.worker_memory)
-        clusters.next()
-    try:
-        with TreeMemory() as memory:
-            started = time.perf_counter()
-            run(args.out, config, beam_args, force=True)
-            seconds = time.perf_counter() - started
-            memory.sample()
-    finally:
-        if clusters:
-            clusters.close()
-    peaks = sorted((mib for row in memory.by_stage().values() for mib in row["worker_peaks_mib"]), reverse=True)
+    seconds, peaks = worker_peaks(args.runner, lambda beam_args: run(args.out, config, beam_args, force=True),
+                                  PARTITIONS_PER_SCALE * args.scale, args.worker_memory)
     print(json.dumps({"stage": args.stage, "scale": args.scale, "runner": args.runner,
-                      "worker_memory": args.worker_memory if clusters else None, "seconds": round(seconds, 1),
-                      "worker_peaks_mib": peaks}))
+                      "worker_memory": args.worker_memory if args.runner == "dask" else None,
+                      "seconds": round(seconds, 1), "worker_peaks_mib": peaks}))
     return 0
 
 
