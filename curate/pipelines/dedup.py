@@ -297,7 +297,7 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude:
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
 
 
-# Keypoint words meet in groups of about this many pictures' words (~1.6 million, ~40 MB in numpy): fewer
+# Keypoint words meet in groups of about this many pictures' words (~1.6 million, ~13 MB in numpy): fewer
 # groups, fewer elements per candidate pair; one group for a small run, where pairs below the check's
 # minimum never leave it.
 PICTURES_PER_PARTITION = 500
