@@ -2,21 +2,26 @@
 
 A labelled set is a folder with `images/` and `labels.tsv` (`file`, `light`, `heavy`: yes | no | ambiguous;
 ambiguous rows are left out of every figure) and optionally `SOURCES.tsv` (`file`, `repo`): images from one
-repository share a source; without it, the part of the file name before `__` is the source.
+repository share a source; without it, the part of the file name before `__` is the source. --kinds names a
+table (`file`, `kinds`: comma-separated, e.g. `indic,scene`) whose kinds get a recall line each.
 
-1. Every image is scored once with the default engine (`TextEngine(TextConfig())`, one thread); scores are
-   kept in --out/scores-<engine id>.json, so changing only the rules below rescores nothing.
-2. Light: `chars >= light_min_chars`; heavy: `chars >= heavy_min_chars and page >= heavy_min_page and
-   lines >= heavy_min_lines` (filters/text.py). For each rule, the thresholds on a small grid are chosen by
-   OBJECTIVE on all sources but one, and judged on the one left out; the held-out verdicts of every source
-   pooled give the cross-validated precision and recall, the figure to trust on images not yet seen.
+1. Every image is scored once with the default engine (`TextEngine(TextConfig())`, one thread), and so is a
+   fixed, stratified part of the set turned by 90, 180 and 270 degrees (--rotations; a turned real page is still
+   a real page, labelled as the original and in its source's fold). Scores are kept in
+   --out/scores-<engine id>.json, so changing only the rules below rescores nothing.
+2. The rules are filters/text.py's (is_light, is_heavy) at every point of a small grid (GRIDS). For each rule,
+   the thresholds are chosen by OBJECTIVE on all sources but one and judged on the one left out; the held-out
+   verdicts of every source pooled give the cross-validated precision and recall, the figure to trust on images
+   not yet seen, overall, on the originals alone, and per kind.
 3. The thresholds chosen on all sources together are printed as the defaults to use (curate.config.TextConfig),
-   with how often each fold picked them: a rule whose thresholds jump from fold to fold is over-fitted.
+   with how often each fold picked them (a rule whose thresholds jump from fold to fold is over-fitted) and how
+   many scored pictures lie within 5% of each threshold (a threshold with pictures at its edge has no margin).
 
-Objective: the goals on real images as ratios (light P >= 0.95, R >= 0.93; heavy P >= 0.9, R >= 0.8): a choice
-is worth min(P / goal P, R / goal R), ties broken by F1, then by the smaller thresholds (the simpler rule).
-With --crawl (a built sample crawl), a choice must first keep the sample crawl's truth at its bars (light
-P >= 0.95, R >= 0.9; heavy P >= 0.9, R >= 0.8): a constraint in every fold, never a source to fit.
+Objective: the goals on real images as ratios (light P >= 0.95, R >= 0.93; heavy P >= 0.9, R >= 0.85): a choice
+is worth min(P / goal P, R / goal R), ties broken by F1, then by fewer pictures within 5% of the thresholds,
+then by the smaller thresholds (the simpler rule). With --crawl (a built sample crawl), a choice must first keep
+the sample crawl's truth at its bars (light P >= 0.95, R >= 0.9; heavy P >= 0.9, R >= 0.8): a constraint in
+every fold, never a source to fit.
 
     python benchmarks/calibrate.py --labelled DIR [--crawl build/sample] [--out build/bench/calibrate]
 """
@@ -26,26 +31,39 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import itertools
 import json
+import math
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-GOALS = {"light": (0.95, 0.93), "heavy": (0.9, 0.8)}
+import numpy as np  # noqa: E402
+
+GOALS = {"light": (0.95, 0.93), "heavy": (0.9, 0.85)}
 SAMPLE_BARS = {"light": (0.95, 0.9), "heavy": (0.9, 0.8)}
+INF = math.inf
 GRIDS: dict[str, dict[str, list[Any]]] = {
-    "light": {"light_min_chars": [1, 2, 3, 4, 5, 6, 8, 10, 12, 15]},
-    "heavy": {"heavy_min_chars": [20, 30, 40, 50, 60, 80, 100, 120, 150],
-              "heavy_min_page": [0.0, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65],
-              "heavy_min_lines": [1, 2, 3, 4, 5, 6, 8]},
+    "light": {"light_min_chars": [1, 2, 3, 4, 5, 6, 8, 10],
+              "light_min_extent": [8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, INF]},
+    "heavy": {"heavy_min_chars": [40, 50, 60, 80, 100, 120, 150],
+              "heavy_min_page": [0.4, 0.45, 0.5, 0.55, 0.6, 0.65],
+              "heavy_min_extent": [20.0, 30.0, 40.0, 60.0, 80.0, 120.0, INF],
+              "heavy_dense_chars": [200, 300, 400, 600, 800, 10**9]},
 }
+# the TextScore field each threshold is compared with (for the pictures-near-a-threshold count)
+MEASURED = {"light_min_chars": "chars", "light_min_extent": "extent", "heavy_min_chars": "chars",
+            "heavy_min_page": "page", "heavy_min_extent": "extent", "heavy_dense_chars": "chars"}
+DEFAULT_KINDS = Path(__file__).resolve().parent.parent / "tests" / "data" / "real_image_kinds.tsv"
+TURNS = (90, 180, 270)
 
 
 def load_labels(folder: Path) -> list[dict[str, str]]:
@@ -58,6 +76,41 @@ def load_labels(folder: Path) -> list[dict[str, str]]:
     for row in rows:
         row["source"] = sources.get(row["file"], row["file"].split("__")[0])
     return rows
+
+
+def load_kinds(path: Path | None) -> dict[str, list[str]]:
+    if path is None or not path.is_file():
+        return {}
+    listed = path.read_text(encoding="utf-8").splitlines()
+    return {r["file"]: r["kinds"].split(",") for r in csv.DictReader(listed, delimiter="\t")}
+
+
+def turned_rows(rows: list[dict[str, str]], kinds: dict[str, list[str]]) -> list[dict[str, str]]:
+    """A fixed, stratified part of the set to turn: every 7th heavy page, every 7th light-only picture and every
+    12th picture without text (in file order; pictures already turned or with vertical text left out), each at
+    90, 180 and 270 degrees counter-clockwise. Labels and source are the original's; the kind is the turn."""
+    upright = [r for r in rows if not {"rotated", "vertical"} & set(kinds.get(r["file"], []))]
+    picked = (sorted((r for r in upright if r["heavy"] == "yes"), key=lambda r: r["file"])[::7]
+              + sorted((r for r in upright if r["light"] == "yes" and r["heavy"] == "no"), key=lambda r: r["file"])[::7]
+              + sorted((r for r in upright if r["light"] == "no"), key=lambda r: r["file"])[::12])
+    return [{**r, "file": f"{r['file']}@{turn}", "original": r["file"], "turn": str(turn)}
+            for r in picked for turn in TURNS]
+
+
+def image_bytes(folder: Path, row: dict[str, str]) -> bytes:
+    """A labelled file's bytes, or a turned copy's: the original decoded as the engine decodes it (EXIF
+    orientation applied), turned, and stored losslessly as PNG."""
+    if "turn" not in row:
+        return (folder / "images" / row["file"]).read_bytes()
+    from PIL import Image, ImageOps
+
+    with Image.open(folder / "images" / row["original"]) as im:
+        picture = ImageOps.exif_transpose(im)
+        picture.load()
+    turned = picture.rotate(int(row["turn"]), expand=True)
+    buffer = io.BytesIO()
+    turned.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def sample_images(crawl: Path) -> list[tuple[Path, bool, bool]]:
@@ -75,9 +128,9 @@ def sample_images(crawl: Path) -> list[tuple[Path, bool, bool]]:
     return out
 
 
-def score_files(files: list[Path], out: Path) -> list[dict]:
-    """TextScore fields (or {"error": reason}) of each file with the default engine, cached per engine id and
-    file content."""
+def score_all(pictures: list[Callable[[], bytes]], out: Path) -> list[dict]:
+    """TextScore fields (or {"error": reason}) of each picture with the default engine, cached per engine id and
+    picture content."""
     from curate.config import TextConfig
     from curate.ocr import TextEngine, engine_id
 
@@ -86,8 +139,8 @@ def score_files(files: list[Path], out: Path) -> list[dict]:
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     engine = None
     keys = []
-    for i, path in enumerate(files):
-        data = path.read_bytes()
+    for i, read in enumerate(pictures):
+        data = read()
         key = hashlib.sha256(data).hexdigest()
         keys.append(key)
         if key in cache:
@@ -96,82 +149,131 @@ def score_files(files: list[Path], out: Path) -> list[dict]:
         result = engine.score_bytes(data)
         cache[key] = result._asdict() if hasattr(result, "_asdict") else {"error": result.reason}
         if (i + 1) % 25 == 0:
-            print(f"  scored {i + 1}/{len(files)}", file=sys.stderr, flush=True)
+            print(f"  scored {i + 1}/{len(pictures)}", file=sys.stderr, flush=True)
+            out.mkdir(parents=True, exist_ok=True)
+            cache_path.write_text(json.dumps(cache))
     out.mkdir(parents=True, exist_ok=True)
     cache_path.write_text(json.dumps(cache))
     return [cache[key] for key in keys]
 
 
-def predict(kind: str, score: dict, t: dict[str, Any]) -> bool:
+def grid(kind: str) -> list[dict[str, Any]]:
+    names = list(GRIDS[kind])
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*GRIDS[kind].values())]
+
+
+def verdicts(kind: str, scores: list[dict], points: list[dict[str, Any]]) -> np.ndarray:
+    """[grid point, picture] -> the rule's verdict (filters/text.py), False for a picture that failed."""
     from curate.config import TextConfig
     from curate.filters.text import is_heavy, is_light
     from curate.records import TextScore
 
-    if "error" in score:
-        return False
-    s = TextScore(**score)
-    config = TextConfig(**t)
-    return is_light(s, config) if kind == "light" else is_heavy(s, config)
+    rule = is_light if kind == "light" else is_heavy
+    parsed = [None if "error" in s else TextScore(**s) for s in scores]
+    out = np.zeros((len(points), len(scores)), bool)
+    for g, t in enumerate(points):
+        config = TextConfig(**t)
+        out[g] = [s is not None and rule(s, config) for s in parsed]
+    return out
 
 
-def precision_recall(pairs: list[tuple[bool, bool]]) -> tuple[float, float, int, int, int]:
-    tp = sum(p and y for p, y in pairs)
-    fp = sum(p and not y for p, y in pairs)
-    fn = sum(y and not p for p, y in pairs)
-    return tp / max(1, tp + fp), tp / max(1, tp + fn), tp, fp, fn
+def near(scores: list[dict], t: dict[str, Any]) -> int:
+    """Scored pictures whose measure lies within 5% of one of the thresholds (off thresholds excluded)."""
+    count = 0
+    for s in scores:
+        if "error" in s:
+            continue
+        count += any(0.95 * v <= s[MEASURED[name]] <= 1.05 * v for name, v in t.items()
+                     if math.isfinite(v) and v < 10**9)
+    return count
 
 
-def fit(kind: str, items: list[tuple[dict, bool]], sample: list[tuple[dict, bool]]) -> dict[str, Any]:
-    """The grid point with the best objective on these (score, label) items that keeps the sample crawl's
-    (score, label) items at their bars."""
+def counts(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """tp, fp, fn per grid point (rows of predicted) against truth."""
+    return (predicted & truth).sum(1), (predicted & ~truth).sum(1), (~predicted & truth).sum(1)
+
+
+def precision_recall(tp: Any, fp: Any, fn: Any) -> tuple[Any, Any]:
+    return tp / np.maximum(1, tp + fp), tp / np.maximum(1, tp + fn)
+
+
+def fit(kind: str, predicted: np.ndarray, truth: np.ndarray, columns: np.ndarray, margins: np.ndarray,
+        sample_ok: np.ndarray, points: list[dict[str, Any]]) -> int:
+    """The grid point with the best objective on the pictures in `columns` (module docstring)."""
     goal_p, goal_r = GOALS[kind]
-    bar_p, bar_r = SAMPLE_BARS[kind]
-    names = list(GRIDS[kind])
+    p, r = precision_recall(*counts(predicted[:, columns], truth[columns]))
+    f1 = 2 * p * r / np.maximum(1e-9, p + r)
+    objective = np.round(np.minimum(p / goal_p, r / goal_r), 6)
     best: tuple | None = None
-    for values in itertools.product(*GRIDS[kind].values()):
-        t = dict(zip(names, values, strict=True))
-        p, r, *_ = precision_recall([(predict(kind, s, t), y) for s, y in items])
-        sp, sr, *_ = precision_recall([(predict(kind, s, t), y) for s, y in sample])
-        f1 = 2 * p * r / max(1e-9, p + r)
-        # higher is better; the negated thresholds prefer the smaller (simpler) rule on a tie
-        rank = (not sample or (sp >= bar_p and sr >= bar_r), round(min(p / goal_p, r / goal_r), 6), round(f1, 6),
-                *[-v for v in values])
+    for g, t in enumerate(points):
+        rank = (bool(sample_ok[g]), objective[g], round(float(f1[g]), 6), -int(margins[g]), *[-v for v in t.values()])
         if best is None or rank > best[0]:
-            best = (rank, t)
+            best = (rank, g)
     assert best is not None
     return best[1]
 
 
-def cross_validate(kind: str, rows: list[dict[str, str]], scores: dict[str, dict],
+def cross_validate(kind: str, rows: list[dict[str, str]], scores: list[dict], kinds: dict[str, list[str]],
                    sample: list[tuple[dict, bool]]) -> dict[str, Any]:
-    labelled = [(row, scores[row["file"]], row[kind] == "yes") for row in rows if row[kind] != "ambiguous"]
-    pooled: list[tuple[bool, bool]] = []
+    labelled = [i for i, row in enumerate(rows) if row[kind] != "ambiguous"]
+    rows, scores = [rows[i] for i in labelled], [scores[i] for i in labelled]
+    truth = np.array([row[kind] == "yes" for row in rows])
+    points = grid(kind)
+    predicted = verdicts(kind, scores, points)
+    margins = np.array([near(scores, t) for t in points])
+    sample_ok = np.ones(len(points), bool)
+    if sample:
+        sp, sr = precision_recall(*counts(verdicts(kind, [s for s, _ in sample], points),
+                                          np.array([y for _, y in sample])))
+        sample_ok = (sp >= SAMPLE_BARS[kind][0]) & (sr >= SAMPLE_BARS[kind][1])
+    sources = np.array([row["source"] for row in rows])
+    held_out = np.zeros(len(rows), bool)
     picks: Counter = Counter()
-    misses: list[str] = []
-    for source in sorted({row["source"] for row, _, _ in labelled}):
-        train = [(s, y) for row, s, y in labelled if row["source"] != source]
-        t = fit(kind, train, sample)
-        picks[json.dumps(t, sort_keys=True)] += 1
-        for row, s, y in labelled:
-            if row["source"] == source:
-                pooled.append((predict(kind, s, t), y))
-                if pooled[-1][0] != y:
-                    misses.append(f"{'FP' if pooled[-1][0] else 'FN'} {row['file']}")
-    chosen = fit(kind, [(s, y) for _, s, y in labelled], sample)
-    cv = precision_recall(pooled)
-    fitted = precision_recall([(predict(kind, s, chosen), y) for _, s, y in labelled])
-    on_sample = precision_recall([(predict(kind, s, chosen), y) for s, y in sample])
-    return {"rule": kind, "images": len(labelled), "sources": len({row["source"] for row, _, _ in labelled}),
-            "chosen": chosen, "cv_precision": round(cv[0], 3), "cv_recall": round(cv[1], 3),
-            "cv_tp_fp_fn": cv[2:], "all_data_precision": round(fitted[0], 3), "all_data_recall": round(fitted[1], 3),
-            "sample_precision": round(on_sample[0], 3) if sample else None,
-            "sample_recall": round(on_sample[1], 3) if sample else None,
-            "fold_picks": dict(picks.most_common()), "cv_errors": misses}
+    for source in sorted(set(sources)):
+        g = fit(kind, predicted, truth, np.flatnonzero(sources != source), margins, sample_ok, points)
+        picks[json.dumps(points[g])] += 1
+        held_out[sources == source] = predicted[g, sources == source]
+    chosen = fit(kind, predicted, truth, np.arange(len(rows)), margins, sample_ok, points)
+
+    def figures(mask: np.ndarray, verdict: np.ndarray) -> dict[str, Any]:
+        tp, fp, fn = (int(x) for x in counts(verdict[None, mask], truth[mask]))
+        p, r = precision_recall(tp, fp, fn)
+        return {"precision": round(float(p), 3), "recall": round(float(r), 3), "tp_fp_fn": [tp, fp, fn]}
+
+    originals = np.array(["turn" not in row for row in rows])
+    per_kind: dict[str, Any] = {}
+    for name in sorted({k for row in rows for k in row_kinds(row, kinds)}):
+        mask = np.array([name in row_kinds(row, kinds) for row in rows])
+        per_kind[name] = {"pictures": int(mask.sum()), "positives": int((mask & truth).sum()),
+                          "cv_recall": figures(mask, held_out)["recall"] if (mask & truth).any() else None,
+                          "cv_false_positives": int((mask & ~truth & held_out).sum())}
+    result = {"rule": kind, "images": len(rows), "originals": int(originals.sum()), "sources": len(set(sources)),
+              "chosen": points[chosen], "cv": figures(np.ones(len(rows), bool), held_out),
+              "cv_originals": figures(originals, held_out), "cv_turned": figures(~originals, held_out),
+              "all_data": figures(np.ones(len(rows), bool), predicted[chosen]),
+              "near_thresholds": {name: near(scores, {name: v}) for name, v in points[chosen].items()},
+              "fold_picks": dict(picks.most_common()), "per_kind": per_kind,
+              "cv_errors": [f"{'FP' if held_out[i] else 'FN'} {row['file']}" for i, row in enumerate(rows)
+                            if held_out[i] != truth[i]]}
+    if sample:
+        sp, sr = precision_recall(*(int(x[0]) for x in counts(verdicts(kind, [s for s, _ in sample], [points[chosen]]),
+                                                               np.array([y for _, y in sample]))))
+        result["sample"] = {"precision": round(float(sp), 3), "recall": round(float(sr), 3)}
+    return result
+
+
+def row_kinds(row: dict[str, str], kinds: dict[str, list[str]]) -> list[str]:
+    """A picture's kinds: its row in the kinds table, or for a turned copy the turn (of text, or of none)."""
+    if "turn" in row:
+        return [f"turned-{row['turn']}" if row["light"] == "yes" else "turned-no-text"]
+    return kinds.get(row["file"], [])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labelled", required=True, help="a labelled image folder (images/, labels.tsv)")
+    parser.add_argument("--kinds", type=Path, default=DEFAULT_KINDS, help="a table of each file's kinds (file, kinds)")
+    parser.add_argument("--no-rotations", action="store_true", help="score only the pictures as stored")
     parser.add_argument("--crawl", help="a built sample crawl (curate sample-crawl): its truth is a constraint")
     parser.add_argument("--out", default="build/bench/calibrate", help="where scores are cached")
     args = parser.parse_args()
@@ -179,17 +281,24 @@ def main() -> int:
     if not (folder / "labels.tsv").is_file():
         raise SystemExit(f"{folder}/labels.tsv not found: --labelled takes a folder with images/ and labels.tsv")
     rows = load_labels(folder)
+    kinds = load_kinds(args.kinds)
+    if not args.no_rotations:
+        rows += turned_rows(rows, kinds)
     started = time.perf_counter()
-    files = [folder / "images" / row["file"] for row in rows]
     crawl = sample_images(Path(args.crawl)) if args.crawl else []
-    scored = score_files(files + [path for path, _, _ in crawl], Path(args.out))
-    scores = {row["file"]: s for row, s in zip(rows, scored, strict=False)}
+    pictures: list[Callable[[], bytes]] = [lambda row=row: image_bytes(folder, row) for row in rows]
+    pictures += [path.read_bytes for path, _, _ in crawl]
+    scored = score_all(pictures, Path(args.out))
     sample = {"light": [(s, light) for s, (_, light, _) in zip(scored[len(rows):], crawl, strict=True)],
               "heavy": [(s, heavy) for s, (_, _, heavy) in zip(scored[len(rows):], crawl, strict=True)]}
     print(f"{len(scored)} images scored (or cached) in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    results = [cross_validate(kind, rows, scores, sample[kind]) for kind in ("light", "heavy")]
-    for r in results:
-        print(json.dumps(r, indent=1))
+    by_kind: dict[str, Any] = defaultdict(dict)
+    for kind in ("light", "heavy"):
+        result = cross_validate(kind, rows, scored[:len(rows)], kinds, sample[kind])
+        for name, figures in result.pop("per_kind").items():
+            by_kind[name][kind] = figures
+        print(json.dumps(result, indent=1))
+    print(json.dumps({"per_kind": by_kind}, indent=1))
     return 0
 
 

@@ -131,11 +131,17 @@ class DedupConfig:
 class TextConfig:
     filter: str = "none"  # none | light | heavy | notext
     # Thresholds on TextScore, chosen by leave-one-source-out cross-validation on real labelled images
-    # (benchmarks/calibrate.py; figures in BENCHMARKS.md):
-    light_min_chars: int = 3  # readable text: at least this many readable characters
+    # (benchmarks/calibrate.py; figures in BENCHMARKS.md). Light: readable characters, or text-shaped lines
+    # that the detector saw (text in a script the recognizer cannot read); heavy: enough text on a page, or a
+    # page's worth of text in many lines whatever its background (a foxed, yellowed book scan).
+    light_min_chars: int = 3  # readable text: at least this many readable characters ...
+    light_min_extent: float = 15.0  # ... or text-shaped lines this many line heights long in all
     heavy_min_chars: int = 60  # text-dense (documents, charts, tables, receipts, screenshots): this many ...
+    heavy_min_extent: float = math.inf  # ... (or text-shaped lines this many line heights long) ...
     heavy_min_page: float = 0.55  # ... on a page: at least this share of the text region's background flat
     heavy_min_lines: int = 1  # ... in at least this many lines
+    heavy_dense_chars: int = 400  # also text-dense: this many characters ...
+    heavy_dense_lines: int = 10  # ... in at least this many lines, whatever the background
     mode: str = "fast"  # fast: PP-OCRv4 on ONNX Runtime, lines read in part | full: easyocr readtext, all read
     detect_side: int = 960  # fast: detection with the picture's longer side at this many pixels
     read: int = 8  # fast: recognize this many text lines per picture (the largest), extrapolate the rest
@@ -149,8 +155,8 @@ class TextConfig:
     def validate(self) -> None:
         _choice("text.filter", self.filter, TEXT_FILTERS)
         _choice("text.mode", self.mode, ("fast", "full"))
-        for name in ("light_min_chars", "heavy_min_lines", "heavy_min_chars", "canvas", "detect_side", "read",
-                     "batch"):
+        for name in ("light_min_chars", "light_min_extent", "heavy_min_lines", "heavy_min_chars", "heavy_min_extent",
+                     "heavy_dense_chars", "heavy_dense_lines", "canvas", "detect_side", "read", "batch"):
             _positive(f"text.{name}", getattr(self, name))
         _non_negative("text.threads", self.threads)
         if not 0.0 <= self.heavy_min_page <= 1.0:

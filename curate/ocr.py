@@ -18,6 +18,11 @@ What a TextScore holds (both modes; BENCHMARKS.md, "Text filter on real images",
   all of them after reading 8. Full mode: everything readtext recognized;
 - `mean_confidence` of the readings; `lines`: boxes grouped by their position across the text direction
   (a rotated or vertical page counts its lines too); `text`: the readable text, cut at MAX_TEXT;
+- `extent`: the length of the text-shaped lines found, in line heights (a box at least SHAPED times as long
+  as it is high, and in fast mode with a detector score of at least SHAPED_SCORE), read or not: text in a
+  script the recognizer cannot read (Devanagari, Arabic, Thai, Hangul), or print too small or worn to read,
+  is still seen by the detector as lines of text, which textures, foliage and mesh rarely make. Full mode
+  has no detector scores and counts every box of that shape;
 - `page`: how much of the text region's background is flat (paper, a screen, a plain panel): documents,
   receipts, tables and charts, photographed or born-digital, set text on one; signs, shop fronts and
   products put it on a scene. The text region is the bounding rectangle of the boxes, the boxes themselves
@@ -63,6 +68,9 @@ MAX_SIDE = 4096  # longer sides are scaled down first (a 20000x20 strip would ex
 TRIM_EVERY = 64  # pictures scored between two returns of the C heap's free memory to the system
 SMALL_PRINT = 16.0  # fast mode: lines this high (pixels, at detection scale) or less are looked at again, larger
 READABLE = 0.6  # fast mode: a reading at least this confident is text (textures read as junk below it)
+# `extent` counts boxes at least SHAPED times as long as high, with a detector score of at least SHAPED_SCORE:
+# on the real labelled set no picture without text has more than 9.4 line heights of them (BENCHMARKS.md)
+SHAPED, SHAPED_SCORE = 3.0, 0.8
 # `page` is measured on a grey copy scaled so that a typical box is PAGE_TEXT pixels high (small print on a
 # large page must not blur into texture), its longer side kept within PAGE_SIDES; a pixel whose Sobel
 # gradient magnitude is below FLAT is flat.
@@ -224,7 +232,14 @@ def score_results(results: list, width: int, height: int, ms: float) -> TextScor
     chars = sum(len(t.replace(" ", "")) for t in texts)
     confidence = float(np.mean([c for _, _, c in results])) if results else 0.0
     return TextScore(len(results), round(coverage(polygons, width, height), 4), words, chars, round(confidence, 4),
-                     count_lines(polygons), " ".join(texts)[:MAX_TEXT], round(ms, 1), len(results))
+                     count_lines(polygons), " ".join(texts)[:MAX_TEXT], round(ms, 1), len(results),
+                     extent=round(sum(shape(p) for p in polygons if shape(p) >= SHAPED), 1))
+
+
+def shape(polygon: np.ndarray) -> float:
+    """A box's length in heights (its longer side over its shorter)."""
+    a, b = float(np.linalg.norm(polygon[1] - polygon[0])), float(np.linalg.norm(polygon[3] - polygon[0]))
+    return max(a, b) / max(min(a, b), 1e-6)
 
 
 def score(reader: Any, image: Image.Image, canvas: int = 1280) -> TextScore | OcrFailure:
@@ -325,7 +340,7 @@ class TextEngine:
         """The fast mode's TextScore of an RGB picture (module docstring)."""
         boxes = self.detect(rgb)
         if not boxes:
-            return TextScore(0, 0.0, 0, 0, 0.0, 0, "", 0.0, 0, 0.0)
+            return TextScore(0, 0.0, 0, 0, 0.0, 0, "", 0.0, 0, 0.0, 0.0)
         chosen = sorted(range(len(boxes)), key=lambda i: -boxes[i].length * boxes[i].height)[: self.config.read]
         readings = self.models.recognize(rgb, [boxes[i] for i in sorted(chosen)])
         readable = [r for r in readings if r.confidence >= READABLE and r.text.strip()]
@@ -338,9 +353,10 @@ class TextEngine:
         confidence = float(np.mean([r.confidence for r in readings])) if readings else 0.0
         polygons = [b.corners() for b in boxes]
         height, width = rgb.shape[:2]
+        extent = sum(b.length / b.height for b in boxes if b.length >= SHAPED * b.height and b.score >= SHAPED_SCORE)
         return TextScore(len(boxes), round(coverage(polygons, width, height), 4), words, chars, round(confidence, 3),
                          count_lines(polygons), " ".join(r.text for r in readable)[:MAX_TEXT], 0.0, len(readings),
-                         round(page_flatness(rgb, polygons), 3))
+                         round(page_flatness(rgb, polygons), 3), round(extent, 1))
 
 
 @functools.cache
@@ -374,4 +390,4 @@ def engine_id(config: Any) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-ALGORITHM = 3  # bump when a change to this module changes scores: cached scores of older versions are ignored
+ALGORITHM = 4  # bump when a change to this module changes scores: cached scores of older versions are ignored

@@ -1,8 +1,9 @@
 """PP-OCRv4 mobile text detection and recognition on ONNX Runtime: the models of the fast text engine.
 
 The models are PaddleOCR's PP-OCRv4 mobile detector (DBNet, 4.7 MB) and recognizer (SVTR-LCNet, 10.9 MB,
-Chinese + Latin dictionary), converted to ONNX and shipped inside the PyPI wheel `rapidocr-onnxruntime`
-1.4.4 (Apache-2.0). Only those two files are used, never that package's code: their SHA-256 is pinned
+Chinese + Latin dictionary) and its text-direction classifier (PP-OCR mobile v2.0 cls, 0.6 MB: a line
+upright or turned by 180 degrees), converted to ONNX and shipped inside the PyPI wheel `rapidocr-onnxruntime`
+1.4.4 (Apache-2.0). Only those three files are used, never that package's code: their SHA-256 is pinned
 here and checked before ONNX Runtime reads them, and nothing is downloaded. The Makefile installs the
 wheel with `--no-deps`, because its dependencies include `opencv-python`, whose `cv2` would overwrite the
 headless build that easyocr and this module use.
@@ -15,7 +16,9 @@ that ratio in training). This is PaddleOCR's DB post-processing with the growth 
 rectangle, which is what the measurements need (no polygon library). A box is one line of text.
 
 Recognition (`recognize`): each box is cut out of the picture with a perspective warp, turned upright
-(a vertical box is read both ways round, the more confident reading wins), scaled to 48 px high, at most
+(a vertical box is read both ways round, the more confident reading wins; a horizontal one that the
+direction classifier finds upside down with odds above UPSIDE_DOWN is read both ways round too: a page
+photographed or stored upside down reads as confident garbage the right way up), scaled to 48 px high, at most
 READ_ASPECT heights wide (the start of a long line: enough to tell text from texture), and decoded greedily
 (CTC). Each reading comes with its mean per-character confidence.
 """
@@ -34,8 +37,9 @@ from curate.errors import WeightsError
 MODELS = {
     "ch_PP-OCRv4_det_infer.onnx": "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
     "ch_PP-OCRv4_rec_infer.onnx": "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+    "ch_ppocr_mobile_v2.0_cls_infer.onnx": "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
 }
-DETECTOR, RECOGNIZER = MODELS
+DETECTOR, RECOGNIZER, CLASSIFIER = MODELS
 PACKAGE = "rapidocr_onnxruntime"  # the wheel that ships the model files (rapidocr-onnxruntime==1.4.4)
 MEAN = STD = 0.5  # both models take (pixel / 255 - 0.5) / 0.5
 UPSCALE = 2.0  # small pictures are enlarged at most this much for detection
@@ -43,6 +47,11 @@ BIN_THRESHOLD, BOX_THRESHOLD, UNCLIP = 0.3, 0.5, 1.6  # PaddleOCR's DB post-proc
 MAX_BOXES = 1000
 READ_HEIGHT = 48  # the recognizer's input height
 READ_ASPECT = 12  # a box is read up to this many heights from its start
+CLASSIFY_SIZE = (48, 192)  # the direction classifier's input: height, and the width a line is padded to
+# A horizontal line whose upside-down probability is above this is read both ways round. The classifier is
+# right on real upright and upside-down print; on scripts the recognizer cannot read it answers at random, and
+# each line it flags costs one more reading (about a fifth of lines at 0.5; BENCHMARKS.md).
+UPSIDE_DOWN = 0.7
 
 
 class Box(NamedTuple):
@@ -109,6 +118,7 @@ class PPOCR:
         providers = ["CPUExecutionProvider"]
         self.detector = ort.InferenceSession(str(directory / DETECTOR), options, providers=providers)
         self.recognizer = ort.InferenceSession(str(directory / RECOGNIZER), options, providers=providers)
+        self.classifier = ort.InferenceSession(str(directory / CLASSIFIER), options, providers=providers)
         meta = self.recognizer.get_modelmeta().custom_metadata_map
         # CTC classes: 0 is the blank, then the dictionary the model carries, then a space
         self.alphabet = ["", *meta["character"].splitlines(), " "]
@@ -134,8 +144,25 @@ class PPOCR:
                 first, second = self._read(np.rot90(crop)), self._read(np.rot90(crop, 3))
                 readings.append(first if first.confidence >= second.confidence else second)
             else:
-                readings.append(self._read(crop))
+                reading = self._read(crop)
+                if self.upside_down(crop) > UPSIDE_DOWN:
+                    turned = self._read(np.rot90(crop, 2))
+                    reading = turned if turned.confidence > reading.confidence else reading
+                readings.append(reading)
         return readings
+
+    def upside_down(self, crop: np.ndarray) -> float:
+        """The direction classifier's probability that a horizontal line is turned by 180 degrees: the line
+        scaled to 48 px high (at most 192 wide, the start of a longer one) and padded with zeros on the right."""
+        import cv2
+
+        height, width = CLASSIFY_SIZE
+        h, w = crop.shape[:2]
+        w = max(1, min(width, round(height * w / max(h, 1))))
+        x = np.zeros((3, height, width), np.float32)
+        x[:, :, :w] = _normalized(cv2.resize(np.ascontiguousarray(crop), (w, height), interpolation=cv2.INTER_LINEAR))
+        probabilities = self.classifier.run(None, {self.classifier.get_inputs()[0].name: x[None]})[0][0]
+        return float(probabilities[1])
 
     def _read(self, crop: np.ndarray) -> Reading:
         import cv2

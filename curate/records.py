@@ -52,6 +52,9 @@ class TextScore(NamedTuple):
     ms: float  # time spent
     read: int = 0  # boxes recognized; when < boxes, words and chars of the others are estimated from geometry
     page: float = 0.0  # fraction of the picture that is light, unsaturated background (a page, not a UI or photo)
+    # the length of the text-shaped lines the detector found, in line heights, whether or not they could be read
+    # (text in any script; curate.ocr)
+    extent: float = 0.0
 
 
 class DupInfo(NamedTuple):

@@ -187,6 +187,45 @@ def test_fast_mode_reads_what_it_counts(fast) -> None:
     assert isinstance(fewer, TextScore) and fewer.read == 2 and 0.5 * drawn <= fewer.chars <= 1.5 * drawn
 
 
+def test_an_upside_down_page_is_read_the_right_way_round(fast) -> None:
+    """A page stored upside down: the direction classifier flags its lines, they are read turned, and the page
+    counts as much text as upright (read the wrong way round, it was confident garbage)."""
+    doc = im.document(3)
+    upright = fast.score_bytes(im.encode(doc.image, "png"))
+    turned = fast.score_bytes(im.encode(doc.image.rotate(180), "png"))
+    assert isinstance(upright, TextScore) and isinstance(turned, TextScore)
+    assert 0.7 * upright.chars <= turned.chars <= 1.3 * upright.chars, (upright, turned)
+    read = turned.text.lower().replace(" ", "")
+    assert sum(w.lower() in read for w in set(doc.words) if len(w) >= 4) >= 10
+    assert is_heavy(turned, TextConfig())
+    crop = np.asarray(doc.image.convert("RGB"))[:, :]
+    box = max(fast.models.detect(crop, 960), key=lambda b: b.length)
+    from curate.ppocr import _crop
+
+    line = _crop(crop, box)
+    assert fast.models.upside_down(line) < 0.3 < 0.7 < fast.models.upside_down(np.rot90(line, 2))
+
+
+def _script_lines(lines: list[str], px: int, size: tuple[int, int]) -> Image.Image:
+    picture = Image.new("RGB", size, (248, 246, 240))
+    draw = ImageDraw.Draw(picture)
+    for i, line in enumerate(lines):
+        draw.text((30, 30 + round(1.6 * px) * i), line, font=im._font("DejaVuSans.ttf", px), fill=(20, 20, 30))
+    return picture
+
+
+def test_text_in_a_script_the_recognizer_cannot_read_is_text(fast) -> None:
+    """Georgian and Armenian (neither in the recognizer's dictionary nor in the calibration set): the lines the
+    detector finds make the picture light, though almost nothing is read; a blank and a photograph stay out."""
+    sign = _script_lines(["ქართული ენა და დამწერლობა", "Հայերեն լեզու և գրականություն"], 36, (760, 160))
+    s = fast.score_bytes(im.encode(sign, "png"))
+    assert isinstance(s, TextScore) and is_light(s, TextConfig(light_min_chars=10**6)), s  # by its lines alone
+    for picture in (Image.new("RGB", (600, 400), "white"), im.natural(2).image):
+        none = fast.score_bytes(im.encode(picture, "png"))
+        assert isinstance(none, TextScore) and none.extent < TextConfig().light_min_extent / 2
+        assert not is_light(none, TextConfig())
+
+
 @pytest.mark.slow
 def test_fast_mode_measures_a_table_like_the_full_reading(reader, fast) -> None:
     render = im.table(2)

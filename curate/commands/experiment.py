@@ -322,8 +322,7 @@ def summarize(plan: Plan, subsets: dict[str, dict[str, Any]], runs: list[dict[st
     return {"experiment": "text-filter", "data": plan.data, "images": next(iter(subsets.values()))["samples"],
             "filters": list(plan.filters), "seeds": seeds,
             "preset": plan.preset, "train": config.to_dict() | {"seed": None}, "seen_per_run": seen,
-            "text_thresholds": {k: getattr(plan.text, k) for k in ("light_min_chars", "heavy_min_lines",
-                                                                   "heavy_min_chars", "heavy_min_page")},
+            "text_thresholds": {k: getattr(plan.text, k) for _, k, _ in _THRESHOLDS},
             "probes": probes, "probe_images": _probe_sizes(plan, seeds[0]),
             "paper": {k: {"kept_percent": v[0], "ocr_chart_vqa": v[1]} for k, v in PAPER.items()},
             "rows": rows}
@@ -473,8 +472,10 @@ _TRAIN_FLAGS = (("--steps", "steps", 1, "optimizer steps per run (seen images = 
                 ("--batch-size", "batch_size", 1, "images per step"),
                 ("--num-workers", "num_workers", 0, "DataLoader workers per run (0: in-process)"),
                 ("--threads", "threads", 1, "torch CPU threads"))
-_THRESHOLDS = (("--light-min-chars", "light_min_chars", int), ("--heavy-min-lines", "heavy_min_lines", int),
-               ("--heavy-min-chars", "heavy_min_chars", int), ("--heavy-min-page", "heavy_min_page", float))
+_THRESHOLDS = (("--light-min-chars", "light_min_chars", int), ("--light-min-extent", "light_min_extent", float),
+               ("--heavy-min-lines", "heavy_min_lines", int), ("--heavy-min-chars", "heavy_min_chars", int),
+               ("--heavy-min-extent", "heavy_min_extent", float), ("--heavy-min-page", "heavy_min_page", float),
+               ("--heavy-dense-chars", "heavy_dense_chars", int), ("--heavy-dense-lines", "heavy_dense_lines", int))
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ import hashlib
 import html
 import io
 import itertools
+import math
 import re
 import tarfile
 from collections import Counter
@@ -44,6 +45,7 @@ import yaml
 from curate import reasons as R
 from curate.config import DedupConfig, ImageConfig, TextConfig
 from curate.errors import InputError, UserError
+from curate.filters.text import describe_rules
 from curate.imaging import Refusal, decode
 from curate.io import MANIFEST, atomic_write, join, parquet_files, read_json
 from curate.shards import picture, tar_samples
@@ -73,6 +75,7 @@ AREA_BINS = [i / 20 for i in range(20)]  # the last bar holds 0.95 to 1.0
 WORD_BINS = [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500]
 CHAR_BINS = [0, 1, 2, 3, 5, 10, 20, 40, 60, 100, 200, 500, 1000]
 LINE_BINS = [0, 1, 2, 3, 4, 5, 8, 12, 20, 50]
+EXTENT_BINS = [0, 3, 6, 10, 15, 20, 30, 60, 100, 200, 500]
 SIDE_BINS = [0, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
 _SCRIPT = """(function(){var d=document.documentElement,n=0;
@@ -676,6 +679,11 @@ class _Page:
             charts.append(_histogram("text: readable characters", (int(r.get("text_chars") or 0) for r in values),
                                      CHAR_BINS, lambda v: f"{v:g}",
                                      [(text["light_min_chars"], "light"), (text["heavy_min_chars"], "heavy")]))
+            charts.append(_histogram("text: extent (text-shaped lines, in line heights, read or not)",
+                                     (float(r.get("text_extent") or 0) for r in values), EXTENT_BINS,
+                                     lambda v: f"{v:g}", [(v, name) for v, name in
+                                                          ((text["light_min_extent"], "light"),
+                                                           (text["heavy_min_extent"], "heavy")) if math.isfinite(v)]))
             charts.append(_histogram("text: lines", (int(r.get("text_lines") or 0) for r in values),
                                      LINE_BINS, lambda v: f"{v:g}", [(text["heavy_min_lines"], "heavy")]))
             charts.append(_histogram("text: page (flat share of the text region)",
@@ -692,9 +700,8 @@ class _Page:
             charts.append(_histogram("image height, px", (int(r["height"] or 0) for r in sides), SIDE_BINS, _px))
         note = ('<p class="muted">Each bar counts values from its label up to the next one; the last bar is '
                 "open-ended. Hover over a bar for its range. A red line marks a filter's threshold (at least that "
-                f"much passes): light keeps >= {text['light_min_chars']} characters; heavy keeps >= "
-                f"{text['heavy_min_chars']} characters in >= {text['heavy_min_lines']} lines on a page share >= "
-                f"{text['heavy_min_page']} (the page histogram counts pictures with text).</p>")
+                f"much passes): {describe_rules(TextConfig(**text))} (the page histogram counts pictures with "
+                "text).</p>")
         if not self.text:
             note += '<p class="muted">Text area and words: the text stage has not run.</p>'
         return note + (f'<div class="hists">{"".join(charts)}</div>' if charts else
