@@ -17,9 +17,13 @@ table (`file`, `kinds`: comma-separated, e.g. `indic,scene`) whose kinds get a r
    with how often each fold picked them (a rule whose thresholds jump from fold to fold is over-fitted) and how
    many scored pictures lie within 5% of each threshold (a threshold with pictures at its edge has no margin).
 
-Objective: the goals on real images as ratios (light P >= 0.95, R >= 0.93; heavy P >= 0.9, R >= 0.85): a choice
-is worth min(P / goal P, R / goal R), ties broken by F1, then by fewer pictures within 5% of the thresholds,
-then by the smaller thresholds (the simpler rule). With --crawl (a built sample crawl), a choice must first keep
+Objective: the goals on real images as ratios (light P >= 0.95, R >= 0.93; heavy P >= 0.9, R >= 0.85; the recall
+of every kind with at least KIND_MIN positives >= KIND_RECALL), with margin: a choice is worth min(P / goal P,
+R / goal R, each such kind's recall / KIND_RECALL, 1) at its worst over the scores as measured and with
+every measure compared (characters, extent, page) moved 5% down and 5% up (MARGIN). Among choices that meet
+the goals, fewer pictures within 5% of a threshold win, then F1, then the smaller thresholds (the simpler
+rule): once the goals are met, a threshold in a gap between pictures is worth more than one more calibration
+picture caught at the edge of a cluster. With --crawl (a built sample crawl), a choice must first keep
 the sample crawl's truth at its bars (light P >= 0.95, R >= 0.9; heavy P >= 0.9, R >= 0.8): a constraint in
 every fold, never a source to fit.
 
@@ -64,6 +68,8 @@ MEASURED = {"light_min_chars": "chars", "light_min_extent": "extent", "heavy_min
             "heavy_min_page": "page", "heavy_min_extent": "extent", "heavy_dense_chars": "chars"}
 DEFAULT_KINDS = Path(__file__).resolve().parent.parent / "tests" / "data" / "real_image_kinds.tsv"
 TURNS = (90, 180, 270)
+KIND_RECALL, KIND_MIN = 0.8, 5
+MARGIN = (0.95, 1.05)  # the measures moved by these factors: a choice is judged at its worst over them
 
 
 def load_labels(folder: Path) -> list[dict[str, str]]:
@@ -162,14 +168,17 @@ def grid(kind: str) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*GRIDS[kind].values())]
 
 
-def verdicts(kind: str, scores: list[dict], points: list[dict[str, Any]]) -> np.ndarray:
-    """[grid point, picture] -> the rule's verdict (filters/text.py), False for a picture that failed."""
+def verdicts(kind: str, scores: list[dict], points: list[dict[str, Any]], factor: float = 1.0) -> np.ndarray:
+    """[grid point, picture] -> the rule's verdict (filters/text.py), False for a picture that failed; with the
+    measures the thresholds compare (MEASURED) multiplied by `factor`."""
     from curate.config import TextConfig
     from curate.filters.text import is_heavy, is_light
     from curate.records import TextScore
 
     rule = is_light if kind == "light" else is_heavy
-    parsed = [None if "error" in s else TextScore(**s) for s in scores]
+    moved = set(MEASURED.values())
+    parsed = [None if "error" in s else TextScore(**{k: v * factor if k in moved else v for k, v in s.items()})
+              for s in scores]
     out = np.zeros((len(points), len(scores)), bool)
     for g, t in enumerate(points):
         config = TextConfig(**t)
@@ -177,15 +186,20 @@ def verdicts(kind: str, scores: list[dict], points: list[dict[str, Any]]) -> np.
     return out
 
 
-def near(scores: list[dict], t: dict[str, Any]) -> int:
-    """Scored pictures whose measure lies within 5% of one of the thresholds (off thresholds excluded)."""
-    count = 0
-    for s in scores:
-        if "error" in s:
-            continue
-        count += any(0.95 * v <= s[MEASURED[name]] <= 1.05 * v for name, v in t.items()
-                     if math.isfinite(v) and v < 10**9)
-    return count
+def near(scores: list[dict], points: list[dict[str, Any]]) -> np.ndarray:
+    """[grid point, picture] -> the picture's measure lies within 5% of one of the point's thresholds (thresholds
+    that are off, infinite or 10**9, excluded)."""
+    out = np.zeros((len(points), len(scores)), bool)
+    bands: dict[tuple[str, float], np.ndarray] = {}
+    for g, t in enumerate(points):
+        for name, v in t.items():
+            if not (math.isfinite(v) and v < 10**9):
+                continue
+            if (name, v) not in bands:
+                measured = np.array([s.get(MEASURED[name], -1.0) if "error" not in s else -1.0 for s in scores])
+                bands[name, v] = (measured >= 0.95 * v) & (measured <= 1.05 * v)
+            out[g] |= bands[name, v]
+    return out
 
 
 def counts(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,16 +211,27 @@ def precision_recall(tp: Any, fp: Any, fn: Any) -> tuple[Any, Any]:
     return tp / np.maximum(1, tp + fp), tp / np.maximum(1, tp + fn)
 
 
-def fit(kind: str, predicted: np.ndarray, truth: np.ndarray, columns: np.ndarray, margins: np.ndarray,
-        sample_ok: np.ndarray, points: list[dict[str, Any]]) -> int:
-    """The grid point with the best objective on the pictures in `columns` (module docstring)."""
+def fit(kind: str, predicted: np.ndarray, moved: list[np.ndarray], truth: np.ndarray, members: np.ndarray,
+        columns: np.ndarray, margins: np.ndarray, sample_ok: np.ndarray, points: list[dict[str, Any]]) -> int:
+    """The grid point with the best objective on the pictures in `columns` (module docstring); `moved`: the
+    verdicts with the measures moved by each MARGIN factor; `members`: [kind, picture] membership."""
     goal_p, goal_r = GOALS[kind]
     p, r = precision_recall(*counts(predicted[:, columns], truth[columns]))
     f1 = 2 * p * r / np.maximum(1e-9, p + r)
-    objective = np.round(np.minimum(p / goal_p, r / goal_r), 6)
+    positives = (members[:, columns] & truth[columns]).astype(np.int64)
+    counted = positives.sum(1) >= KIND_MIN
+    objective = np.ones(len(points))
+    for verdict in (predicted, *moved):
+        mp, mr = precision_recall(*counts(verdict[:, columns], truth[columns]))
+        objective = np.minimum(objective, np.minimum(mp / goal_p, mr / goal_r))
+        if counted.any():
+            found = verdict[:, columns].astype(np.int64) @ positives[counted].T  # [point, kind]
+            objective = np.minimum(objective, (found / positives[counted].sum(1)).min(1) / KIND_RECALL)
+    objective = np.round(objective, 6)
+    crowded = margins[:, columns].sum(1)
     best: tuple | None = None
     for g, t in enumerate(points):
-        rank = (bool(sample_ok[g]), objective[g], round(float(f1[g]), 6), -int(margins[g]), *[-v for v in t.values()])
+        rank = (bool(sample_ok[g]), objective[g], -int(crowded[g]), round(float(f1[g]), 6), *[-v for v in t.values()])
         if best is None or rank > best[0]:
             best = (rank, g)
     assert best is not None
@@ -220,30 +245,32 @@ def cross_validate(kind: str, rows: list[dict[str, str]], scores: list[dict], ki
     truth = np.array([row[kind] == "yes" for row in rows])
     points = grid(kind)
     predicted = verdicts(kind, scores, points)
-    margins = np.array([near(scores, t) for t in points])
+    moved = [verdicts(kind, scores, points, factor) for factor in MARGIN]
+    margins = near(scores, points)
     sample_ok = np.ones(len(points), bool)
     if sample:
         sp, sr = precision_recall(*counts(verdicts(kind, [s for s, _ in sample], points),
                                           np.array([y for _, y in sample])))
         sample_ok = (sp >= SAMPLE_BARS[kind][0]) & (sr >= SAMPLE_BARS[kind][1])
     sources = np.array([row["source"] for row in rows])
+    names = sorted({k for row in rows for k in row_kinds(row, kinds)})
+    members = np.array([[name in row_kinds(row, kinds) for row in rows] for name in names]).reshape(len(names), -1)
     held_out = np.zeros(len(rows), bool)
     picks: Counter = Counter()
     for source in sorted(set(sources)):
-        g = fit(kind, predicted, truth, np.flatnonzero(sources != source), margins, sample_ok, points)
+        g = fit(kind, predicted, moved, truth, members, np.flatnonzero(sources != source), margins, sample_ok, points)
         picks[json.dumps(points[g])] += 1
         held_out[sources == source] = predicted[g, sources == source]
-    chosen = fit(kind, predicted, truth, np.arange(len(rows)), margins, sample_ok, points)
+    chosen = fit(kind, predicted, moved, truth, members, np.arange(len(rows)), margins, sample_ok, points)
 
     def figures(mask: np.ndarray, verdict: np.ndarray) -> dict[str, Any]:
-        tp, fp, fn = (int(x) for x in counts(verdict[None, mask], truth[mask]))
+        tp, fp, fn = (int(x[0]) for x in counts(verdict[None, mask], truth[mask]))
         p, r = precision_recall(tp, fp, fn)
         return {"precision": round(float(p), 3), "recall": round(float(r), 3), "tp_fp_fn": [tp, fp, fn]}
 
     originals = np.array(["turn" not in row for row in rows])
     per_kind: dict[str, Any] = {}
-    for name in sorted({k for row in rows for k in row_kinds(row, kinds)}):
-        mask = np.array([name in row_kinds(row, kinds) for row in rows])
+    for name, mask in zip(names, members, strict=True):
         per_kind[name] = {"pictures": int(mask.sum()), "positives": int((mask & truth).sum()),
                           "cv_recall": figures(mask, held_out)["recall"] if (mask & truth).any() else None,
                           "cv_false_positives": int((mask & ~truth & held_out).sum())}
@@ -251,7 +278,7 @@ def cross_validate(kind: str, rows: list[dict[str, str]], scores: list[dict], ki
               "chosen": points[chosen], "cv": figures(np.ones(len(rows), bool), held_out),
               "cv_originals": figures(originals, held_out), "cv_turned": figures(~originals, held_out),
               "all_data": figures(np.ones(len(rows), bool), predicted[chosen]),
-              "near_thresholds": {name: near(scores, {name: v}) for name, v in points[chosen].items()},
+              "near_thresholds": {name: int(near(scores, [{name: v}]).sum()) for name, v in points[chosen].items()},
               "fold_picks": dict(picks.most_common()), "per_kind": per_kind,
               "cv_errors": [f"{'FP' if held_out[i] else 'FN'} {row['file']}" for i, row in enumerate(rows)
                             if held_out[i] != truth[i]]}

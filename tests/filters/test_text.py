@@ -15,7 +15,7 @@ def _score(chars: int, lines: int, page: float = 0.9, extent: float = 0.0) -> Te
 
 @pytest.mark.parametrize(
     ("chars", "lines", "light", "heavy"),
-    [(0, 0, False, False), (2, 1, False, False), (3, 1, True, False), (59, 6, True, False), (60, 1, True, True),
+    [(0, 0, False, False), (3, 1, False, False), (4, 1, True, False), (59, 6, True, False), (60, 1, True, True),
      (400, 12, True, True)],
 )
 def test_thresholds(chars: int, lines: int, light: bool, heavy: bool) -> None:
