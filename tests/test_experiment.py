@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tarfile
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_scores_are_read_from_parquet_and_tar_alike(scored_shards: Path, tmp_pat
     config = TextConfig()
     heavy = subset_keys(from_parquet, "heavy", config)
     assert 0 < len(heavy) < len(subset_keys(from_parquet, "light", config)) < 21  # the sample's kinds separate
-    assert subset_keys(from_parquet, "light", TextConfig(light_min_chars=10**6)) == set()
+    assert subset_keys(from_parquet, "light", TextConfig(light_min_chars=10**6, light_min_extent=math.inf)) == set()
 
 
 @pytest.mark.slow
@@ -186,5 +187,6 @@ def test_bad_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, argv: l
 def test_filter_that_keeps_nothing_is_a_user_error(scored_shards: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     code = main(["experiment", "text-filter", "--data", str(scored_shards / "shards"), "--out", str(tmp_path),
-                 "--filters", "none,heavy", "--heavy-min-chars", "1000000", "--no-progress"])
+                 "--filters", "none,heavy", "--heavy-min-chars", "1000000", "--heavy-min-extent", "inf",
+                 "--heavy-dense-chars", "1000000", "--no-progress"])
     assert code == 2 and "heavy keeps none of the 21 images" in capsys.readouterr().err
