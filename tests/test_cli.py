@@ -221,10 +221,11 @@ def test_ocr_command_prints_one_json_line_per_image(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     first, second = (json.loads(line) for line in result.stdout.splitlines())
     fields = {"path", "light", "heavy", "verdict", "boxes", "area_fraction", "words", "chars", "mean_confidence",
-              "lines", "text", "ms", "read", "page"}
+              "lines", "text", "ms", "read", "page", "extent"}
     assert set(first) == fields and set(second) == fields
     assert first["path"] == str(doc) and first["light"] and first["heavy"] and first["verdict"] == "kept"
     assert first["boxes"] >= first["lines"] >= 4 and first["chars"] >= 30 and first["page"] > 0.55
+    assert first["extent"] >= 10 and second["extent"] < 10
     assert first["read"] == min(8, first["boxes"]) and first["text"] and first["ms"] > 0
     assert second["path"] == str(scene) and not second["light"] and second["verdict"] == "no_text"
     assert second["chars"] == second["words"] == 0 and second["text"] == ""  # a texture may have boxes, unreadable

@@ -22,7 +22,8 @@ from curate.records import TextScore
 from curate.trainer.toyshards import encode, render, samples, write_shards
 
 KINDS = ("document", "chart", "table", "sign", "screenshot", "natural", "photo")
-SCORE_FIELDS = ("boxes", "area_fraction", "words", "chars", "mean_confidence", "lines", "text", "read", "page")
+SCORE_FIELDS = ("boxes", "area_fraction", "words", "chars", "mean_confidence", "lines", "text", "read", "page",
+                "extent")
 
 
 def _write_shard(folder: Path, stem: str, records: list[dict]) -> None:

@@ -73,7 +73,7 @@ def _score(values: dict[str, Any]) -> TextScore | None:
     if values.get("chars") is None:
         return None
     kinds: dict[str, Callable[[Any], Any]] = {"text": str, "area_fraction": float, "mean_confidence": float,
-                                              "page": float}
+                                              "page": float, "extent": float}
     fields = {f: kinds.get(f, int)(values.get(f) or 0) for f in SCORE}
     return TextScore(ms=0.0, **fields)
 
