@@ -19,7 +19,7 @@ import pytest
 from curate import reasons as R
 from curate.commands.cli import main
 from curate.commands.report import MAX_THUMBS, THUMB_SIDE, esc, write_report
-from curate.config import load_config
+from curate.config import TextConfig, load_config
 from curate.pipelines import decode, dedup
 from curate.readers import list_sources
 from tests.conftest import parquet_rows
@@ -149,9 +149,11 @@ def test_report_uses_the_text_stage_and_escapes_hostile_data(run_out: Path, tmp_
     light = sum(r["light"] for r in rows)
     assert f"with text (light): {light}</h3>" in dom and f"without text: {len(rows) - light}</h3>" in dom
     assert "text area (fraction of the image) (n=" in dom and "words (read, and estimated for lines not read) (n=" in dom
-    # the filter variables' histograms mark the filters' thresholds: light and heavy characters, lines, page
+    # the filter variables' histograms mark the filters' thresholds: characters, extent, lines, page
     marks = re.findall(r'<line class="threshold"[^>]*><title>([^<]*)</title>', dom)
-    assert marks == ["light: 3", "heavy: 60", "heavy: 1", "heavy: 0.55"], marks
+    t = TextConfig()
+    assert marks == [f"light: {t.light_min_chars}", f"heavy: {t.heavy_min_chars}", f"light: {t.light_min_extent:g}",
+                     f"heavy: {t.heavy_min_extent:g}", f"heavy: {t.heavy_min_lines}", f"heavy: {t.heavy_min_page}"], marks
     not_run = re.search(r'id="not-run">([^<]*)<', dom)
     assert not_run and not_run.group(1) == "write"  # the text stage counts as run: its table is there
 
