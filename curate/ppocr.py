@@ -1,4 +1,4 @@
-"""PP-OCRv4 mobile text detection and recognition on ONNX Runtime: the models of the fast text engine.
+"""PP-OCR text detection, direction and recognition on ONNX Runtime: the models of the fast text engine.
 
 The models are PaddleOCR's PP-OCRv4 mobile detector (DBNet, 4.7 MB) and recognizer (SVTR-LCNet, 10.9 MB,
 Chinese + Latin dictionary) and its text-direction classifier (PP-OCR mobile v2.0 cls, 0.6 MB: a line

@@ -27,7 +27,7 @@ from curate.ocr import (
     score_results,
     verify_weights,
 )
-from curate.ppocr import PPOCR, Box, verify_models
+from curate.ppocr import PPOCR, Box, _crop, verify_models
 from curate.ppocr import model_dir as ppocr_dir
 from curate.records import TextScore
 from curate.sample import images as im
@@ -198,11 +198,8 @@ def test_an_upside_down_page_is_read_the_right_way_round(fast) -> None:
     read = turned.text.lower().replace(" ", "")
     assert sum(w.lower() in read for w in set(doc.words) if len(w) >= 4) >= 10
     assert is_heavy(turned, TextConfig())
-    crop = np.asarray(doc.image.convert("RGB"))[:, :]
-    box = max(fast.models.detect(crop, 960), key=lambda b: b.length)
-    from curate.ppocr import _crop
-
-    line = _crop(crop, box)
+    rgb = np.asarray(doc.image.convert("RGB"))
+    line = _crop(rgb, max(fast.models.detect(rgb, 960), key=lambda b: b.length))
     assert fast.models.upside_down(line) < 0.3 < 0.7 < fast.models.upside_down(np.rot90(line, 2))
 
 
