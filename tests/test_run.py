@@ -321,3 +321,39 @@ def test_run_takes_any_source_and_each_ends_in_shards_the_trainer_reads(served_c
     samples = _shards_train(out, tmp_path)
     assert sorted((s["url"], s["alt"], s["source"]) for s in samples) == sorted(
         (r["url"], f"picture {i}", "list") for i, r in enumerate(truth))
+
+
+@pytest.mark.slow
+def test_a_decontaminating_dedup_killed_midway_still_refuses_a_run_without_the_set(tmp_path: Path) -> None:
+    """The record of decontamination is written before dedup starts, outside what any stage clears: SIGKILL a
+    forced, decontaminating dedup after it cleared OUT/dedup, and a rerun without the evaluation set is refused
+    in one line (it used to find no manifest, and put the evaluation picture back)."""
+    folder, evalset = tmp_path / "in", tmp_path / "eval"
+    folder.mkdir()
+    evalset.mkdir()
+    for i in range(5):
+        (folder / f"{i}.jpg").write_bytes(_picture(i))
+    (evalset / "copy.jpg").write_bytes(_picture(3, size=(120, 90), quality=70))
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "curate", "filter", "--input", str(folder), "--output", str(out), "--no-text"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "CURATE_PROGRESS": "off"}
+    first = subprocess.run([*base, "--exclude-near", str(evalset)], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "eval_overlap 1" in first.stdout.replace(":", ""), first.stdout
+
+    proc = subprocess.Popen([*base, "--exclude-near", str(evalset), "--force"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:  # dedup has begun: its old manifest is cleared
+        if (out / "images" / "_MANIFEST.json").exists() and not (out / "dedup" / "_MANIFEST.json").exists():
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the forced run ended before dedup cleared its output"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "dedup" / "_MANIFEST.json").exists() and (out / "decontamination.json").exists()
+
+    forgot = subprocess.run(base, capture_output=True, text=True, env=env, timeout=300)
+    assert forgot.returncode == 2 and forgot.stderr.count("\n") == 1, forgot.stderr[-2000:]
+    assert "was decontaminated (1 hashes" in forgot.stderr and "--exclude-near" in forgot.stderr

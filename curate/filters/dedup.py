@@ -70,10 +70,15 @@ def bucket_pairs(nodes: Iterable[Node], radius: int) -> Iterator[tuple[str, str]
 def load_exclusions(paths: Iterable[str]) -> list[int]:
     """Perceptual hashes of the evaluation sets to keep out of the data, sorted, no repeats: each path a folder
     (or glob, or tar) of images, hashed here, or a text file of 16-hex-digit hashes, one a line ('#' comments).
-    InputError (one line) for a set that cannot be read."""
+    InputError (one line) for a set that cannot be read or yields no hash; the pictures of a set that cannot be
+    read are named in one warning line."""
     hashes: set[int] = set()
     for path in paths:
-        hashes.update(_hash_list(path) if _is_hash_list(path) else _hash_images(path))
+        found = _hash_list(path) if _is_hash_list(path) else _hash_images(path)
+        if not found:
+            raise InputError(f"dedup.exclude_near {path}: no {'hash' if _is_hash_list(path) else 'picture'} in it: "
+                             "an evaluation set that excludes nothing would decontaminate nothing")
+        hashes.update(found)
     return sorted(hashes)
 
 
@@ -82,9 +87,11 @@ def check_exclusions(paths: Iterable[str]) -> None:
     image sets found (their images are hashed when dedup starts)."""
     for path in paths:
         if _is_hash_list(path):
-            _hash_list(path)
-        else:
-            _image_sources(path)
+            if not _hash_list(path):
+                raise InputError(f"dedup.exclude_near {path}: no hash in it: an evaluation set that excludes "
+                                 "nothing would decontaminate nothing")
+        elif not _image_sources(path):
+            raise InputError(f"dedup.exclude_near {path}: no picture in it")
 
 
 def _is_hash_list(path: str) -> bool:
@@ -108,19 +115,36 @@ def _hash_list(path: str) -> set[int]:
     return hashes
 
 
+# Evaluation pictures are read on their own terms, not the training data's: every format curate decodes, any size
+# from EVAL_MIN_SIDE pixels, any aspect ratio (a 56x56 PNG, a TIFF, a 1467x179 table are evaluation pictures too).
+EVAL_MIN_SIDE = 8
+
+
 def _hash_images(path: str) -> set[int]:
+    import logging
+    import math
+
+    from curate.config import IMAGE_FORMATS, ImageConfig
     from curate.hashing import phash64
     from curate.imaging import Decoded, decode
     from curate.readers import read_source
 
-    hashes = set()
+    settings = ImageConfig(formats=(*IMAGE_FORMATS, "bmp", "tiff"), min_side=EVAL_MIN_SIDE, max_aspect_ratio=math.inf)
+    hashes, unread = set(), []
     for source in _image_sources(path):
         for image in read_source(source):
             if isinstance(image, Failed):
-                raise InputError(f"dedup.exclude_near {path}: {image.url}: {image.error}")
-            result = decode(image.data)
+                unread.append(f"{image.url} ({image.error})")
+                continue
+            result = decode(image.data, settings)
             if isinstance(result, Decoded):
                 hashes.add(phash64(result.view))
+            else:
+                unread.append(f"{image.ref.url} ({result.reason}: {result.detail})")
+    if unread:
+        shown = "; ".join(unread[:5]) + (f"; and {len(unread) - 5} more" if len(unread) > 5 else "")
+        logging.getLogger("curate.dedup").warning(
+            "dedup.exclude_near %s: %d pictures cannot be read and exclude nothing: %s", path, len(unread), shown)
     return hashes
 
 

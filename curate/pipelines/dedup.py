@@ -5,6 +5,7 @@ funnel. The rules live in curate/filters/dedup.py; the distributed clustering (`
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from curate.filters.dedup import (
     star,
 )
 from curate.hashing import band_keys
-from curate.io import MANIFEST, join, parquet_files, read_json
+from curate.io import MANIFEST, atomic_write, join, parquet_files, read_json, remove
 from curate.pipelines.common import (
     CollectShards,
     DriverList,
@@ -320,12 +321,21 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     inputs = files
     if exclude:  # the hashes' count and digest: a changed evaluation set reruns dedup
         digest = hashlib.sha256(",".join(f"{h:016x}" for h in exclude).encode()).hexdigest()[:16]
-        inputs = files + [f"{EXCLUDED}{len(exclude)} hashes:{digest}"]
+        recorded = f"{len(exclude)} hashes:{digest}"
+        inputs = files + [f"{EXCLUDED}{recorded}"]
+        # the record outlives the stage's own clearing of OUT/dedup: a run killed from here on still refuses a
+        # later run without the evaluation sets
+        atomic_write(join(out, DECONTAMINATION), json.dumps(
+            {"excluded": recorded, "sets": list(config.dedup.exclude_near)}, indent=1).encode())
+    elif force:
+        remove(join(out, DECONTAMINATION))  # rebuilt without the evaluation sets on purpose
     return DEDUP_STAGE.run(out, config, beam_args, inputs, lambda p: build(p, files, out, config, exclude, inputs),
                            force)
 
 
 EXCLUDED = "exclude:"  # the manifest input that records a decontamination: "exclude:<n> hashes:<digest>"
+# OUT's record that it was decontaminated, written before dedup runs and cleared by no stage
+DECONTAMINATION = "decontamination.json"
 
 
 def check_settings(out: str, config: Config, force: bool = False) -> None:
@@ -340,8 +350,11 @@ def _keeps_decontamination(out: str, exclude: list[int], force: bool) -> None:
     """Refuse, unless `force`, to replace a decontaminated OUT/dedup by one without exclusion: a rerun that
     forgot the flag would put the evaluation images back into the shards."""
     before = read_json(DEDUP_STAGE.manifest_url(out)) or {}
-    recorded = [i for i in before.get("inputs") or [] if isinstance(i, str) and i.startswith(EXCLUDED)]
+    recorded = [i[len(EXCLUDED):] for i in before.get("inputs") or [] if isinstance(i, str) and i.startswith(EXCLUDED)]
+    record = read_json(join(out, DECONTAMINATION)) or {}
+    if record.get("excluded"):
+        recorded.append(record["excluded"])
     if recorded and not exclude and not force:
-        raise InputError(f"{join(out, 'dedup')} was decontaminated ({recorded[0][len(EXCLUDED):]}) and this run "
+        raise InputError(f"{join(out, 'dedup')} was decontaminated ({recorded[0]}) and this run "
                          "excludes no evaluation set: give the same dedup.exclude_near (--exclude-near) again, or "
                          "remove that folder (or use --force) to rebuild it without")

@@ -115,3 +115,48 @@ def test_a_missing_or_malformed_hash_list_is_one_line(tmp_path: Path) -> None:
     assert load_exclusions([str(hashes)]) == [0xABC, 0x00FF00FF00FF00FF]
     with pytest.raises(InputError, match=r"dedup.exclude_near .*/nope: no such file or folder"):
         check_exclusions([str(hashes), str(tmp_path / "nope")])
+
+
+def test_evaluation_pictures_are_read_on_their_own_terms(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 56x56 PNG, a TIFF, a BMP and a 600x40 strip (under the training data's 64-px minimum side, outside its
+    formats and its aspect limit) are all hashed as Pillow decodes them; a broken file is named in one warning
+    line; a set of nothing but broken files, an empty hash list and an empty folder are one-line errors."""
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    from curate.errors import InputError
+    from curate.filters.dedup import check_exclusions, load_exclusions
+    from curate.hashing import phash64
+
+    rng = np.random.default_rng(3)
+    evalset = tmp_path / "eval"
+    evalset.mkdir()
+    pictures = {"small.png": (56, 56), "scan.tiff": (200, 150), "chart.bmp": (160, 120), "strip.png": (600, 40)}
+    expected = set()
+    for name, (w, h) in pictures.items():
+        picture = Image.fromarray(rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)).resize((w, h))
+        picture.save(evalset / name)
+        with Image.open(evalset / name) as saved:
+            expected.add(phash64(saved.convert("RGB")))
+    (evalset / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with caplog.at_level(logging.WARNING, logger="curate.dedup"):
+        assert set(load_exclusions([str(evalset)])) == expected
+    warned = [r.getMessage() for r in caplog.records if r.name == "curate.dedup"]
+    assert len(warned) == 1 and "1 pictures cannot be read" in warned[0] and "broken.jpg" in warned[0], warned
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"GIF89a nothing")
+    with pytest.raises(InputError, match=r"dedup.exclude_near .*/broken: no picture in it"):
+        load_exclusions([str(broken)])
+    empty = tmp_path / "eval.txt"
+    empty.write_text("# hashes to come\n\n")
+    for call in (load_exclusions, check_exclusions):
+        with pytest.raises(InputError, match=r"eval.txt: no hash in it"):
+            call([str(empty)])
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    with pytest.raises(InputError, match=r"dedup.exclude_near .*/nothing: no images"):
+        check_exclusions([str(nothing)])
