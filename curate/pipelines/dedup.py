@@ -357,4 +357,4 @@ def _keeps_decontamination(out: str, exclude: list[int], force: bool) -> None:
     if recorded and not exclude and not force:
         raise InputError(f"{join(out, 'dedup')} was decontaminated ({recorded[0]}) and this run "
                          "excludes no evaluation set: give the same dedup.exclude_near (--exclude-near) again, or "
-                         "remove that folder (or use --force) to rebuild it without")
+                         f"use --force to rebuild it without on purpose (that removes {DECONTAMINATION})")
