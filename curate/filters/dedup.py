@@ -67,14 +67,16 @@ def bucket_pairs(nodes: Iterable[Node], radius: int) -> Iterator[tuple[str, str]
             yield a.key, b.key
 
 
-def load_exclusions(paths: Iterable[str]) -> list[int]:
+def load_exclusions(paths: Iterable[str], cache: str | None = None) -> list[int]:
     """Perceptual hashes of the evaluation sets to keep out of the data, sorted, no repeats: each path a folder
     (or glob, or tar) of images, hashed here, or a text file of 16-hex-digit hashes, one a line ('#' comments).
     InputError (one line) for a set that cannot be read or yields no hash; the pictures of a set that cannot be
-    read are named in one warning line."""
+    read are named in one warning line. With `cache` (a folder URL), an image set's hashes are kept there under
+    a key of its listing (every file's name, size and modification time) and the reading settings: a set that
+    has not changed is not read again."""
     hashes: set[int] = set()
     for path in paths:
-        found = _hash_list(path) if _is_hash_list(path) else _hash_images(path)
+        found = _hash_list(path) if _is_hash_list(path) else _cached_hashes(path, cache)
         if not found:
             raise InputError(f"dedup.exclude_near {path}: no {'hash' if _is_hash_list(path) else 'picture'} in it: "
                              "an evaluation set that excludes nothing would decontaminate nothing")
@@ -118,6 +120,36 @@ def _hash_list(path: str) -> set[int]:
 # Evaluation pictures are read on their own terms, not the training data's: every format curate decodes, any size
 # from EVAL_MIN_SIDE pixels, any aspect ratio (a 56x56 PNG, a TIFF, a 1467x179 table are evaluation pictures too).
 EVAL_MIN_SIDE = 8
+
+
+EVAL_CACHE_VERSION = 1  # bump when what _hash_images computes changes: older cached hashes are ignored
+
+
+def _cached_hashes(path: str, cache: str | None) -> set[int]:
+    """_hash_images(path), or the hashes kept for the same listing and settings in `cache`."""
+    import hashlib
+    import json
+
+    import fsspec
+
+    from curate.io import atomic_write, join
+
+    if cache is None:
+        return _hash_images(path)
+    listing = []
+    for source in _image_sources(path):
+        fs, local = fsspec.core.url_to_fs(source)
+        info = fs.info(local)
+        listing.append([source, info.get("size"), str(info.get("mtime") or info.get("LastModified") or "")])
+    key = hashlib.sha256(json.dumps({"version": EVAL_CACHE_VERSION, "min_side": EVAL_MIN_SIDE,
+                                     "listing": listing}).encode()).hexdigest()[:32]
+    url = join(cache, f"{key}.hashes")
+    fs, local = fsspec.core.url_to_fs(url)
+    if fs.exists(local):
+        return _hash_list(url)
+    hashes = _hash_images(path)
+    atomic_write(url, ("".join(f"{h:016x}\n" for h in sorted(hashes))).encode())
+    return hashes
 
 
 def _hash_images(path: str) -> set[int]:

@@ -316,7 +316,7 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     """Decide every image of OUT/images, dropping the near-duplicates of the evaluation sets in
     `dedup.exclude_near` as eval_overlap."""
     files = image_files(out)
-    exclude = load_exclusions(config.dedup.exclude_near)
+    exclude = load_exclusions(config.dedup.exclude_near, cache=join(out, "cache", "exclude"))
     _keeps_decontamination(out, exclude, force)
     inputs = files
     if exclude:  # the hashes' count and digest: a changed evaluation set reruns dedup

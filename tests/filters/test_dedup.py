@@ -160,3 +160,36 @@ def test_evaluation_pictures_are_read_on_their_own_terms(tmp_path: Path, caplog:
     nothing.mkdir()
     with pytest.raises(InputError, match=r"dedup.exclude_near .*/nothing: no images"):
         check_exclusions([str(nothing)])
+
+
+def test_an_unchanged_evaluation_set_is_not_read_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The hashes of an image set are cached under its listing (names, sizes, mtimes): a picture overwritten in
+    place with its size and mtime kept is not read again (the cached hash stands); once its mtime moves, the set
+    is read again and the broken picture is named."""
+    import logging
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from curate.filters.dedup import load_exclusions
+
+    rng = np.random.default_rng(5)
+    evalset, cache = tmp_path / "eval", tmp_path / "cache"
+    evalset.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).resize((160, 120)).save(evalset / f"{i}.png")
+    first = load_exclusions([str(evalset)], cache=str(cache))
+    assert len(first) == 3 and len(list(cache.glob("*.hashes"))) == 1
+    target = evalset / "0.png"
+    stat = target.stat()
+    target.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (stat.st_size - 8))  # same size, no longer a picture
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with caplog.at_level(logging.WARNING, logger="curate.dedup"):
+        assert load_exclusions([str(evalset)], cache=str(cache)) == first  # not read: the cache answered
+        assert not [r for r in caplog.records if r.name == "curate.dedup"]
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        again = load_exclusions([str(evalset)], cache=str(cache))
+    assert len(again) == 2 and set(again) < set(first)
+    assert any("0.png" in r.getMessage() for r in caplog.records if r.name == "curate.dedup")
+    assert len(list(cache.glob("*.hashes"))) == 2
