@@ -120,8 +120,6 @@ def _hash_list(path: str) -> set[int]:
 # Evaluation pictures are read on their own terms, not the training data's: every format curate decodes, any size
 # from EVAL_MIN_SIDE pixels, any aspect ratio (a 56x56 PNG, a TIFF, a 1467x179 table are evaluation pictures too).
 EVAL_MIN_SIDE = 8
-
-
 EVAL_CACHE_VERSION = 1  # bump when what _hash_images computes changes: older cached hashes are ignored
 
 
