@@ -6,7 +6,7 @@ repository share a source; without it, the part of the file name before `__` is 
 table (`file`, `kinds`: comma-separated, e.g. `indic,scene`) whose kinds get a recall line each.
 
 1. Every image is scored once with the default engine (`TextEngine(TextConfig())`, one thread), and so is a
-   fixed, stratified part of the set turned by 90, 180 and 270 degrees (--rotations; a turned real page is still
+   fixed, stratified part of the set turned by 90, 180 and 270 degrees (unless --no-rotations; a turned real page is still
    a real page, labelled as the original and in its source's fold). Scores are kept in
    --out/scores-<engine id>.json, so changing only the rules below rescores nothing.
 2. The rules are filters/text.py's (is_light, is_heavy) at every point of a small grid (GRIDS). For each rule,

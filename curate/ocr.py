@@ -233,7 +233,7 @@ def score_results(results: list, width: int, height: int, ms: float) -> TextScor
     confidence = float(np.mean([c for _, _, c in results])) if results else 0.0
     return TextScore(len(results), round(coverage(polygons, width, height), 4), words, chars, round(confidence, 4),
                      count_lines(polygons), " ".join(texts)[:MAX_TEXT], round(ms, 1), len(results),
-                     extent=round(sum(shape(p) for p in polygons if shape(p) >= SHAPED), 1))
+                     extent=round(sum(s for s in map(shape, polygons) if s >= SHAPED), 1))
 
 
 def shape(polygon: np.ndarray) -> float:

@@ -22,7 +22,7 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "real-images"
 FLOORS = {"light": (0.93, 0.9), "heavy": (0.85, 0.8)}  # precision, recall
 KIND_FLOOR, KIND_MIN = 0.7, 5  # recall of every kind with at least KIND_MIN positives
 KINDS = Path(__file__).resolve().parent / "data" / "real_image_kinds.tsv"
-TURNED = 6  # text pages turned by each of 90, 180 and 270 degrees: every heavy page of a 6-step stride
+TURNED = 6  # upright heavy pages, at an even stride through the file order, turned by 90, 180 and 270 degrees
 
 pytestmark = pytest.mark.slow
 

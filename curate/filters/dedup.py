@@ -133,9 +133,9 @@ def _cached_hashes(path: str, cache: str | None) -> set[int]:
     from curate.io import atomic_write, join
 
     if cache is None:
-        return _hash_images(path)
-    listing = []
-    for source in _image_sources(path):
+        return _hash_images(path, _image_sources(path))
+    sources, listing = _image_sources(path), []
+    for source in sources:
         fs, local = fsspec.core.url_to_fs(source)
         info = fs.info(local)
         listing.append([source, info.get("size"), str(info.get("mtime") or info.get("LastModified") or "")])
@@ -145,12 +145,13 @@ def _cached_hashes(path: str, cache: str | None) -> set[int]:
     fs, local = fsspec.core.url_to_fs(url)
     if fs.exists(local):
         return _hash_list(url)
-    hashes = _hash_images(path)
+    hashes = _hash_images(path, sources)
     atomic_write(url, ("".join(f"{h:016x}\n" for h in sorted(hashes))).encode())
     return hashes
 
 
-def _hash_images(path: str) -> set[int]:
+def _hash_images(path: str, sources: list[str]) -> set[int]:
+    """The perceptual hashes of the pictures in `sources` (the listing of evaluation set `path`)."""
     import logging
     import math
 
@@ -161,7 +162,7 @@ def _hash_images(path: str) -> set[int]:
 
     settings = ImageConfig(formats=(*IMAGE_FORMATS, "bmp", "tiff"), min_side=EVAL_MIN_SIDE, max_aspect_ratio=math.inf)
     hashes, unread = set(), []
-    for source in _image_sources(path):
+    for source in sources:
         for image in read_source(source):
             if isinstance(image, Failed):
                 unread.append(f"{image.url} ({image.error})")
