@@ -65,6 +65,9 @@ MAX_DIFFERENT = 0.01  # share of the centre that may differ, the larger way roun
 SCALE = (0.6, 1.7)
 MAX_ROTATION = 5.0  # degrees
 RANSAC_PIXELS = 4.0
+# The top bit of a place marks a picture of an evaluation set (decontamination): it is matched against every
+# other picture, never against another picture of an evaluation set.
+EVALUATION = 1 << 63
 
 
 def _table_bits() -> np.ndarray:
@@ -328,7 +331,8 @@ def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners
     """Inside one partition, the pictures that share a word there that is not a stop word (held by more than
     BUCKET_CAP pictures): one element for each picture with partners after it in key order, (key, Partners).
     One element a picture, not one a pair, keeps the shuffle small: most candidate pairs share a word or two
-    by chance, and a pair's matches from every partition meet at its first picture."""
+    by chance, and a pair's matches from every partition meet at its first picture. Two pictures of evaluation
+    sets (places with the EVALUATION bit) make no pair."""
     ordered = sorted(members, key=lambda m: m[0])
     if len(ordered) < 2:
         return
@@ -351,6 +355,12 @@ def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners
     if not firsts:
         return
     first, second = np.concatenate(firsts), np.concatenate(seconds)
+    evaluation = places >= np.uint64(EVALUATION)
+    if evaluation.any():  # two pictures of evaluation sets are not a pair: neither will be kept or dropped
+        apart = ~(evaluation[owner[first]] & evaluation[owner[second]])
+        first, second = first[apart], second[apart]
+        if not len(first):
+            return
     pair = owner[first] * len(ordered) + owner[second]  # owners ascend inside a word: first < second
     by_pair = np.argsort(pair, kind="stable")
     pair, matches = pair[by_pair], np.hstack([xy[first[by_pair]], xy[second[by_pair]]])
@@ -392,14 +402,16 @@ def pairs_of(parts: Iterable[Partners], least: int = MIN_MATCHES) -> Iterator[tu
         yield partner, evidence(found, where, their_layout[partner], least)
 
 
-def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes],
-              partitions: int) -> tuple[set[tuple[int, int]], int]:
+def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes], partitions: int,
+              evaluation: int = 0) -> tuple[set[tuple[int, int]], int]:
     """The dedup stage's keypoint steps in one process, without Beam (benchmarks and tests): the pairs of
     indices into `features` (and their `thumbnails`) that are one picture, and how many candidate pairs (with
-    at least MIN_MATCHES shared words) were checked."""
+    at least MIN_MATCHES shared words) were checked. The first `evaluation` pictures are an evaluation set's:
+    they are matched with the others, not with each other."""
     groups: dict[int, list] = {}
     for index, blob in enumerate(features):
-        for part, member in by_partition(f"{index:09d}", blob, partitions, index):
+        where = index | EVALUATION if index < evaluation else index
+        for part, member in by_partition(f"{index:09d}", blob, partitions, where):
             groups.setdefault(part, []).append(member)
     by_picture: dict[str, list[Partners]] = {}
     for members in groups.values():
@@ -407,9 +419,9 @@ def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes],
             by_picture.setdefault(key, []).append(partners)
     same, candidates = set(), 0
     for key, parts in by_picture.items():
-        for b, measured in pairs_of(parts):  # the geometric check, then the photometric one
+        for partner, measured in pairs_of(parts):  # the geometric check, then the photometric one
             candidates += 1
-            a = int(key)
+            a, b = int(key), partner & ~EVALUATION
             if accepts(measured) and different(thumbnails[a], thumbnails[b], measured.fit) <= MAX_DIFFERENT:
                 same.add((a, b))
     return same, candidates

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from curate import keypoints
+from curate.hashing import hamming, phash64
 from curate.imaging import Decoded, decode, to_rgb
 from curate.sample import images
 from curate.sample.edits import FAMILIES, edited
@@ -63,6 +64,43 @@ def test_edited_copies_merge_and_distinct_pictures_do_not(corpus) -> None:
     assert all(value >= FLOOR.get(family, 0.95) for family, value in recall.items()), recall
     false = [(corpus[a][:2], corpus[b][:2]) for a, b in matched if corpus[a][0] != corpus[b][0]]
     assert false == []  # no two distinct pictures, nor copies of two (one watermark on both), merge
+
+
+FACES = Path(__file__).resolve().parents[2] / "shared" / "real-faces" / "images"
+
+
+@pytest.mark.slow
+def test_decontamination_finds_the_copies_of_an_evaluation_set_and_drops_no_other_picture(corpus) -> None:
+    """The real set's pictures as an evaluation set; their edited copies planted among real photographs of people
+    and scenes (shared/real-faces, less the pictures it shares with the real set) as the training pictures. The stage's own steps with the evaluation pictures
+    flagged (curate.keypoints.EVALUATION): each copy meets its original, no other training picture meets any
+    evaluation picture, and no pair of evaluation pictures is even a candidate."""
+    originals = [(name, described) for name, family, described in corpus if not family]
+    copies = [(name, family, described) for name, family, described in corpus if family]
+    hashes = [phash64(decode(path.read_bytes()).view) for path in (REAL / name for name, _ in originals)]
+    others, shared = [], 0
+    for path in sorted(FACES.iterdir()):
+        result = decode(path.read_bytes())
+        if isinstance(result, Decoded):
+            if min(hamming(phash64(result.view), h) for h in hashes) <= 6:
+                shared += 1  # the same picture in both sets (one upstream file under two names): not an other
+            else:
+                others.append(keypoints.describe(result.view))
+    assert len(others) >= 85 and shared <= 15
+    pictures = [d for _, d in originals] + [d for _, _, d in copies] + others
+    n = len(originals)
+    matched, _ = keypoints.match_all([f for f, _ in pictures], [t for _, t in pictures], 7, evaluation=n)
+    assert all(b >= n for _, b in matched)  # evaluation pictures are never paired with each other
+    overlaps = {(a, b) for a, b in matched if a < n}
+    where = {name: i for i, (name, _) in enumerate(originals)}
+    recall = {}
+    for family in FAMILIES:
+        mine = [(where[name], n + i) for i, (name, fam, _) in enumerate(copies) if fam == family]
+        recall[family] = sum(pair in overlaps for pair in mine) / len(mine)
+    assert all(value >= FLOOR.get(family, 0.95) for family, value in recall.items()), recall
+    wrong = [(originals[a][0], b) for a, b in overlaps
+             if b >= n + len(copies) or copies[b - n][0] != originals[a][0]]
+    assert wrong == []  # no photograph of the other set, no copy of another evaluation picture
 
 
 def test_look_alikes_stay_apart_and_their_edited_copies_join_them() -> None:

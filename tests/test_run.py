@@ -214,7 +214,7 @@ def test_decontamination_survives_a_rerun(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(command) == 2
     forgot = capsys.readouterr()
-    assert forgot.err.count("\n") == 1 and "was decontaminated (1 hashes" in forgot.err, forgot.err
+    assert forgot.err.count("\n") == 1 and "was decontaminated (1 pictures, 1 hashes" in forgot.err, forgot.err
     assert "--exclude-near" in forgot.err and "extract" not in forgot.out  # refused before any stage ran
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"dedup": {"exclude_near": [str(evalset)]}}))
@@ -356,4 +356,4 @@ def test_a_decontaminating_dedup_killed_midway_still_refuses_a_run_without_the_s
 
     forgot = subprocess.run(base, capture_output=True, text=True, env=env, timeout=300)
     assert forgot.returncode == 2 and forgot.stderr.count("\n") == 1, forgot.stderr[-2000:]
-    assert "was decontaminated (1 hashes" in forgot.stderr and "--exclude-near" in forgot.stderr
+    assert "was decontaminated (1 pictures, 1 hashes" in forgot.stderr and "--exclude-near" in forgot.stderr

@@ -14,7 +14,9 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import pyarrow as pa
 
 from curate import reasons as R
 from curate.errors import InputError
@@ -67,26 +69,58 @@ def bucket_pairs(nodes: Iterable[Node], radius: int) -> Iterator[tuple[str, str]
             yield a.key, b.key
 
 
-def load_exclusions(paths: Iterable[str], cache: str | None = None) -> list[int]:
-    """Perceptual hashes of the evaluation sets to keep out of the data, sorted, no repeats: each path a folder
-    (or glob, or tar) of images, hashed here, or a text file of 16-hex-digit hashes, one a line ('#' comments).
-    InputError (one line) for a set that cannot be read or yields no hash; the pictures of a set that cannot be
-    read are named in one warning line. With `cache` (a folder URL), an image set's hashes are kept there under
-    a key of its listing (every file's name, size and modification time) and the reading settings: a set that
-    has not changed is not read again."""
+class Exclusions(NamedTuple):
+    """What dedup keeps out of the data (decontamination): the evaluation pictures' perceptual hashes (hash lists'
+    and image sets'), sorted, no repeats; the Parquet indexes of the image sets' pictures (EVALUATION_SCHEMA:
+    keypoints and thumbnails, for the same keypoint matching as dedup's); and `record`, the count and digest
+    of what is excluded (by content: a set touched but unchanged records the same)."""
+
+    hashes: list[int]
+    indexes: list[str]
+    record: str
+
+
+# The key of an evaluation picture among the training pictures' keys (32 hex digits) in dedup's keypoint steps.
+EVALUATION_KEY = "eval:"
+
+
+def load_exclusions(paths: Iterable[str], cache: str) -> Exclusions:
+    """The evaluation sets to keep out of the data: each path a folder (or glob, or tar) of images, indexed here
+    (pHash, keypoints, thumbnail), or a text file of 16-hex-digit hashes, one a line ('#' comments). InputError
+    (one line) for a set that cannot be read or yields nothing; the pictures of a set that cannot be read are
+    named in one warning line. An image set's index is kept in `cache` (a folder URL) under a key of its
+    listing (every file's name, size and modification time) and the reading settings: a set that has not
+    changed is not read again."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
     hashes: set[int] = set()
+    indexes, digests = [], []
     for path in paths:
-        found = _hash_list(path) if _is_hash_list(path) else _cached_hashes(path, cache)
+        if _is_hash_list(path):
+            found = _hash_list(path)
+            digests += [f"{h:016x}" for h in found]
+        else:
+            index = _indexed(path, cache)
+            found = set()
+            if index:
+                table = pq.read_table(index, columns=["phash", "sha256"])
+                found = set(table.column("phash").to_pylist())
+                indexes.append(index)
+                digests += table.column("sha256").to_pylist()
         if not found:
             raise InputError(f"dedup.exclude_near {path}: no {'hash' if _is_hash_list(path) else 'picture'} in it: "
                              "an evaluation set that excludes nothing would decontaminate nothing")
         hashes.update(found)
-    return sorted(hashes)
+    digest = hashlib.sha256(",".join(sorted(set(digests))).encode()).hexdigest()[:16]
+    pictures = sum(pq.ParquetFile(i).metadata.num_rows for i in indexes)
+    return Exclusions(sorted(hashes), indexes, f"{pictures} pictures, {len(hashes)} hashes:{digest}")
 
 
 def check_exclusions(paths: Iterable[str]) -> None:
     """What can be checked of the evaluation sets before a run's long work, cheaply: hash lists read whole,
-    image sets found (their images are hashed when dedup starts)."""
+    image sets found (their images are read when dedup starts)."""
     for path in paths:
         if _is_hash_list(path):
             if not _hash_list(path):
@@ -120,63 +154,92 @@ def _hash_list(path: str) -> set[int]:
 # Evaluation pictures are read on their own terms, not the training data's: every format curate decodes, any size
 # from EVAL_MIN_SIDE pixels, any aspect ratio (a 56x56 PNG, a TIFF, a 1467x179 table are evaluation pictures too).
 EVAL_MIN_SIDE = 8
-EVAL_CACHE_VERSION = 1  # bump when what _hash_images computes changes: older cached hashes are ignored
+EVAL_CACHE_VERSION = 2  # bump when what _index_images computes changes: older indexes are ignored
+EVALUATION_SCHEMA = pa.schema([pa.field("source", pa.string()), pa.field("sha256", pa.string()),
+                               pa.field("phash", pa.uint64()), pa.field("features", pa.binary()),
+                               pa.field("thumbnail", pa.binary())])
 
 
-def _cached_hashes(path: str, cache: str | None) -> set[int]:
-    """_hash_images(path), or the hashes kept for the same listing and settings in `cache`."""
+def _indexed(path: str, cache: str) -> str | None:
+    """The URL of the index of image set `path` (EVALUATION_SCHEMA) in `cache`, made unless one for the same
+    listing and settings is there; None when no picture of it can be read."""
     import hashlib
     import json
 
     import fsspec
 
-    from curate.io import atomic_write, join
+    from curate import keypoints
+    from curate.io import join
 
-    if cache is None:
-        return _hash_images(path, _image_sources(path))
     sources, listing = _image_sources(path), []
     for source in sources:
         fs, local = fsspec.core.url_to_fs(source)
         info = fs.info(local)
         listing.append([source, info.get("size"), str(info.get("mtime") or info.get("LastModified") or "")])
-    key = hashlib.sha256(json.dumps({"version": EVAL_CACHE_VERSION, "min_side": EVAL_MIN_SIDE,
-                                     "listing": listing}).encode()).hexdigest()[:32]
-    url = join(cache, f"{key}.hashes")
+    settings = {"version": EVAL_CACHE_VERSION, "min_side": EVAL_MIN_SIDE, "keypoints": [
+        keypoints.SIDE, keypoints.DETECT, keypoints.KEEP, keypoints.SPREAD_GRID, keypoints.THUMB]}
+    key = hashlib.sha256(json.dumps({**settings, "listing": listing}).encode()).hexdigest()[:32]
+    url, empty = join(cache, f"{key}.parquet"), join(cache, f"{key}.empty")
     fs, local = fsspec.core.url_to_fs(url)
     if fs.exists(local):
-        return _hash_list(url)
-    hashes = _hash_images(path, sources)
-    atomic_write(url, ("".join(f"{h:016x}\n" for h in sorted(hashes))).encode())
-    return hashes
+        return url
+    if fs.exists(fsspec.core.url_to_fs(empty)[1]):
+        return None
+    return url if _index_images(path, sources, url) else None
 
 
-def _hash_images(path: str, sources: list[str]) -> set[int]:
-    """The perceptual hashes of the pictures in `sources` (the listing of evaluation set `path`)."""
+def _index_images(path: str, sources: list[str], url: str) -> int:
+    """Index the pictures in `sources` (the listing of evaluation set `path`) into Parquet file `url`, streamed a
+    row group at a time, on every core; returns how many pictures it holds (0: no file)."""
+    import hashlib
     import logging
     import math
+    import os
+    from concurrent.futures import ThreadPoolExecutor
 
+    from curate import keypoints
     from curate.config import IMAGE_FORMATS, ImageConfig
     from curate.hashing import phash64
     from curate.imaging import Decoded, decode
+    from curate.io import RowGroupWriter, atomic_write
     from curate.readers import read_source
 
     settings = ImageConfig(formats=(*IMAGE_FORMATS, "bmp", "tiff"), min_side=EVAL_MIN_SIDE, max_aspect_ratio=math.inf)
-    hashes, unread = set(), []
-    for source in sources:
-        for image in read_source(source):
-            if isinstance(image, Failed):
-                unread.append(f"{image.url} ({image.error})")
-                continue
-            result = decode(image.data, settings)
-            if isinstance(result, Decoded):
-                hashes.add(phash64(result.view))
-            else:
-                unread.append(f"{image.ref.url} ({result.reason}: {result.detail})")
+    unread = []
+
+    def pictures() -> Iterator[tuple[str, bytes]]:
+        for source in sources:
+            for image in read_source(source):
+                if isinstance(image, Failed):
+                    unread.append(f"{image.url} ({image.error})")
+                else:
+                    yield image.ref.url, image.data
+
+    def index(picture: tuple[str, bytes]) -> dict[str, Any] | None:
+        name, data = picture
+        result = decode(data, settings)
+        if not isinstance(result, Decoded):
+            unread.append(f"{name} ({result.reason}: {result.detail})")
+            return None
+        described = keypoints.describe(result.view)
+        return {"source": name, "sha256": hashlib.sha256(data).hexdigest(), "phash": phash64(result.view),
+                "features": described.features, "thumbnail": described.thumbnail}
+
+    writer, queue = RowGroupWriter(url, EVALUATION_SCHEMA, 256), pictures()
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # decoding and ORB release the GIL
+        while chunk := list(itertools.islice(queue, 64)):  # a chunk at a time: a large set is never held whole
+            for row in pool.map(index, chunk):
+                if row is not None:
+                    writer.add(row)
     if unread:
         shown = "; ".join(unread[:5]) + (f"; and {len(unread) - 5} more" if len(unread) > 5 else "")
         logging.getLogger("curate.dedup").warning(
             "dedup.exclude_near %s: %d pictures cannot be read and exclude nothing: %s", path, len(unread), shown)
-    return hashes
+    committed = writer.commit()
+    if committed is None:
+        atomic_write(url[: -len(".parquet")] + ".empty", b"")
+        return 0
+    return committed[0]
 
 
 def _image_sources(path: str) -> list[str]:

@@ -4,7 +4,6 @@ funnel. The rules live in curate/filters/dedup.py; the distributed clustering (`
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -18,8 +17,10 @@ from curate import reasons as R
 from curate.config import Config
 from curate.errors import InputError
 from curate.filters.dedup import (
+    EVALUATION_KEY,
     Decision,
     ExclusionIndex,
+    Exclusions,
     Label,
     Node,
     bucket_pairs,
@@ -87,6 +88,63 @@ def place(file_index: int, row: int) -> int:
     """A picture's place, a 64-bit number that names it among its partners: its OUT/images file (the index in
     `image_files` order) and its row there."""
     return file_index << 32 | row
+
+
+class ReadEvaluation(beam.DoFn):
+    """The pictures of an evaluation set's index (curate.filters.dedup.load_exclusions), for the keypoint steps
+    as ReadNodes gives a training picture's: words (tagged "words"), (place, key) ("places") and thumbnail
+    ("thumbnails"). Keyed EVALUATION_KEY + the picture's source; places carry keypoints.EVALUATION. Elements:
+    (index of the index file, its URL)."""
+
+    def __init__(self, partitions: int):
+        self.partitions = partitions
+
+    def process(self, element: tuple[int, str]) -> Iterator[Any]:
+        number, url = element
+        with fsspec.open(url, "rb") as fh:
+            row = 0
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=256, columns=["source", "features", "thumbnail"]):
+                for r in batch.to_pylist():
+                    key, where = EVALUATION_KEY + r["source"], keypoints.EVALUATION | place(number, row)
+                    row += 1
+                    if not r["features"]:
+                        continue
+                    for part in keypoints.by_partition(key, r["features"], self.partitions, where):
+                        yield beam.pvalue.TaggedOutput("words", part)
+                    yield beam.pvalue.TaggedOutput("places", (where, key))
+                    yield beam.pvalue.TaggedOutput("thumbnails", (key, r["thumbnail"]))
+
+
+def _overlaps(edge: tuple[str, str]) -> Iterator[Any]:
+    """A checked pair with an evaluation picture at one end is an overlap, (training key, evaluation key),
+    tagged "overlap"; a pair of training pictures goes on as an edge."""
+    a, b = edge
+    if b.startswith(EVALUATION_KEY):
+        a, b = b, a
+    if a.startswith(EVALUATION_KEY):
+        if not b.startswith(EVALUATION_KEY):
+            yield beam.pvalue.TaggedOutput("overlap", (b, a))
+    else:
+        yield edge
+
+
+def _unless_overlapping(element: tuple[str, dict[str, Iterable]]) -> Iterator[Any]:
+    """What is keyed by a training picture, unless that picture overlaps an evaluation set."""
+    key, joined = element
+    if next(iter(joined["overlap"]), None) is None:
+        for value in joined["value"]:
+            yield key, value
+
+
+def _without(keyed: beam.PCollection, overlaps: beam.PCollection, name: str) -> beam.PCollection:
+    """The (key, value) elements whose key is no overlapping picture's."""
+    return ({"value": keyed, "overlap": overlaps} | f"Join{name}" >> beam.CoGroupByKey()
+            | f"Unless{name}" >> beam.FlatMap(_unless_overlapping))
+
+
+def _overlap_decision(element: tuple[str, str]) -> Decision:
+    key, evaluation = element
+    return Decision(key, R.EVAL_OVERLAP, key, 1, evaluation[len(EVALUATION_KEY):])
 
 
 def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
@@ -176,12 +234,38 @@ class Deduplicate(beam.PTransform):
 
     def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True,
                  words: beam.PCollection | None = None, places: beam.PCollection | None = None,
-                 thumbnails: beam.PCollection | None = None):
+                 thumbnails: beam.PCollection | None = None, evaluation: bool = False):
         super().__init__()
         self.radius, self.rounds, self.spare, self.near, self.words = radius, rounds, spare, near, words
-        self.places, self.thumbnails = places, thumbnails
+        self.places, self.thumbnails, self.evaluation = places, thumbnails, evaluation
+
+    def _keypoint_pairs(self) -> tuple[beam.PCollection | None, beam.PCollection | None]:
+        """(pairs of training pictures that are one picture, overlaps: (training key, evaluation key), one for
+        each training picture that matches an evaluation picture, or None without evaluation pictures)."""
+        if not (self.near and self.words is not None and self.places is not None and self.thumbnails is not None):
+            return None, None
+        fitted = (self.words  # curate.keypoints
+                  | "WordPartitions" >> beam.GroupByKey()
+                  | "WordMatches" >> beam.FlatMap(lambda kv: keypoints.partition_partners(kv[1]))
+                  | "PictureMatches" >> beam.GroupByKey()
+                  | "Geometry" >> beam.FlatMap(_geometry))
+        named = ({"key": self.places, "pair": fitted} | "NamePartners" >> beam.CoGroupByKey()
+                 | "Named" >> beam.FlatMap(_named))
+        matched = ({"thumbnail": self.thumbnails, "pair": named} | "JoinThumbnails" >> beam.CoGroupByKey()
+                   | "ToPairs" >> beam.FlatMap(_to_pairs) | "PairThumbnails" >> beam.GroupByKey()
+                   | "SamePicture" >> beam.FlatMap(_looks_same))
+        if not self.evaluation:
+            return matched, None
+        split = matched | "Overlaps" >> beam.FlatMap(_overlaps).with_outputs("overlap", main="edges")
+        return split.edges, split.overlap | "FirstOverlap" >> beam.CombinePerKey(min)
 
     def expand(self, nodes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        keypoint_edges, overlaps = self._keypoint_pairs()
+        if overlaps is not None and keypoint_edges is not None:
+            # decontamination: a training picture that matches an evaluation picture joins no cluster
+            nodes = _without(nodes | "NodeKeys" >> beam.Map(lambda n: (n.key, n)), overlaps, "Nodes") | "Remaining" >> beam.Values()
+            keypoint_edges = _without(_without(keypoint_edges, overlaps, "Ends") | "Flip" >> beam.KvSwap(),
+                                      overlaps, "OtherEnds")
         by_bytes = (nodes | "BySha" >> beam.Map(lambda n: (n.sha256, n)) | "GroupSha" >> beam.GroupByKey()
                     | "StarSha" >> beam.FlatMap(lambda kv: star(kv[1])))
         by_pixels = (nodes | "ByPixels" >> beam.Map(lambda n: (n.pixel_hash, n)) | "GroupPixels" >> beam.GroupByKey()
@@ -194,18 +278,8 @@ class Deduplicate(beam.PTransform):
                     | "Buckets" >> beam.GroupByKey()
                     | "Pairs" >> beam.FlatMap(lambda kv, r: bucket_pairs(kv[1], r), radius))
             edge_sets.append(near)
-        if self.near and self.words is not None and self.places is not None and self.thumbnails is not None:
-            fitted = (self.words  # curate.keypoints
-                      | "WordPartitions" >> beam.GroupByKey()
-                      | "WordMatches" >> beam.FlatMap(lambda kv: keypoints.partition_partners(kv[1]))
-                      | "PictureMatches" >> beam.GroupByKey()
-                      | "Geometry" >> beam.FlatMap(_geometry))
-            named = ({"key": self.places, "pair": fitted} | "NamePartners" >> beam.CoGroupByKey()
-                     | "Named" >> beam.FlatMap(_named))
-            matched = ({"thumbnail": self.thumbnails, "pair": named} | "JoinThumbnails" >> beam.CoGroupByKey()
-                       | "ToPairs" >> beam.FlatMap(_to_pairs) | "PairThumbnails" >> beam.GroupByKey()
-                       | "SamePicture" >> beam.FlatMap(_looks_same))
-            edge_sets.append(matched)
+        if keypoint_edges is not None:
+            edge_sets.append(keypoint_edges)
         edges = (edge_sets | "AllEdges" >> beam.Flatten() | "BothWays" >> beam.FlatMap(_both_ways)
                  | "DistinctEdges" >> beam.Distinct())
         labels = nodes | "Labels" >> beam.Map(lambda n: (n.key, label(n)))
@@ -226,6 +300,9 @@ class Deduplicate(beam.PTransform):
             | "Sorted" >> beam.Map(lambda kv: (kv[0], {"members": sorted(kv[1], key=lambda m: m[2].rank)}))
         )
         decisions = members | "Decide" >> beam.ParDo(_Decide())
+        if overlaps is not None:
+            decisions = (decisions, overlaps | "OverlapDecisions" >> beam.Map(_overlap_decision)) | (
+                "WithOverlaps" >> beam.Flatten())
         return decisions, unsettled
 
 
@@ -234,7 +311,10 @@ def _reject(element: tuple[str, dict[str, Any]]) -> Iterator[Rejected]:
     decision = next(iter(joined["decision"]))
     if decision.reason != R.KEPT:
         url = next(iter(joined["url"]), "")
-        what = "near-duplicate of excluded hash" if decision.reason == R.EVAL_OVERLAP else "duplicate of"
+        what = "duplicate of"
+        if decision.reason == R.EVAL_OVERLAP:  # dup_of: the evaluation picture, or the pHash it was within reach of
+            hashed = len(decision.dup_of or "") == 16 and all(c in "0123456789abcdef" for c in decision.dup_of or "")
+            what = "near-duplicate of excluded hash" if hashed else "near-duplicate of evaluation picture"
         yield Rejected(key, url, STAGE, decision.reason, f"{what} {decision.dup_of}")
 
 
@@ -267,21 +347,31 @@ class _Exclude(beam.DoFn):
             yield beam.pvalue.TaggedOutput("excluded", Decision(node.key, R.EVAL_OVERLAP, node.key, 1, f"{match:016x}"))
 
 
-def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclude: list[int] | None = None,
+def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclusions: Exclusions | None = None,
           inputs: list[str] | None = None) -> None:
     dd, shards = config.dedup, config.extract.shards
     partitions = word_partitions(out) if dd.near else 0
+    exclude = exclusions.hashes if exclusions else []
     numbered = list(enumerate(files))
     parts = (p | "ImageFiles" >> DriverList(numbered, out, f"{STAGE}/images", list, tuple) | "Spread" >> beam.Reshuffle()
-             | "Read" >> beam.ParDo(ReadNodes(partitions, (exclude or [], dd.hamming_radius, dd.band_spare)))
+             | "Read" >> beam.ParDo(ReadNodes(partitions, (exclude, dd.hamming_radius, dd.band_spare)))
              .with_outputs("words", "places", "thumbnails", main="read"))
     read = parts.read
     nodes = read | "Nodes" >> beam.Map(lambda nu: nu[0])
-    checked = nodes | "Exclude" >> beam.ParDo(_Exclude(exclude or [], dd.hamming_radius, dd.band_spare)).with_outputs(
+    checked = nodes | "Exclude" >> beam.ParDo(_Exclude(exclude, dd.hamming_radius, dd.band_spare)).with_outputs(
         "excluded", main="nodes")
     keypoint_inputs = (parts.words, parts.places, parts.thumbnails) if partitions else (None, None, None)
+    evaluation = bool(partitions and exclusions and exclusions.indexes)
+    if evaluation and exclusions:  # the evaluation pictures meet the training pictures in the keypoint steps
+        indexes = list(enumerate(dict.fromkeys(exclusions.indexes)))
+        theirs = (p | "EvaluationIndexes" >> beam.Create(indexes) | "SpreadEvaluation" >> beam.Reshuffle()
+                  | "ReadEvaluation" >> beam.ParDo(ReadEvaluation(partitions)).with_outputs(
+                      "words", "places", "thumbnails", main="none"))
+        keypoint_inputs = tuple((ours, getattr(theirs, tag)) | f"With{tag.title()}" >> beam.Flatten()
+                                for ours, tag in zip(keypoint_inputs, ("words", "places", "thumbnails"), strict=True))
+    words, places, thumbnails = keypoint_inputs
     clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(
-        dd.hamming_radius, dd.rounds, dd.band_spare, dd.near, *keypoint_inputs)
+        dd.hamming_radius, dd.rounds, dd.band_spare, dd.near, words, places, thumbnails, evaluation)
     decisions = (clustered, checked.excluded) | "AllDecisions" >> beam.Flatten()
     written = decisions | "WriteDecisions" >> WriteParquetShards(
         out, "dedup", "dedup", DECISION_SCHEMA, Decision._asdict, lambda d: d.key, shards)
@@ -316,12 +406,12 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
     """Decide every image of OUT/images, dropping the near-duplicates of the evaluation sets in
     `dedup.exclude_near` as eval_overlap."""
     files = image_files(out)
-    exclude = load_exclusions(config.dedup.exclude_near, cache=join(out, "cache", "exclude"))
-    _keeps_decontamination(out, exclude, force)
+    exclusions = (load_exclusions(config.dedup.exclude_near, cache=join(out, "cache", "exclude"))
+                  if config.dedup.exclude_near else None)
+    _keeps_decontamination(out, exclusions is not None, force)
     inputs = files
-    if exclude:  # the hashes' count and digest: a changed evaluation set reruns dedup
-        digest = hashlib.sha256(",".join(f"{h:016x}" for h in exclude).encode()).hexdigest()[:16]
-        recorded = f"{len(exclude)} hashes:{digest}"
+    if exclusions:  # what is excluded, counted and digested: a changed evaluation set reruns dedup
+        recorded = exclusions.record
         inputs = files + [f"{EXCLUDED}{recorded}"]
         # the record outlives the stage's own clearing of OUT/dedup: a run killed from here on still refuses a
         # later run without the evaluation sets
@@ -329,11 +419,11 @@ def run(out: str, config: Config, beam_args: Sequence[str] = (), force: bool = F
             {"excluded": recorded, "sets": list(config.dedup.exclude_near)}, indent=1).encode())
     elif force:
         remove(join(out, DECONTAMINATION))  # rebuilt without the evaluation sets on purpose
-    return DEDUP_STAGE.run(out, config, beam_args, inputs, lambda p: build(p, files, out, config, exclude, inputs),
+    return DEDUP_STAGE.run(out, config, beam_args, inputs, lambda p: build(p, files, out, config, exclusions, inputs),
                            force)
 
 
-EXCLUDED = "exclude:"  # the manifest input that records a decontamination: "exclude:<n> hashes:<digest>"
+EXCLUDED = "exclude:"  # the manifest input that records a decontamination: "exclude:<n> pictures, <m> hashes:<digest>"
 # OUT's record that it was decontaminated, written before dedup runs and cleared by no stage
 DECONTAMINATION = "decontamination.json"
 
@@ -343,10 +433,10 @@ def check_settings(out: str, config: Config, force: bool = False) -> None:
     found or read, and a run that would drop the decontamination OUT/dedup was built with."""
     check_exclusions(config.dedup.exclude_near)
     if not config.dedup.exclude_near:
-        _keeps_decontamination(out, [], force)
+        _keeps_decontamination(out, False, force)
 
 
-def _keeps_decontamination(out: str, exclude: list[int], force: bool) -> None:
+def _keeps_decontamination(out: str, exclude: bool, force: bool) -> None:
     """Refuse, unless `force`, to replace a decontaminated OUT/dedup by one without exclusion: a rerun that
     forgot the flag would put the evaluation images back into the shards."""
     before = read_json(DEDUP_STAGE.manifest_url(out)) or {}

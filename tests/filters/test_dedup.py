@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -105,22 +106,26 @@ def test_a_missing_or_malformed_hash_list_is_one_line(tmp_path: Path) -> None:
     from curate.errors import InputError
     from curate.filters.dedup import check_exclusions, load_exclusions
 
+    cache = str(tmp_path / "cache")
     with pytest.raises(InputError, match="cannot read it"):
-        load_exclusions([str(tmp_path / "missing.txt")])
+        load_exclusions([str(tmp_path / "missing.txt")], cache)
     hashes = tmp_path / "eval.txt"
     hashes.write_text("# eval set\n00ff00ff00ff00ff\n\nnot-a-hash\n")
     with pytest.raises(InputError, match=r"line 4: not a 64-bit hex hash: 'not-a-hash'"):
-        load_exclusions([str(hashes)])
+        load_exclusions([str(hashes)], cache)
     hashes.write_text("00ff00ff00ff00ff  # one\nABC\n")
-    assert load_exclusions([str(hashes)]) == [0xABC, 0x00FF00FF00FF00FF]
+    loaded = load_exclusions([str(hashes)], cache)
+    assert loaded.hashes == [0xABC, 0x00FF00FF00FF00FF] and loaded.indexes == []
+    assert loaded.record.startswith("0 pictures, 2 hashes:")
     with pytest.raises(InputError, match=r"dedup.exclude_near .*/nope: no such file or folder"):
         check_exclusions([str(hashes), str(tmp_path / "nope")])
 
 
 def test_evaluation_pictures_are_read_on_their_own_terms(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A 56x56 PNG, a TIFF, a BMP and a 600x40 strip (under the training data's 64-px minimum side, outside its
-    formats and its aspect limit) are all hashed as Pillow decodes them; a broken file is named in one warning
-    line; a set of nothing but broken files, an empty hash list and an empty folder are one-line errors."""
+    formats and its aspect limit) are all hashed as Pillow decodes them and indexed with their keypoints; a
+    broken file is named in one warning line; a set of nothing but broken files, an empty hash list and an empty
+    folder are one-line errors."""
     import logging
 
     import numpy as np
@@ -141,8 +146,14 @@ def test_evaluation_pictures_are_read_on_their_own_terms(tmp_path: Path, caplog:
         with Image.open(evalset / name) as saved:
             expected.add(phash64(saved.convert("RGB")))
     (evalset / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    cache = str(tmp_path / "cache")
     with caplog.at_level(logging.WARNING, logger="curate.dedup"):
-        assert set(load_exclusions([str(evalset)])) == expected
+        loaded = load_exclusions([str(evalset)], cache)
+    assert set(loaded.hashes) == expected and loaded.record.startswith("4 pictures, 4 hashes:")
+    index = pq.read_table(loaded.indexes[0]).to_pylist()
+    assert sorted(Path(r["source"]).name for r in index) == sorted(pictures)
+    assert all(r["thumbnail"].startswith(b"P5 ") for r in index)
+    assert sum(len(r["features"]) > 0 for r in index) >= 2  # the larger two have corners
     warned = [r.getMessage() for r in caplog.records if r.name == "curate.dedup"]
     assert len(warned) == 1 and "1 pictures cannot be read" in warned[0] and "broken.jpg" in warned[0], warned
 
@@ -150,10 +161,10 @@ def test_evaluation_pictures_are_read_on_their_own_terms(tmp_path: Path, caplog:
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"GIF89a nothing")
     with pytest.raises(InputError, match=r"dedup.exclude_near .*/broken: no picture in it"):
-        load_exclusions([str(broken)])
+        load_exclusions([str(broken)], cache)
     empty = tmp_path / "eval.txt"
     empty.write_text("# hashes to come\n\n")
-    for call in (load_exclusions, check_exclusions):
+    for call in (lambda paths: load_exclusions(paths, cache), check_exclusions):
         with pytest.raises(InputError, match=r"eval.txt: no hash in it"):
             call([str(empty)])
     nothing = tmp_path / "nothing"
@@ -163,9 +174,10 @@ def test_evaluation_pictures_are_read_on_their_own_terms(tmp_path: Path, caplog:
 
 
 def test_an_unchanged_evaluation_set_is_not_read_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """The hashes of an image set are cached under its listing (names, sizes, mtimes): a picture overwritten in
-    place with its size and mtime kept is not read again (the cached hash stands); once its mtime moves, the set
-    is read again and the broken picture is named."""
+    """The index of an image set (hashes, keypoints) is cached under its listing (names, sizes, mtimes): a picture
+    overwritten in place with its size and mtime kept is not read again (the cached index stands); once its
+    mtime moves, the set is read again and the broken picture is named. A touched but unchanged set records the
+    same exclusion (dedup does not rerun for it)."""
     import logging
     import os
 
@@ -180,16 +192,20 @@ def test_an_unchanged_evaluation_set_is_not_read_again(tmp_path: Path, caplog: p
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).resize((160, 120)).save(evalset / f"{i}.png")
     first = load_exclusions([str(evalset)], cache=str(cache))
-    assert len(first) == 3 and len(list(cache.glob("*.hashes"))) == 1
+    assert len(first.hashes) == 3 and len(list(cache.glob("*.parquet"))) == 1
+    os.utime(evalset / "1.png", ns=(10**18, 10**18))  # touched, not changed: indexed again, recorded the same
+    touched = load_exclusions([str(evalset)], cache=str(cache))
+    assert touched.record == first.record and touched.indexes != first.indexes
+    assert len(list(cache.glob("*.parquet"))) == 2
     target = evalset / "0.png"
     stat = target.stat()
     target.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (stat.st_size - 8))  # same size, no longer a picture
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with caplog.at_level(logging.WARNING, logger="curate.dedup"):
-        assert load_exclusions([str(evalset)], cache=str(cache)) == first  # not read: the cache answered
+        assert load_exclusions([str(evalset)], cache=str(cache)) == touched  # not read: the cache answered
         assert not [r for r in caplog.records if r.name == "curate.dedup"]
         os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
         again = load_exclusions([str(evalset)], cache=str(cache))
-    assert len(again) == 2 and set(again) < set(first)
+    assert len(again.hashes) == 2 and set(again.hashes) < set(first.hashes) and again.record != first.record
     assert any("0.png" in r.getMessage() for r in caplog.records if r.name == "curate.dedup")
-    assert len(list(cache.glob("*.hashes"))) == 2
+    assert len(list(cache.glob("*.parquet"))) == 3

@@ -90,9 +90,11 @@ REAL = Path(__file__).resolve().parents[3] / "shared" / "real-images" / "images"
 
 
 def test_a_cropped_copy_joins_its_original_and_an_excluded_picture_takes_no_one_along(tmp_path: Path) -> None:
-    """Real photographs in a folder, one of them also cropped by 8% (left, top) and 5% (right, bottom): its
-    pHash is far from the original's, the keypoints find it. Excluding the original (decontamination) drops
-    it as eval_overlap and leaves the crop alone, kept: an excluded picture joins no cluster."""
+    """Real photographs in a folder, one of them also cropped by 8% (left, top) and 5% (right, bottom), and its
+    right 40% alone: pHash misses the crop, the keypoints find both. Decontamination with the left 70% of that
+    photograph as the evaluation set drops the photograph and the crop (each holds the evaluation picture) as
+    eval_overlap, naming the evaluation picture, and leaves the right part, which shares little with it, kept
+    and alone: an excluded picture joins no cluster and takes no one along."""
     from PIL import Image
 
     from curate.hashing import hamming
@@ -105,23 +107,30 @@ def test_a_cropped_copy_joins_its_original_and_an_excluded_picture_takes_no_one_
         (folder / path.name).write_bytes(path.read_bytes())
     with Image.open(photos[0]) as im:
         w, h = im.size
-        im.convert("RGB").crop((w * 8 // 100, h * 8 // 100, w * 95 // 100, h * 95 // 100)).save(
-            folder / "zz-cropped.jpg", quality=90)
+        picture = im.convert("RGB")
+    picture.crop((w * 8 // 100, h * 8 // 100, w * 95 // 100, h * 95 // 100)).save(folder / "zz-cropped.jpg", quality=90)
+    picture.crop((w * 60 // 100, 0, w, h)).save(folder / "zz-right.jpg", quality=90)
     out = tmp_path / "out"
     decode.run(list_sources([str(folder)]), str(out), load_config())
     rows = {Path(r["url"]).name: r for r in parquet_rows(out / "images")}
     assert hamming(rows[photos[0].name]["phash"], rows["zz-cropped.jpg"]["phash"]) > 6  # pHash alone misses it
     dedup.run(str(out), load_config())
     decided = {d["key"]: d for d in parquet_rows(out / "dedup")}
-    crop, original = decided[rows["zz-cropped.jpg"]["key"]], decided[rows[photos[0].name]["key"]]
-    assert crop["reason"] == R.NEAR_DUPLICATE and crop["dup_of"] == original["key"] and original["reason"] == R.KEPT
+    crop, right, original = (decided[rows[name]["key"]] for name in ("zz-cropped.jpg", "zz-right.jpg", photos[0].name))
+    assert original["reason"] == R.KEPT and original["cluster_size"] == 3
+    assert crop["reason"] == right["reason"] == R.NEAR_DUPLICATE and crop["dup_of"] == right["dup_of"] == original["key"]
     assert sorted(d["reason"] for d in decided.values()).count(R.KEPT) == 6
 
     evalset = tmp_path / "eval"
     evalset.mkdir()
-    with Image.open(photos[0]) as im:
-        im.convert("RGB").save(evalset / "e.png")
+    picture.crop((0, 0, w * 70 // 100, h)).save(evalset / "left.png")
     dedup.run(str(out), load_config(None, {"dedup.exclude_near": [str(evalset)]}))
     decided = {d["key"]: d for d in parquet_rows(out / "dedup")}
-    assert decided[original["key"]]["reason"] == R.EVAL_OVERLAP
-    assert decided[crop["key"]]["reason"] == R.KEPT and decided[crop["key"]]["cluster_size"] == 1
+    for dropped in (original, crop):
+        assert decided[dropped["key"]]["reason"] == R.EVAL_OVERLAP
+        assert decided[dropped["key"]]["dup_of"] == (evalset / "left.png").as_uri()
+    assert decided[right["key"]]["reason"] == R.KEPT and decided[right["key"]]["cluster_size"] == 1
+    assert sorted(d["reason"] for d in decided.values()).count(R.KEPT) == 6  # the other five and the right part
+    rejects = {r["key"]: r for r in parquet_rows(out / "rejects") if r["reason"] == R.EVAL_OVERLAP}
+    assert set(rejects) == {original["key"], crop["key"]}
+    assert "near-duplicate of evaluation picture file://" in rejects[crop["key"]]["detail"]
