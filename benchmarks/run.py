@@ -22,6 +22,9 @@ Benchmarks so far:
   images/s/core ratio (goal >= 20x), light and heavy precision/recall, peak memory.
 - neardup (with --labelled): near-duplicate recall per edit family and false merges on its real pictures,
   today's pHash rule next to an ORB verification step (benchmarks/neardup.py; build/bench/neardup.json).
+- decontaminate (with --labelled and --others): the labelled pictures as an evaluation set, their edited copies
+  planted among the other pictures, through decode and dedup: recall per family, others dropped
+  (benchmarks/decontaminate.py; build/bench/decontaminate.json).
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ def main() -> int:
                         help="OCR benchmark on a stratified subset of about N images (0: all, 10-25 min)")
     parser.add_argument("--labelled", help="a labelled real image folder (images/, labels.tsv) for the OCR "
                                            "benchmark, instead of the sample crawl")
+    parser.add_argument("--others", help="with --labelled: real pictures that are none of its pictures, among "
+                                         "which decontamination plants their edited copies")
     parser.add_argument("--dedup-nodes", type=int, default=4000, help="N of the dedup benchmark (runs N and 8N)")
     parser.add_argument("--pipeline-scales", default="1,4,16", help="scales of the whole-pipeline benchmark ('' skips)")
     args = parser.parse_args()
@@ -115,6 +120,10 @@ def main() -> int:
         # near-duplicate recall per edit family on the same real pictures (benchmarks/neardup.py; JSON only)
         subprocess.run([sys.executable, str(Path(__file__).with_name("neardup.py")), "--images",
                         str(Path(args.labelled) / "images"), "--out", str(out / "neardup.json")], check=True)
+        if args.others:  # decontamination with the real pictures as the evaluation set (JSON only)
+            subprocess.run([sys.executable, str(Path(__file__).with_name("decontaminate.py")), "--eval",
+                            str(Path(args.labelled) / "images"), "--others", args.others,
+                            "--out", str(out / "decontaminate.json")], check=True)
     else:
         ocr_rows = ocr_bench.bench_crawl(out / "sample-x1", out / "ocr", args.ocr_quick) if 1 in scales else []
     pipeline_rows = pipeline_bench.bench(out / "pipeline", [int(s) for s in args.pipeline_scales.split(",") if s])
