@@ -70,13 +70,13 @@ RANSAC_PIXELS = 4.0
 EVALUATION = 1 << 63
 
 
-def _table_bits() -> np.ndarray:
-    """TABLES x WORD_BITS descriptor bit positions, fixed forever (a changed choice changes every word)."""
+def table_bits(tables: int = TABLES, bits: int = WORD_BITS) -> np.ndarray:
+    """tables x bits descriptor bit positions, fixed forever (a changed choice changes every word)."""
     order = lambda t, i: hashlib.sha256(f"curate-words:{t}:{i}".encode()).digest()  # noqa: E731
-    return np.array([sorted(sorted(range(256), key=lambda i: order(t, i))[:WORD_BITS]) for t in range(TABLES)])
+    return np.array([sorted(sorted(range(256), key=lambda i: order(t, i))[:bits]) for t in range(tables)])
 
 
-_BITS = _table_bits()
+_BITS = table_bits()
 _local = threading.local()  # one detector a thread: a runner may call from several at once
 
 
@@ -190,13 +190,14 @@ def words(features: bytes) -> tuple[Layout, np.ndarray, np.ndarray]:
     the strongest keypoint that has it, and those keypoints' positions (n x 2 uint16, in 1/8 pixel as stored:
     half the bytes of floats through the shuffle, and exact)."""
     descriptors, xy = unpack(features)
+    kind = np.uint32 if WORD_BITS + int(TABLES - 1).bit_length() <= 32 else np.uint64
     if not len(xy):
-        return layout(xy), np.zeros(0, dtype=np.uint32), np.zeros((0, 2), dtype=np.uint16)
-    bits = np.unpackbits(descriptors, axis=1).astype(np.uint32)
-    weights = np.uint32(1) << np.arange(WORD_BITS, dtype=np.uint32)
-    tables = np.arange(TABLES, dtype=np.uint32)[:, None] << np.uint32(WORD_BITS)
-    found = (bits[:, _BITS] * weights).sum(axis=2, dtype=np.uint32).T | tables  # TABLES x keypoints, table-major
-    flat = found.ravel()
+        return layout(xy), np.zeros(0, dtype=kind), np.zeros((0, 2), dtype=np.uint16)
+    bits = np.unpackbits(descriptors, axis=1).astype(np.uint64)
+    weights = np.uint64(1) << np.arange(WORD_BITS, dtype=np.uint64)
+    tables = np.arange(TABLES, dtype=np.uint64)[:, None] << np.uint64(WORD_BITS)
+    found = (bits[:, _BITS] * weights).sum(axis=2, dtype=np.uint64).T | tables  # TABLES x keypoints, table-major
+    flat = found.ravel().astype(kind)
     _, first = np.unique(flat, return_index=True)
     first.sort()  # table by table, strongest keypoint first, as the words were found
     return layout(xy), flat[first], (xy[first % len(xy)] * _SUBPIXEL).astype(np.uint16)
