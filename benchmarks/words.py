@@ -71,28 +71,47 @@ def _word(descriptors: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return word
 
 
-def chance(descriptors: np.ndarray, picture: np.ndarray, bits: int, tables: int, n: int) -> dict[str, Any]:
-    """Chance sharing of one scheme on n distinct pictures (see the module doc)."""
-    others, stopped, words = [], [], 0
-    for positions in keypoints.table_bits(tables, bits):
+def measure(descriptors: np.ndarray, picture: np.ndarray, bits: int, tables: int, sizes: list[int],
+            found: list[np.ndarray]) -> tuple[list[dict[str, Any]], list[dict[int, np.ndarray]]]:
+    """For the current scheme (keypoints.WORD_BITS, TABLES, _BITS): chance sharing among the first n distinct
+    pictures for each n in `sizes` (see the module doc), and for each picture's words in `found` (as
+    keypoints.words gives them), how many of the first n distinct pictures hold each. Each table is sorted
+    once, at the largest n; the smaller counts come from the same order."""
+    stats: dict[int, dict[str, list[float]]] = {n: {"others": [], "stopped": [], "shared": []} for n in sizes}
+    words = dict.fromkeys(sizes, 0)
+    counts = [{n: np.zeros(len(f), dtype=np.int64) for n in sizes} for f in found]
+    mask = np.uint64((1 << bits) - 1)
+    for table, positions in enumerate(keypoints._BITS):
         word = _word(descriptors, positions)
         order = np.lexsort((picture, word))
         w, p = word[order], picture[order]
         keep = np.r_[True, (w[1:] != w[:-1]) | (p[1:] != p[:-1])]  # a picture holds a word once
-        w = w[keep]
-        _, counts = np.unique(w, return_counts=True)
-        occurrences = counts.sum()
-        others.append(float((counts * (counts - 1)).sum() / occurrences))
-        stopped.append(float(counts[counts > keypoints.BUCKET_CAP].sum() / occurrences))
-        words += int(occurrences)
-    per_word = float(np.mean(others))
-    words_a_picture = words / n
-    at_scale = per_word * SCALE / n
-    return {"bits": bits, "tables": tables, "pictures": n, "words_a_picture": round(words_a_picture, 1),
-            "other_holders_a_word": round(per_word, 6), "stop_word_share": round(float(np.mean(stopped)), 6),
-            "other_holders_a_word_at_2e9": round(at_scale, 3),
-            "chance_partners_a_picture_at_2e9": round(at_scale * words_a_picture, 1),
-            "stays_under_cap_at_2e9": at_scale < keypoints.BUCKET_CAP}
+        w, p = w[keep], p[keep]
+        starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
+        values = w[starts]
+        for n in sizes:
+            held = np.add.reduceat((p < n).astype(np.int64), starts)
+            present = held[held > 0]
+            occurrences = int(present.sum())
+            mine = stats[n]
+            mine["others"].append(float((present * (present - 1)).sum() / occurrences))
+            mine["stopped"].append(float(present[present > keypoints.BUCKET_CAP].sum() / occurrences))
+            mine["shared"].append(float(present[present > 1].sum() / occurrences))
+            words[n] += occurrences
+            for f, c in zip(found, counts, strict=True):
+                here = (f >> np.uint64(bits)) == np.uint64(table)
+                at = np.searchsorted(values, f[here] & mask).clip(0, len(values) - 1)
+                c[n][here] = np.where(values[at] == (f[here] & mask), held[at], 0)
+    rows = []
+    for n in sizes:
+        mine = stats[n]
+        per_word, words_a_picture = float(np.mean(mine["others"])), words[n] / n
+        rows.append({"bits": bits, "tables": tables, "pictures": n, "words_a_picture": round(words_a_picture, 1),
+                     "other_holders_a_word": round(per_word, 6),
+                     "shared_word_share": round(float(np.mean(mine["shared"])), 6),
+                     "stop_word_share": round(float(np.mean(mine["stopped"])), 6),
+                     "other_holders_a_word_at_2e9": round(per_word * SCALE / n, 1)})
+    return rows, counts
 
 
 def real_corpus(folder: Path) -> list[tuple[str, str, keypoints.Described]]:
@@ -114,26 +133,70 @@ def real_corpus(folder: Path) -> list[tuple[str, str, keypoints.Described]]:
     return out
 
 
-def recall(corpus: list[tuple[str, str, keypoints.Described]], bits: int, tables: int) -> dict[str, Any]:
-    """The stage's matching with words of `bits` x `tables` on the real corpus."""
-    saved = keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS
-    keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS = bits, tables, keypoints.table_bits(tables, bits)
-    try:
-        started = time.perf_counter()
-        same, candidates = keypoints.match_all([d.features for _, _, d in corpus], [d.thumbnail for _, _, d in corpus],
-                                               max(1, len(corpus) // 500))
-        seconds = time.perf_counter() - started
-    finally:
-        keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS = saved
+def _match(corpus: list[tuple[str, str, keypoints.Described]], stop: list[np.ndarray] | None,
+           ) -> tuple[set[tuple[int, int]], int]:
+    """keypoints.match_all, with the words in `stop` (per picture: a mask of its words) dropped first: the stop
+    words a larger job would have made of them."""
+    partitions = max(1, len(corpus) // 500)
+    groups: dict[int, list] = {}
+    for index, (_, _, described) in enumerate(corpus):
+        for part, member in keypoints.by_partition(f"{index:09d}", described.features, partitions, index):
+            if stop is not None:
+                key, place, where, found, xy = member
+                keep = ~np.isin(found, stop[index])
+                member = (key, place, where, found[keep], xy[keep])
+            groups.setdefault(part, []).append(member)
+    by_picture: dict[str, list] = {}
+    for members in groups.values():
+        for key, partners in keypoints.partition_partners(members):
+            by_picture.setdefault(key, []).append(partners)
+    same, candidates = set(), 0
+    for key, parts in by_picture.items():
+        for b, measured in keypoints.pairs_of(parts):
+            candidates += 1
+            a = int(key)
+            if keypoints.accepts(measured) and keypoints.different(
+                    corpus[a][2].thumbnail, corpus[b][2].thumbnail, measured.fit) <= keypoints.MAX_DIFFERENT:
+                same.add((a, b))
+    return same, candidates
+
+
+def recall(corpus: list[tuple[str, str, keypoints.Described]], bits: int, tables: int,
+           counts: list[dict[int, np.ndarray]] | None = None) -> dict[str, Any]:
+    """The stage's matching with the current scheme's words (`bits` x `tables`, set in keypoints) on the real
+    corpus; with `counts` (measure's: how many of the first n distinct pictures hold each word of each corpus
+    picture), also as a job of n distinct pictures would match, its pictures making stop words of the corpus's
+    words (held by more than BUCKET_CAP of them), and at 2x10^9 pictures at best (a word that any of the
+    largest n holds is held by about 2x10^9 / n >> BUCKET_CAP pictures there: a stop word)."""
+    jobs: dict[str, Any] = {}
+    started = time.perf_counter()
+    same, candidates = _match(corpus, None)
+    seconds = time.perf_counter() - started
+    if counts is not None:
+        words_of = [keypoints.words(d.features)[1] for _, _, d in corpus]
+        sizes = sorted(counts[0])
+        for n in sizes:
+            for name, rule in ((f"{n}", lambda c, n=n: c[n] > keypoints.BUCKET_CAP),
+                               (f"2e9 at best (from {n})", lambda c, n=n: c[n] >= 1)):
+                if name.startswith("2e9") and n != max(sizes):
+                    continue
+                stop = [w[rule(c)] for w, c in zip(words_of, counts, strict=True)]
+                share = float(np.mean([len(s) / max(1, len(w)) for s, w in zip(stop, words_of, strict=True)]))
+                matched, _ = _match(corpus, stop)
+                jobs[name] = {"stop_word_share": round(share, 4), "recall": _recall(corpus, matched)}
+    return {"bits": bits, "tables": tables, "recall": _recall(corpus, same),
+            "false_merges": sum(corpus[a][0] != corpus[b][0] for a, b in same),
+            "candidates_a_picture": round(candidates / len(corpus), 2),
+            "match_ms_a_picture": round(1000 * seconds / len(corpus), 2), "with_distinct_pictures": jobs}
+
+
+def _recall(corpus: list[tuple[str, str, keypoints.Described]], same: set[tuple[int, int]]) -> dict[str, float]:
     original = {name: i for i, (name, family, _) in enumerate(corpus) if not family}
     found = {}
     for family in FAMILIES:
         pairs = [(original[name], i) for i, (name, fam, _) in enumerate(corpus) if fam == family]
         found[family] = round(sum((min(a, b), max(a, b)) in same for a, b in pairs) / len(pairs), 3)
-    false = [(corpus[a][0], corpus[b][0]) for a, b in same if corpus[a][0] != corpus[b][0]]
-    return {"bits": bits, "tables": tables, "recall": found, "false_merges": len(false), "false_pairs": false[:10],
-            "candidates_a_picture": round(candidates / len(corpus), 2),
-            "match_ms_a_picture": round(1000 * seconds / len(corpus), 2)}
+    return found
 
 
 def main() -> int:
@@ -152,17 +215,22 @@ def main() -> int:
     descriptors, picture = distinct_descriptors(args.pictures, Path(args.cache))
     figures["describe_seconds"] = round(time.perf_counter() - started, 1)
     figures["keypoints"] = len(descriptors)
-    for n in [int(s) for s in args.steps.split(",") if s] + [args.pictures]:
-        mine = picture < n
-        for bits, tables in schemes:
-            figures["chance"].append(chance(descriptors[mine], picture[mine], bits, tables, n))
-            print(json.dumps(figures["chance"][-1]), flush=True)
-    if args.real:
-        corpus = real_corpus(Path(args.real))
-        figures["real_corpus"] = len(corpus)
-        for bits, tables in schemes:
-            figures["recall"].append(recall(corpus, bits, tables))
-            print(json.dumps(figures["recall"][-1]), flush=True)
+    sizes = [int(s) for s in args.steps.split(",") if s] + [args.pictures]
+    corpus = real_corpus(Path(args.real)) if args.real else []
+    figures["real_corpus"] = len(corpus)
+    for bits, tables in schemes:
+        saved = keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS
+        keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS = bits, tables, keypoints.table_bits(tables, bits)
+        try:
+            found = [keypoints.words(d.features)[1].astype(np.uint64) for _, _, d in corpus]
+            rows, counts = measure(descriptors, picture, bits, tables, sizes, found)
+            figures["chance"] += rows
+            print(json.dumps(rows), flush=True)
+            if corpus:
+                figures["recall"].append(recall(corpus, bits, tables, counts))
+                print(json.dumps(figures["recall"][-1]), flush=True)
+        finally:
+            keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS = saved
     text = json.dumps(figures, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -55,18 +55,30 @@ def label(node: Node) -> Label:
 
 
 def star(nodes: Iterable[Node]) -> Iterator[tuple[str, str]]:
-    """Edges from the best member of a group to each other member (enough to connect the group)."""
-    members = sorted(nodes, key=lambda n: n.rank)
-    for other in members[1:]:
-        yield members[0].key, other.key
+    """Edges from the first member of a group to each other member: enough to connect the group (the survivor
+    is the component's best label, wherever the edges run), in one pass and constant memory whatever the
+    group's size (a picture copied 10^6 times across the web is one group)."""
+    hub = None
+    for node in nodes:
+        if hub is None:
+            hub = node.key
+        else:
+            yield hub, node.key
 
 
 def bucket_pairs(nodes: Iterable[Node], radius: int) -> Iterator[tuple[str, str]]:
-    """Edges between the members of one band bucket whose perceptual hashes are within `radius` bits."""
-    members = sorted(nodes, key=lambda n: n.key)
-    for a, b in itertools.combinations(members, 2):
-        if hamming(a.phash, b.phash) <= radius:
-            yield a.key, b.key
+    """Edges that connect the members of one band bucket whose perceptual hashes are within `radius` bits: each
+    member to the first with its very hash (copies of one picture share it: a star, not all their pairs), and
+    the first of each hash to the first of every other hash within the radius. Memory and comparisons grow
+    with the distinct hashes in the bucket, not with its members."""
+    first: dict[int, str] = {}
+    for node in nodes:
+        hub = first.setdefault(node.phash, node.key)
+        if hub != node.key:
+            yield hub, node.key
+    for (a, key_a), (b, key_b) in itertools.combinations(sorted(first.items(), key=lambda kv: kv[1]), 2):
+        if hamming(a, b) <= radius:
+            yield key_a, key_b
 
 
 class Exclusions(NamedTuple):
@@ -270,13 +282,16 @@ class ExclusionIndex:
         return None
 
 
-def decide(members: list[tuple[str, Label, Node]]) -> Iterator[Decision]:
-    """One cluster's decisions: its members (key, final label, node), best first. The survivor is kept; every
-    other member is a duplicate of it (same bytes or pixels as the survivor) or a near-duplicate."""
-    survivor_key = members[0][1][0][2]
+def decide(members: Iterable[tuple[str, Label, Node]]) -> Iterator[Decision]:
+    """One cluster's decisions: its members (key, final label, node), in any order; every member's label is the
+    survivor's. The survivor is kept; every other member is a duplicate of it (same bytes or pixels as the
+    survivor) or a near-duplicate. `members` is read twice, once to count them (a runner's grouped values can
+    be, and a list): a cluster of any size is decided in constant memory."""
+    size = sum(1 for _ in members)
     for key, label_, node in members:
+        survivor_key = label_[0][2]
         if key == survivor_key:
-            yield Decision(key, R.KEPT, survivor_key, len(members), None)
+            yield Decision(key, R.KEPT, survivor_key, size, None)
         else:
             exact = node.sha256 == label_[1] or node.pixel_hash == label_[2]
-            yield Decision(key, R.DUPLICATE if exact else R.NEAR_DUPLICATE, survivor_key, len(members), survivor_key)
+            yield Decision(key, R.DUPLICATE if exact else R.NEAR_DUPLICATE, survivor_key, size, survivor_key)

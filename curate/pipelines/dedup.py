@@ -205,6 +205,14 @@ def _propagate(labels: beam.PCollection, edges: beam.PCollection, round_: int) -
     )
 
 
+def _to_neighbours(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[str, Label]]:
+    """A key's label to each of its neighbours, streamed: a hub of 10^6 copies sends as many, holding none."""
+    key, joined = element
+    mine = min(joined["label"])
+    for neighbour in joined["edges"]:
+        yield neighbour, mine
+
+
 def _unsettled(element: tuple[str, dict[str, Iterable]]) -> Iterator[str]:
     """Keys whose neighbours' labels differ from theirs (after the last round)."""
     key, joined = element
@@ -217,7 +225,7 @@ def _unsettled(element: tuple[str, dict[str, Iterable]]) -> Iterator[str]:
 class _Decide(beam.DoFn):
     def process(self, element: tuple[tuple, dict[str, Iterable]]) -> Iterator[Decision]:
         _, joined = element
-        yield from decide(list(joined["members"]))
+        yield from decide(joined["members"])
 
 
 class Deduplicate(beam.PTransform):
@@ -287,7 +295,7 @@ class Deduplicate(beam.PTransform):
             labels = _propagate(labels, edges, round_)
         neighbour_labels = (
             {"label": labels, "edges": edges} | "JoinLast" >> beam.CoGroupByKey()
-            | "SendLast" >> beam.FlatMap(lambda kv: [(n, min(kv[1]["label"])) for n in kv[1]["edges"]])
+            | "SendLast" >> beam.FlatMap(_to_neighbours)
         )
         unsettled = ({"label": labels, "neighbour_labels": neighbour_labels} | "Check" >> beam.CoGroupByKey()
                      | "Unsettled" >> beam.FlatMap(_unsettled))
@@ -297,7 +305,7 @@ class Deduplicate(beam.PTransform):
             | "ByCluster" >> beam.Map(lambda kv: (min(kv[1]["label"])[0], (kv[0], min(kv[1]["label"]),
                                                                            next(iter(kv[1]["node"])))))
             | "Clusters" >> beam.GroupByKey()
-            | "Sorted" >> beam.Map(lambda kv: (kv[0], {"members": sorted(kv[1], key=lambda m: m[2].rank)}))
+            | "Members" >> beam.Map(lambda kv: (kv[0], {"members": kv[1]}))
         )
         decisions = members | "Decide" >> beam.ParDo(_Decide())
         if overlaps is not None:

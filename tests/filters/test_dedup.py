@@ -209,3 +209,61 @@ def test_an_unchanged_evaluation_set_is_not_read_again(tmp_path: Path, caplog: p
     assert len(again.hashes) == 2 and set(again.hashes) < set(first.hashes) and again.record != first.record
     assert any("0.png" in r.getMessage() for r in caplog.records if r.name == "curate.dedup")
     assert len(list(cache.glob("*.parquet"))) == 3
+
+
+class _Copies:
+    """A picture copied `n` times, as a runner hands a group to a step: an iterable that can be read again (Beam's
+    grouped values are), never a list; the copy at `n // 2` is the largest, the survivor."""
+
+    def __init__(self, n: int, labelled: bool = False):
+        self.n, self.labelled = n, labelled
+
+    def __iter__(self):
+        from curate.filters.dedup import label
+
+        best = Node(f"k{self.n // 2:07d}", "same-bytes", "same-pixels", 0xABC, 200, "2021")
+        for i in range(self.n):
+            node = best if i == self.n // 2 else Node(f"k{i:07d}", "same-bytes", "same-pixels", 0xABC, 100, "2021")
+            yield (node.key, label(best), node) if self.labelled else node
+
+
+def test_the_largest_groups_are_read_as_streams_in_constant_memory_and_decided_right() -> None:
+    """The worst case of the hash steps: one picture with 10^4 and with 10^5 copies (a logo or a spacer copied
+    across the web) is one group of the SHA-256, pixel-hash and band steps, one hub of the label steps and one
+    cluster. Each step reads it as a stream: peak memory does not grow with the copies (tracemalloc), and the
+    edges connect every copy with one edge each, the decisions keep the largest and name it for all others."""
+    import tracemalloc
+    from collections import Counter
+
+    from curate.filters.dedup import bucket_pairs, decide, label, star
+    from curate.pipelines.dedup import _to_neighbours
+
+    peaks = {}
+    for n in (10_000, 100_000):
+        tracemalloc.start()
+        edges = Counter(a for a, _ in star(_Copies(n)))
+        pairs = Counter(a for a, _ in bucket_pairs(_Copies(n), radius=6))
+        best = label(Node("k", "s", "p", 0, 1, ""))
+        sent = sum(1 for _ in _to_neighbours(("hub", {"label": [best], "edges": (f"k{i}" for i in range(n))})))
+        decided = Counter((d.reason, d.cluster, d.cluster_size) for d in decide(_Copies(n, labelled=True)))
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert edges == pairs == {"k0000000": n - 1} and sent == n  # a star on the first copy: n - 1 edges
+        survivor = f"k{n // 2:07d}"
+        assert decided == {(R.KEPT, survivor, n): 1, (R.DUPLICATE, survivor, n): n - 1}
+    assert peaks[100_000] < 1.2 * peaks[10_000] + 256 * 1024, peaks  # constant, not 10x
+
+
+def test_copies_of_one_picture_are_one_cluster_through_the_stage() -> None:
+    """2,000 copies of one picture among the unrelated and chained pictures: one cluster, one survivor, and the
+    other decisions as without them."""
+    copies = [Node(f"m{i:05d}", f"ms{i % 3}", "mp", 0x5555_0000_AAAA_1111 ^ (i % 2), 50 + (i == 1234), "2020")
+              for i in range(2000)]
+    nodes = _nodes() + copies
+    expected = _expected(_nodes(), radius=6) + [
+        Decision(n.key, R.KEPT if n.key == "m01234" else R.DUPLICATE, "m01234", 2000,
+                 None if n.key == "m01234" else "m01234") for n in copies]
+    with BeamPipeline() as p:
+        decisions, unsettled = p | beam.Create(nodes) | Deduplicate(radius=6, rounds=8)
+        assert_that(decisions, equal_to(expected), label="Decisions")
+        assert_that(unsettled, equal_to([]), label="Settled")
