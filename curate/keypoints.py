@@ -328,13 +328,56 @@ def by_partition(key: str, features: bytes, partitions: int, place: int = 0) -> 
 Partners = tuple[Layout, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
+COUNTED = 4096  # members a chunk when a partition's words are counted
+
+
+def _pairable(members: Iterable[tuple]) -> np.ndarray:
+    """The words of a partition that can make a pair, sorted: held by 2 to BUCKET_CAP of its pictures. Counted a
+    chunk of members at a time, so memory grows with the partition's distinct words, not with the pictures
+    holding one of them (a word in every picture of the job, a logo or a flat corner, lands in one partition)."""
+    values: np.ndarray | None = None
+    counts = np.zeros(0, dtype=np.int64)
+    chunk: list[np.ndarray] = []
+
+    def merge() -> None:
+        nonlocal values, counts
+        found, held = np.unique(np.concatenate(chunk), return_counts=True)  # a picture holds a word once
+        if values is not None:
+            found, held = np.concatenate([values, found]), np.concatenate([counts, held])
+            order = np.argsort(found, kind="stable")
+            found, held = found[order], held[order]
+            starts = np.flatnonzero(np.r_[True, found[1:] != found[:-1]])
+            found, held = found[starts], np.add.reduceat(held, starts)
+        values, counts = found, held
+        chunk.clear()
+
+    for member in members:
+        chunk.append(member[3])
+        if len(chunk) == COUNTED:
+            merge()
+    if chunk:
+        merge()
+    if values is None:
+        return np.zeros(0, dtype=np.uint32)
+    return values[(counts >= 2) & (counts <= BUCKET_CAP)]
+
+
 def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners]]:
     """Inside one partition, the pictures that share a word there that is not a stop word (held by more than
     BUCKET_CAP pictures): one element for each picture with partners after it in key order, (key, Partners).
     One element a picture, not one a pair, keeps the shuffle small: most candidate pairs share a word or two
     by chance, and a pair's matches from every partition meet at its first picture. Two pictures of evaluation
-    sets (places with the EVALUATION bit) make no pair."""
-    ordered = sorted(members, key=lambda m: m[0])
+    sets (places with the EVALUATION bit) make no pair. `members` is read twice (a runner's grouped values can
+    be, and a list): first to count the words, then keeping only the pictures' pairable words, so what is held
+    is bounded by the pairs the partition can make (BUCKET_CAP a word), not by its pictures."""
+    pairable = _pairable(members)
+    kept = []
+    for key, place, where, found, xy in members if len(pairable) else ():
+        at = np.searchsorted(pairable, found).clip(0, len(pairable) - 1)
+        mine = pairable[at] == found
+        if mine.any():
+            kept.append((key, place, where, found[mine], xy[mine]))
+    ordered = sorted(kept, key=lambda m: m[0])
     if len(ordered) < 2:
         return
     places = np.array([m[1] for m in ordered], dtype=np.uint64)

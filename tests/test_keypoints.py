@@ -190,3 +190,38 @@ def test_words_travel_as_uint32_with_positions_in_eighth_pixels() -> None:
     _, xy = keypoints.unpack(features)
     stored = {tuple(p) for p in (xy * 8).astype(np.uint16).tolist()}
     assert {tuple(p) for p in positions.tolist()} <= stored
+
+
+class _Crowd:
+    """One partition's members, as a runner hands them over (an iterable read again, never a list): `n` pictures
+    that all hold word 7 there (a stop word: in every picture of the job; their other words fall in other
+    partitions), and three of them also words 5 and 6."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __iter__(self):
+        crowd, three = (np.array(own, dtype=np.uint32) for own in ([7], [7, 5, 6]))
+        xy = {len(own): np.array([(w % 97, w % 89) for w in own.tolist()], dtype=np.uint16) * 8
+              for own in (crowd, three)}
+        where = {n: keypoints.layout(xy[n] / 8) for n in xy}
+        for i in range(self.n):
+            own = three if i in (3, 4, 5) else crowd
+            yield f"k{i:07d}", i, where[len(own)], own, xy[len(own)]
+
+
+def test_a_word_in_every_picture_is_counted_as_a_stream_and_makes_no_pair() -> None:
+    """The worst case of the word steps: a word held by every picture lands in one partition with all of them.
+    The partition's words are counted a chunk at a time and only pairable words are kept: peak memory does not
+    grow from 10^4 to 10^5 pictures (tracemalloc), and the partners are those of the words that make pairs."""
+    import tracemalloc
+
+    peaks = {}
+    for n in (10_000, 100_000):
+        tracemalloc.start()
+        found = {key: (partners.tolist(), counts.tolist())
+                 for key, (_, partners, _, counts, _) in keypoints.partition_partners(_Crowd(n))}
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert found == {"k0000003": ([4, 5], [2, 2]), "k0000004": ([5], [2])}  # words 5 and 6, not 7
+    assert peaks[100_000] < 1.2 * peaks[10_000] + 256 * 1024, peaks
