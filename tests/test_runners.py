@@ -252,3 +252,50 @@ def test_long_input_lists_travel_through_out_not_the_job_graph(
         assert compared, folder
         for path in compared:
             assert (out / folder / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real-images" / "images"
+
+
+def test_decontamination_decides_the_same_on_every_runner(tmp_path: Path) -> None:
+    """Dedup with an evaluation set (its pictures join the keypoint steps) on real photographs, a crop and a
+    caption-barred copy of one of them, and the evaluation picture (a rescaled copy of another): on each
+    runner, the same decisions, bytes for bytes, as in process; the copies are eval_overlap or clustered as
+    the in-process run decides."""
+    from dask.distributed import LocalCluster
+    from PIL import Image, ImageDraw
+
+    photos = sorted(REAL.glob("*.jpg"))[:8]
+    folder, evalset = tmp_path / "in", tmp_path / "eval"
+    folder.mkdir()
+    evalset.mkdir()
+    for path in photos:
+        shutil.copyfile(path, folder / path.name)
+    with Image.open(photos[0]) as im:
+        w, h = im.size
+        im.convert("RGB").crop((w // 12, h // 12, w, h)).save(folder / "zz-crop.jpg", quality=88)
+    with Image.open(photos[1]) as im:
+        barred = im.convert("RGB")
+        ImageDraw.Draw(barred).rectangle((0, barred.height * 9 // 10, barred.width, barred.height), fill=(0, 0, 0))
+        barred.save(folder / "zz-caption.jpg", quality=88)
+        im.convert("RGB").resize((im.width * 2 // 3, im.height * 2 // 3)).save(evalset / "e1.png")
+    with Image.open(photos[0]) as im:
+        im.convert("RGB").save(evalset / "e0.png")
+    base = tmp_path / "base"
+    decode.run(list_sources([str(folder)]), str(base), load_config())
+    config = load_config(None, {"dedup.exclude_near": [str(evalset)]})
+    dedup.run(str(base), config)
+    expected = sorted(parquet_rows(base / "dedup"), key=lambda r: r["key"])
+    reasons = {r["key"]: r["reason"] for r in expected}
+    assert list(reasons.values()).count("eval_overlap") == 4  # both evaluation pictures and their copies
+
+    with contextlib.ExitStack() as stack, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+        cluster = stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                   host="127.0.0.1", dashboard_address=None))
+        for name in ("multi_processing", "bundle_repeat", "dask"):
+            out = tmp_path / name
+            shutil.copytree(base / "images", out / "images")
+            args = RUNNERS[name] + ([f"--dask_client_address={cluster.scheduler_address}"] if name == "dask" else [])
+            dedup.run(str(out), config, args)
+            assert sorted(parquet_rows(out / "dedup"), key=lambda r: r["key"]) == expected, name

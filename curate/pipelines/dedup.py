@@ -236,6 +236,10 @@ class Deduplicate(beam.PTransform):
     then checked: an edge whose ends still disagree means the rounds were too few, and the stage fails loudly
     rather than guess).
 
+    With `evaluation`, the keypoint inputs also hold evaluation pictures (keys EVALUATION_KEY + their source,
+    ReadEvaluation): a training picture that passes both checks against one is decided eval_overlap, naming
+    it, and is left out of the clusters with its edges (it takes no other picture along).
+
     PCollection[Node] -> (PCollection[Decision] for every node, PCollection[str] unsettled keys).
 
     The second output must be empty: if not, the components needed more than `rounds` rounds."""
