@@ -22,6 +22,8 @@ Benchmarks so far:
   images/s/core ratio (goal >= 20x), light and heavy precision/recall, peak memory.
 - neardup (with --labelled): near-duplicate recall per edit family and false merges on its real pictures,
   today's pHash rule next to an ORB verification step (benchmarks/neardup.py; build/bench/neardup.json).
+- scale: dedup and decontamination on --scale-sizes distinct generated pictures with planted copies at a
+  fixed density: recall, false merges, time a picture, worker peaks (benchmarks/scale.py; build/bench/scale.json).
 - decontaminate (with --labelled and --others): the labelled pictures as an evaluation set, their edited copies
   planted among the other pictures, through decode and dedup: recall per family, others dropped
   (benchmarks/decontaminate.py; build/bench/decontaminate.json).
@@ -101,6 +103,9 @@ def main() -> int:
     parser.add_argument("--others", help="with --labelled: real pictures that are none of its pictures, among "
                                          "which decontamination plants their edited copies")
     parser.add_argument("--dedup-nodes", type=int, default=4000, help="N of the dedup benchmark (runs N and 8N)")
+    parser.add_argument("--scale-sizes", default="10000",
+                        help="distinct pictures of the dedup scale benchmark, comma-separated ('' skips; 10^5 needs "
+                             "more than 24 GB today: BENCHMARKS.md)")
     parser.add_argument("--pipeline-scales", default="1,4,16", help="scales of the whole-pipeline benchmark ('' skips)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -127,6 +132,9 @@ def main() -> int:
     else:
         ocr_rows = ocr_bench.bench_crawl(out / "sample-x1", out / "ocr", args.ocr_quick) if 1 in scales else []
     pipeline_rows = pipeline_bench.bench(out / "pipeline", [int(s) for s in args.pipeline_scales.split(",") if s])
+    if args.scale_sizes:  # dedup and decontamination on distinct pictures (benchmarks/scale.py; JSON only)
+        subprocess.run([sys.executable, str(Path(__file__).with_name("scale.py")), "--sizes", args.scale_sizes,
+                        "--work", str(out / "scale"), "--out", str(out / "scale.json")], check=True)
     for table in (rows, extract_rows, download_rows, decode_rows, dedup_rows, ocr_rows, pipeline_rows):
         _print_table(table)
     _print_table(__import__("train").bench())  # benchmarks/train.py: cpu-tiny training images/s (table only)
