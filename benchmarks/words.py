@@ -40,25 +40,66 @@ from curate.sample.edits import FAMILIES, edited
 SCALE = 2_000_000_000
 
 
-def _descriptors(seed: int) -> np.ndarray:
-    descriptors, _ = keypoints.unpack(keypoints.describe(distinct(seed)).features)
-    return descriptors.copy()
+def _descriptors(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    descriptors, xy = keypoints.unpack(keypoints.describe(distinct(seed)).features)
+    return descriptors.copy(), xy
 
 
-def distinct_descriptors(n: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(descriptors of all keypoints, k x 32 uint8; the picture of each, k int32) of distinct(0 .. n-1),
-    cached in `cache`."""
-    path = cache / f"distinct-{n}.npz"
+def distinct_descriptors(n: int, cache: Path, positions: bool = False) -> tuple[np.ndarray, ...]:
+    """(descriptors of all keypoints, k x 32 uint8; the picture of each, k int32; with `positions`, also
+    their positions, k x 2 float32) of distinct(0 .. n-1), cached in `cache`."""
+    path = cache / (f"distinct-{n}-xy.npz" if positions else f"distinct-{n}.npz")
     if path.exists():
         stored = np.load(path)
-        return stored["descriptors"], stored["picture"]
+        return tuple(stored[k] for k in ("descriptors", "picture", "xy")[:3 if positions else 2])
     with multiprocessing.Pool() as pool:
         found = pool.map(_descriptors, range(n), chunksize=64)
-    picture = np.concatenate([np.full(len(d), i, dtype=np.int32) for i, d in enumerate(found)])
-    descriptors = np.concatenate(found)
+    picture = np.concatenate([np.full(len(d), i, dtype=np.int32) for i, (d, _) in enumerate(found)])
+    descriptors, xy = np.concatenate([d for d, _ in found]), np.concatenate([p for _, p in found])
     cache.mkdir(parents=True, exist_ok=True)
+    if positions:
+        np.savez(path, descriptors=descriptors, picture=picture, xy=xy)
+        return descriptors, picture, xy
     np.savez(path, descriptors=descriptors, picture=picture)
     return descriptors, picture
+
+
+def _neighbours(xy: np.ndarray, picture: np.ndarray, k: int) -> np.ndarray:
+    """For every keypoint, the (global) indices of its k nearest keypoints of the same picture (itself where
+    a picture has too few), k columns."""
+    out = np.repeat(np.arange(len(xy))[:, None], k, axis=1)
+    starts = np.flatnonzero(np.r_[True, picture[1:] != picture[:-1]]).tolist() + [len(picture)]
+    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+        here = xy[lo:hi].astype(np.float64)
+        d = ((here[:, None, :] - here[None, :, :]) ** 2).sum(axis=2)
+        np.fill_diagonal(d, np.inf)
+        m = min(k, hi - lo - 1)
+        if m > 0:
+            out[lo:hi, :m] = lo + np.argsort(d, axis=1)[:, :m]
+    return out
+
+
+def phrases(features: bytes) -> tuple[keypoints.Layout, np.ndarray, np.ndarray]:
+    """keypoints.words with visual phrases: each keypoint's word of a table paired with the word of each of its
+    NEIGHBOURS nearest keypoints in that table (uint64: table << 48 | word << 24 | neighbour's word), at the
+    keypoint's position; each phrase once a picture."""
+    descriptors, xy = keypoints.unpack(features)
+    if not len(xy):
+        return keypoints.layout(xy), np.zeros(0, dtype=np.uint64), np.zeros((0, 2), dtype=np.uint16)
+    near = _neighbours(xy, np.zeros(len(xy), dtype=np.int32), NEIGHBOURS)
+    found, at = [], []
+    for table, positions in enumerate(keypoints._BITS):
+        word = _word(descriptors, positions)
+        for j in range(NEIGHBOURS):
+            found.append(np.uint64(table) << np.uint64(48) | word << np.uint64(24) | word[near[:, j]])
+            at.append(np.arange(len(xy)))
+    flat, where = np.concatenate(found), np.concatenate(at)
+    _, first = np.unique(flat, return_index=True)
+    first.sort()
+    return keypoints.layout(xy), flat[first], (xy[where[first]] * 8).astype(np.uint16)
+
+
+NEIGHBOURS = 2  # phrase schemes ("24x8n2"): neighbours a keypoint's word is paired with
 
 
 def _word(descriptors: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -72,19 +113,25 @@ def _word(descriptors: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def measure(descriptors: np.ndarray, picture: np.ndarray, bits: int, tables: int, sizes: list[int],
-            found: list[np.ndarray]) -> tuple[list[dict[str, Any]], list[dict[int, np.ndarray]]]:
+            found: list[np.ndarray], near: np.ndarray | None = None,
+            ) -> tuple[list[dict[str, Any]], list[dict[int, np.ndarray]]]:
     """For the current scheme (keypoints.WORD_BITS, TABLES, _BITS): chance sharing among the first n distinct
     pictures for each n in `sizes` (see the module doc), and for each picture's words in `found` (as
     keypoints.words gives them), how many of the first n distinct pictures hold each. Each table is sorted
-    once, at the largest n; the smaller counts come from the same order."""
+    once, at the largest n; the smaller counts come from the same order. With `near` (each keypoint's
+    neighbours, _neighbours), the keys are phrases (see `phrases`)."""
     stats: dict[int, dict[str, list[float]]] = {n: {"others": [], "stopped": [], "shared": []} for n in sizes}
     words = dict.fromkeys(sizes, 0)
     counts = [{n: np.zeros(len(f), dtype=np.int64) for n in sizes} for f in found]
-    mask = np.uint64((1 << bits) - 1)
+    tag = 48 if near is not None else bits
+    mask = np.uint64((1 << tag) - 1)
+    holder = picture if near is None else np.tile(picture, near.shape[1])
     for table, positions in enumerate(keypoints._BITS):
         word = _word(descriptors, positions)
-        order = np.lexsort((picture, word))
-        w, p = word[order], picture[order]
+        if near is not None:
+            word = np.concatenate([word << np.uint64(24) | word[near[:, j]] for j in range(near.shape[1])])
+        order = np.lexsort((holder, word))
+        w, p = word[order], holder[order]
         keep = np.r_[True, (w[1:] != w[:-1]) | (p[1:] != p[:-1])]  # a picture holds a word once
         w, p = w[keep], p[keep]
         starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
@@ -99,7 +146,7 @@ def measure(descriptors: np.ndarray, picture: np.ndarray, bits: int, tables: int
             mine["shared"].append(float(present[present > 1].sum() / occurrences))
             words[n] += occurrences
             for f, c in zip(found, counts, strict=True):
-                here = (f >> np.uint64(bits)) == np.uint64(table)
+                here = (f >> np.uint64(tag)) == np.uint64(table)
                 at = np.searchsorted(values, f[here] & mask).clip(0, len(values) - 1)
                 c[n][here] = np.where(values[at] == (f[here] & mask), held[at], 0)
     rows = []
@@ -209,28 +256,40 @@ def main() -> int:
     parser.add_argument("--cache", default="build/bench/words", help="where the distinct pictures' descriptors live")
     parser.add_argument("--out", default=None, help="write the figures here as JSON")
     args = parser.parse_args()
-    schemes = [tuple(int(v) for v in s.split("x")) for s in args.schemes.split(",")]
+    schemes = []  # (bits, tables, neighbours): "24x8" words, "24x8n2" phrases with 2 neighbours
+    for scheme in args.schemes.split(","):
+        bits, rest = scheme.split("x")
+        tables, _, neighbours = rest.partition("n")
+        schemes.append((int(bits), int(tables), int(neighbours or 0)))
     figures: dict[str, Any] = {"chance": [], "recall": []}
     started = time.perf_counter()
-    descriptors, picture = distinct_descriptors(args.pictures, Path(args.cache))
+    found_at = distinct_descriptors(args.pictures, Path(args.cache), positions=any(n for _, _, n in schemes))
+    descriptors, picture = found_at[:2]
     figures["describe_seconds"] = round(time.perf_counter() - started, 1)
     figures["keypoints"] = len(descriptors)
     sizes = [int(s) for s in args.steps.split(",") if s] + [args.pictures]
     corpus = real_corpus(Path(args.real)) if args.real else []
     figures["real_corpus"] = len(corpus)
-    for bits, tables in schemes:
-        saved = keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS
+    global NEIGHBOURS
+    for bits, tables, neighbours in schemes:
+        saved = keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS, keypoints.words
         keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS = bits, tables, keypoints.table_bits(tables, bits)
+        near = None
+        if neighbours:  # phrases: the stage's words replaced by them for the real corpus, too
+            NEIGHBOURS, keypoints.words = neighbours, phrases
+            near = _neighbours(found_at[2], picture, neighbours)
         try:
             found = [keypoints.words(d.features)[1].astype(np.uint64) for _, _, d in corpus]
-            rows, counts = measure(descriptors, picture, bits, tables, sizes, found)
+            rows, counts = measure(descriptors, picture, bits, tables, sizes, found, near)
+            for row in rows:
+                row["neighbours"] = neighbours
             figures["chance"] += rows
             print(json.dumps(rows), flush=True)
             if corpus:
-                figures["recall"].append(recall(corpus, bits, tables, counts))
+                figures["recall"].append({**recall(corpus, bits, tables, counts), "neighbours": neighbours})
                 print(json.dumps(figures["recall"][-1]), flush=True)
         finally:
-            keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS = saved
+            keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS, keypoints.words = saved
     text = json.dumps(figures, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
