@@ -14,7 +14,11 @@ proportion to N. This measures, for each candidate scheme (bits x tables):
   the stage's own matching (`keypoints.match_all`) with the scheme's words: recall per family, false merges
   (pairs of different originals), candidate pairs a picture and matching time.
 
-    python benchmarks/words.py --pictures 100000 [--real DIR] [--schemes 24x8,32x16,...] [--out FILE]
+A scheme "BxT" is words of B bits, T a keypoint (the stage's kind); "BxTnK" is visual phrases: each keypoint's
+B-bit word of each of T tables paired with the word of each of its K nearest keypoints (one key of 2B bits),
+which only a picture holding both corners side by side shares.
+
+    python benchmarks/words.py --pictures 100000 [--real DIR] [--schemes 24x8,32x16,24x8n2,...] [--out FILE]
 """
 
 from __future__ import annotations
