@@ -186,18 +186,18 @@ def _occupied(inliers: np.ndarray, mine: Layout, theirs: Layout, to_theirs: np.n
 
 
 def words(features: bytes) -> tuple[Layout, np.ndarray, np.ndarray]:
-    """(layout, words, positions): each picture's words once (uint32: table << WORD_BITS | the word's bits), at
-    the strongest keypoint that has it, and those keypoints' positions (n x 2 uint16, in 1/8 pixel as stored:
-    half the bytes of floats through the shuffle, and exact)."""
+    """(layout, words, positions): each picture's words once (table << WORD_BITS | the word's bits: uint32, uint64
+    past 32 bits), at the strongest keypoint that has it, and those keypoints' positions (n x 2 uint16, in 1/8
+    pixel as stored: half the bytes of floats through the shuffle, and exact)."""
     descriptors, xy = unpack(features)
-    kind = np.uint32 if WORD_BITS + int(TABLES - 1).bit_length() <= 32 else np.uint64
+    kind = np.dtype(np.uint32 if WORD_BITS + int(TABLES - 1).bit_length() <= 32 else np.uint64)
     if not len(xy):
         return layout(xy), np.zeros(0, dtype=kind), np.zeros((0, 2), dtype=np.uint16)
-    bits = np.unpackbits(descriptors, axis=1).astype(np.uint64)
-    weights = np.uint64(1) << np.arange(WORD_BITS, dtype=np.uint64)
-    tables = np.arange(TABLES, dtype=np.uint64)[:, None] << np.uint64(WORD_BITS)
-    found = (bits[:, _BITS] * weights).sum(axis=2, dtype=np.uint64).T | tables  # TABLES x keypoints, table-major
-    flat = found.ravel().astype(kind)
+    bits = np.unpackbits(descriptors, axis=1).astype(kind)
+    weights = (1 << np.arange(WORD_BITS)).astype(kind)
+    tables = (np.arange(TABLES) << WORD_BITS).astype(kind)[:, None]
+    found = (bits[:, _BITS] * weights).sum(axis=2, dtype=kind).T | tables  # TABLES x keypoints, table-major
+    flat = found.ravel()
     _, first = np.unique(flat, return_index=True)
     first.sort()  # table by table, strongest keypoint first, as the words were found
     return layout(xy), flat[first], (xy[first % len(xy)] * _SUBPIXEL).astype(np.uint16)

@@ -30,17 +30,6 @@ _WORDS = ("sale", "new", "photo", "2021", "menu", "Open", "STOP", "news", "home"
 _FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSerif-Bold.ttf")
 
 
-def _noise(g: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
-    """Noise with power ~ 1/f^beta, in [0, 1]."""
-    fy, fx = np.fft.fftfreq(shape[0])[:, None], np.fft.rfftfreq(shape[1])[None, :]
-    f = np.hypot(fx, fy)
-    f[0, 0] = 1.0
-    spectrum = (g.normal(size=f.shape) + 1j * g.normal(size=f.shape)) / f ** (beta / 2)
-    spectrum[0, 0] = 0
-    a = np.fft.irfft2(spectrum, s=shape)
-    return ((a - a.min()) / (np.ptp(a) + 1e-12)).astype(np.float32)
-
-
 def _tone(g: np.random.Generator) -> np.ndarray:
     """A 256-entry lookup per channel (3 x 256 uint8): a random mix of the identity and waves, not monotonic."""
     x = np.arange(256, dtype=np.float32) / 255
@@ -74,20 +63,19 @@ def _patch(g: np.random.Generator, side: int) -> tuple[np.ndarray, np.ndarray]:
     bent = cv2.remap(flat, grid_x + field[0], grid_y + field[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     lut = _tone(g)
     recoloured = np.stack([lut[c][bent[..., c]] for c in range(3)], axis=-1)
-    ys, xs = (np.arange(side, dtype=np.float32) - side / 2) / (side / 2), None
-    xs = ys[None, :]
-    ellipse = (xs / g.uniform(0.7, 1.0)) ** 2 + (ys[:, None] / g.uniform(0.7, 1.0)) ** 2
+    across = (np.arange(side, dtype=np.float32) - side / 2) / (side / 2)  # -1 .. 1 over the patch
+    ellipse = (across[None, :] / g.uniform(0.7, 1.0)) ** 2 + (across[:, None] / g.uniform(0.7, 1.0)) ** 2
     alpha = np.clip((1.0 - ellipse) * 4, 0, 1).astype(np.float32)
     return recoloured, alpha
 
 
 def distinct(seed: int, size: tuple[int, int] = SIZE) -> Image.Image:
     """The picture of `seed` (RGB, `size`): the same on every machine for one seed, distinct across seeds."""
-    from curate.sample.images import _font
+    from curate.sample.images import _font, _fractal
 
     g = np.random.default_rng([seed, 0x5EED])
     w, h = size
-    base = _noise(g, (h, w), g.uniform(1.6, 2.6))[..., None]
+    base = _fractal(g, (h, w), g.uniform(1.6, 2.6))[..., None]
     low, high = g.uniform(0, 255, 3), g.uniform(0, 255, 3)
     canvas = (low + (high - low) * base).astype(np.float32)
     for _ in range(int(g.integers(3, 7))):
