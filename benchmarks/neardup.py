@@ -95,16 +95,14 @@ def _cross_validate(corpus: list[tuple[int, str, int, keypoints.Described]], nam
     pictures = [c[3] for c in corpus] + synthetic
     original = np.array([c[0] for c in corpus] + [len(names) + n for n in range(len(synthetic))])
     source = np.array([_source(names[c[0]]) for c in corpus] + ["sample look-alikes"] * len(synthetic))
-    members = [m for n, (blob, _) in enumerate(pictures) for _, m in keypoints.by_partition(f"{n:09d}", blob, 1, n)]
     least = min(GRID["min_matches"])
     loosest = {k: v[0] for k, v in GRID.items() if k != "max_different"}
     pairs, found = [], []  # the candidate pairs that pass the loosest geometric check: no other can pass
-    measured_pairs = (((int(key), b), measured) for key, partners in keypoints.partition_partners(members)
-                      for b, measured in keypoints.pairs_of([partners], least=least))
-    for (a, b), measured in measured_pairs:
+    for a, b in sorted(keypoints.candidate_pairs([f for f, _ in pictures], 1)):
+        measured = keypoints.pair_evidence(pictures[a][0], pictures[b][0], least)
         if keypoints.accepts(measured, *loosest.values()):
-            pairs.append((int(a), int(b)))
-            found.append((*measured[:4], keypoints.different(pictures[int(a)][1], pictures[int(b)][1], measured.fit)))
+            pairs.append((a, b))
+            found.append((*measured[:4], keypoints.different(pictures[a][1], pictures[b][1], measured.fit)))
     ev = np.array(found, dtype=np.float64).reshape(-1, 5)
     i, j = (np.array([p[k] for p in pairs], dtype=np.int64) for k in (0, 1))
     # the pairs that count: an original with its copy (recall), distinct pictures (false merges)

@@ -308,40 +308,52 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return outer[:, :2] @ inner + np.hstack([np.zeros((2, 2)), outer[:, 2:]])
 
 
-def by_partition(key: str, features: bytes, partitions: int, place: int = 0) -> Iterator[tuple[int, tuple]]:
-    """One picture's words, as one element per partition: (partition, (key, place, layout, words, positions)).
-    `place` is a 64-bit number that names the picture wherever its partners are listed (8 bytes where a key
-    takes 32: the dedup stage uses where the picture is in OUT/images)."""
-    where, found, xy = words(features)
-    mixed = found.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing, modulo 2**64
+KEY_BITS = 48  # descriptor bits of a candidate key: selective enough for 2x10^9 pictures (module doc)
+KEY_TABLES = 32  # candidate keys a keypoint
+MIN_SHARED = 2  # candidate keys two pictures must share to be checked
+_KEY_BITS = table_bits(KEY_TABLES, KEY_BITS)
+
+
+def keys(features: bytes) -> np.ndarray:
+    """A picture's candidate keys, sorted and once each (uint64: table << KEY_BITS | KEY_BITS descriptor bits of
+    a keypoint, the table's fixed positions). Long, so that unrelated pictures rarely share one even among
+    billions; many, so that a copy's keypoints share some whatever its edit."""
+    descriptors, _ = unpack(features)
+    if not len(descriptors):
+        return np.zeros(0, dtype=np.uint64)
+    picked = np.unpackbits(descriptors, axis=1)[:, _KEY_BITS]  # keypoints x tables x KEY_BITS
+    packed = np.packbits(picked, axis=2)  # KEY_BITS / 8 bytes, most significant first
+    padded = np.zeros(packed.shape[:2] + (8,), dtype=np.uint8)
+    padded[..., 8 - packed.shape[2]:] = packed
+    found = padded.view(">u8")[..., 0].astype(np.uint64) | (np.arange(KEY_TABLES, dtype=np.uint64) << np.uint64(KEY_BITS))
+    return np.unique(found)
+
+
+def by_partition(features: bytes, partitions: int, place: int = 0) -> Iterator[tuple[int, tuple[int, np.ndarray]]]:
+    """One picture's candidate keys, as one element per partition: (partition, (place, keys there)). `place` is
+    a 64-bit number that names the picture wherever pairs are listed (8 bytes where a key takes 32: the dedup
+    stage uses where the picture is in OUT/images)."""
+    found = keys(features)
+    mixed = found * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing, modulo 2**64
     parts = (mixed % np.uint64(partitions)).astype(np.int64)
     for part in np.unique(parts).tolist():
-        mine = parts == part
-        yield part, (key, place, where, found[mine], xy[mine])
+        yield part, (place, found[parts == part])
 
 
-# What a picture learns in one partition: its layout; its partners' places (uint64), layouts (n x 5 uint16:
-# the box in 1/8 pixel, as the keypoints are stored, and the cells) and matches each (uint16); the matches,
-# grouped by partner (rows x, y here, x, y there, uint16 in 1/8 pixel). Arrays of the narrowest exact types,
-# not lists of keys and floats: a runner holds all of them while the matches of every partition meet
-# (BENCHMARKS.md).
-Partners = tuple[Layout, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+COUNTED = 4096  # members a chunk when a partition's keys are counted
 
 
-COUNTED = 4096  # members a chunk when a partition's words are counted
-
-
-def _pairable(members: Iterable[tuple]) -> np.ndarray:
-    """The words of a partition that can make a pair, sorted: held by 2 to BUCKET_CAP of its pictures. Counted a
-    chunk of members at a time, so memory grows with the partition's distinct words, not with the pictures
-    holding one of them (a word in every picture of the job, a logo or a flat corner, lands in one partition)."""
+def _pairable(members: Iterable[tuple[int, np.ndarray]]) -> np.ndarray:
+    """The keys of a partition that can make a pair, sorted: held by 2 to BUCKET_CAP of its pictures. Counted a
+    chunk of members at a time, so memory grows with the partition's distinct keys, not with the pictures
+    holding one of them (a key in every picture of the job, a logo or a flat corner, lands in one partition)."""
     values: np.ndarray | None = None
     counts = np.zeros(0, dtype=np.int64)
     chunk: list[np.ndarray] = []
 
     def merge() -> None:
         nonlocal values, counts
-        found, held = np.unique(np.concatenate(chunk), return_counts=True)  # a picture holds a word once
+        found, held = np.unique(np.concatenate(chunk), return_counts=True)  # a picture holds a key once
         if values is not None:
             found, held = np.concatenate([values, found]), np.concatenate([counts, held])
             order = np.argsort(found, kind="stable")
@@ -352,120 +364,90 @@ def _pairable(members: Iterable[tuple]) -> np.ndarray:
         chunk.clear()
 
     for member in members:
-        chunk.append(member[3])
+        chunk.append(member[1])
         if len(chunk) == COUNTED:
             merge()
     if chunk:
         merge()
     if values is None:
-        return np.zeros(0, dtype=np.uint32)
+        return np.zeros(0, dtype=np.uint64)
     return values[(counts >= 2) & (counts <= BUCKET_CAP)]
 
 
-def partition_partners(members: Iterable[tuple]) -> Iterator[tuple[str, Partners]]:
-    """Inside one partition, the pictures that share a word there that is not a stop word (held by more than
-    BUCKET_CAP pictures): one element for each picture with partners after it in key order, (key, Partners).
-    One element a picture, not one a pair, keeps the shuffle small: most candidate pairs share a word or two
-    by chance, and a pair's matches from every partition meet at its first picture. Two pictures of evaluation
-    sets (places with the EVALUATION bit) make no pair. `members` is read twice (a runner's grouped values can
-    be, and a list): first to count the words, then keeping only the pictures' pairable words, so what is held
-    is bounded by the pairs the partition can make (BUCKET_CAP a word), not by its pictures."""
+def partition_pairs(members: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[tuple[int, int], int]]:
+    """Inside one partition, the pairs of pictures that share keys there that are not stop keys (held by more
+    than BUCKET_CAP pictures): ((place, place), keys shared here), the smaller place first; summed over the
+    partitions, a pair sharing MIN_SHARED is a candidate. Two pictures of evaluation sets (places with the
+    EVALUATION bit) make no pair. `members` is read twice (a runner's grouped values can be, and a list): first
+    to count the keys, then keeping only the pictures' pairable keys, so what is held is bounded by the pairs
+    the partition can make (BUCKET_CAP a key), not by its pictures."""
     pairable = _pairable(members)
-    kept = []
-    for key, place, where, found, xy in members if len(pairable) else ():
-        at = np.searchsorted(pairable, found).clip(0, len(pairable) - 1)
-        mine = pairable[at] == found
-        if mine.any():
-            kept.append((key, place, where, found[mine], xy[mine]))
-    ordered = sorted(kept, key=lambda m: m[0])
-    if len(ordered) < 2:
+    if not len(pairable):
         return
-    places = np.array([m[1] for m in ordered], dtype=np.uint64)
-    in_eighths = np.array([_SUBPIXEL] * 4 + [1])  # exact: the keypoints' box is in 1/8 pixel; 9 cell bits
-    layouts = np.rint(np.array([m[2] for m in ordered], dtype=np.float64) * in_eighths).astype(np.uint16)
-    held = np.concatenate([m[3] for m in ordered])
-    owner = np.concatenate([np.full(len(m[3]), i, dtype=np.int64) for i, m in enumerate(ordered)])
-    xy = np.concatenate([m[4] for m in ordered]).astype(np.uint16)
-    order = np.lexsort((owner, held))
-    held, owner, xy = held[order], owner[order], xy[order]
-    starts = np.flatnonzero(np.r_[True, held[1:] != held[:-1]])
-    sizes = np.diff(np.r_[starts, len(held)])
+    places, held = [], []
+    for place, found in members:
+        at = np.searchsorted(pairable, found).clip(0, len(pairable) - 1)
+        mine = found[pairable[at] == found]
+        if len(mine):
+            places.append(place)
+            held.append(mine)
+    owner = np.array(places, dtype=np.uint64).repeat([len(h) for h in held])
+    flat = np.concatenate(held)
+    order = np.lexsort((owner, flat))
+    flat, owner = flat[order], owner[order]
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    sizes = np.diff(np.r_[starts, len(flat)])
     firsts, seconds = [], []
-    for size in np.unique(sizes[(sizes >= 2) & (sizes <= BUCKET_CAP)]).tolist():
+    for size in np.unique(sizes).tolist():  # every pairable key is held by 2..BUCKET_CAP pictures
         rows = starts[sizes == size][:, None]
         i, j = np.triu_indices(size, k=1)
-        firsts.append((rows + i).ravel())
-        seconds.append((rows + j).ravel())
-    if not firsts:
-        return
-    first, second = np.concatenate(firsts), np.concatenate(seconds)
-    evaluation = places >= np.uint64(EVALUATION)
-    if evaluation.any():  # two pictures of evaluation sets are not a pair: neither will be kept or dropped
-        apart = ~(evaluation[owner[first]] & evaluation[owner[second]])
-        first, second = first[apart], second[apart]
-        if not len(first):
-            return
-    pair = owner[first] * len(ordered) + owner[second]  # owners ascend inside a word: first < second
-    by_pair = np.argsort(pair, kind="stable")
-    pair, matches = pair[by_pair], np.hstack([xy[first[by_pair]], xy[second[by_pair]]])
-    distinct, counts = np.unique(pair, return_counts=True)
-    mine, theirs = np.divmod(distinct, len(ordered))
-    bounds = np.r_[0, np.cumsum(counts)]
-    counts = counts.astype(np.uint16)  # at most TABLES * KEEP words a picture
-    picture_starts = np.flatnonzero(np.r_[True, mine[1:] != mine[:-1]]).tolist() + [len(mine)]
-    for lo, hi in zip(picture_starts[:-1], picture_starts[1:], strict=True):
-        a = int(mine[lo])
-        partners = theirs[lo:hi]
-        yield ordered[a][0], (tuple(ordered[a][2]), places[partners], layouts[partners], counts[lo:hi],
-                              matches[bounds[lo]:bounds[hi]])
+        firsts.append(owner[(rows + i).ravel()])
+        seconds.append(owner[(rows + j).ravel()])
+    first, second = np.concatenate(firsts), np.concatenate(seconds)  # owners ascend inside a key
+    apart = (first < np.uint64(EVALUATION)) | (second < np.uint64(EVALUATION))  # not two evaluation pictures
+    pairs, shared = np.unique(np.stack([first[apart], second[apart]], axis=1), axis=0, return_counts=True)
+    yield from (((a, b), n) for (a, b), n in zip(pairs.tolist(), shared.tolist(), strict=True))
 
 
-def pairs_of(parts: Iterable[Partners], least: int = MIN_MATCHES) -> Iterator[tuple[int, Evidence]]:
-    """A picture's partners from every partition, put together: each partner with at least `least` matches
-    in all, and the geometric check's evidence (partner's place, evidence), partners in place order."""
-    parts = list(parts)
-    if not parts:
-        return
-    where = parts[0][0]  # the same in every partition
-    total: dict[int, int] = {}
-    for _, partners, _, counts, _ in parts:
-        for partner, n in zip(partners.tolist(), counts.tolist(), strict=True):
-            total[partner] = total.get(partner, 0) + n
-    wanted = {partner for partner, n in total.items() if n >= least}
-    rows: dict[int, list[np.ndarray]] = {partner: [] for partner in wanted}
-    their_layout: dict[int, Layout] = {}
-    for _, partners, layouts, counts, matches in parts:
-        offsets = np.r_[0, np.cumsum(counts, dtype=np.int64)].tolist()
-        for i, partner in enumerate(partners.tolist()):
-            if partner in wanted:
-                rows[partner].append(matches[offsets[i]:offsets[i + 1]])
-                x0, y0, x1, y1, cells = layouts[i].tolist()
-                their_layout[partner] = (x0 / _SUBPIXEL, y0 / _SUBPIXEL, x1 / _SUBPIXEL, y1 / _SUBPIXEL, cells)
-    for partner in sorted(wanted):
-        found = np.concatenate(rows[partner]).astype(np.float32) / _SUBPIXEL
-        yield partner, evidence(found, where, their_layout[partner], least)
+def candidate_pairs(features: Sequence[bytes], partitions: int, evaluation: int = 0) -> dict[tuple[int, int], int]:
+    """The candidate step in one process (benchmarks and tests): the pairs of indices into `features` sharing
+    at least MIN_SHARED keys that are not stop keys, with how many they share. The first `evaluation` pictures
+    are an evaluation set's: paired with the others, not with each other."""
+    groups: dict[int, list] = {}
+    for index, blob in enumerate(features):
+        for part, member in by_partition(blob, partitions, index | EVALUATION if index < evaluation else index):
+            groups.setdefault(part, []).append(member)
+    shared: dict[tuple[int, int], int] = {}
+    for members in groups.values():
+        for pair, n in partition_pairs(members):
+            shared[pair] = shared.get(pair, 0) + n
+    strip = ~EVALUATION
+    return {(a & strip, b & strip): n for (a, b), n in shared.items() if n >= MIN_SHARED}
+
+
+def pair_evidence(features_a: bytes, features_b: bytes, least: int = MIN_MATCHES) -> Evidence:
+    """The geometric check's measurements for one candidate pair: its correspondences are the visual words
+    (`words`) the two pictures share, each at the strongest keypoint holding it in each."""
+    layout_a, words_a, xy_a = words(features_a)
+    layout_b, words_b, xy_b = words(features_b)
+    _, in_a, in_b = np.intersect1d(words_a, words_b, assume_unique=True, return_indices=True)
+    matches = np.hstack([xy_a[in_a], xy_b[in_b]]).astype(np.float32) / _SUBPIXEL
+    return evidence(matches, layout_a, layout_b, least)
+
+
+def same_picture(a: Described, b: Described) -> bool:
+    """Both checks on a candidate pair: the geometric one on their shared words, then the photometric one."""
+    found = pair_evidence(a.features, b.features)
+    return accepts(found) and different(a.thumbnail, b.thumbnail, found.fit) <= MAX_DIFFERENT
 
 
 def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes], partitions: int,
               evaluation: int = 0) -> tuple[set[tuple[int, int]], int]:
     """The dedup stage's keypoint steps in one process, without Beam (benchmarks and tests): the pairs of
-    indices into `features` (and their `thumbnails`) that are one picture, and how many candidate pairs (with
-    at least MIN_MATCHES shared words) were checked. The first `evaluation` pictures are an evaluation set's:
-    they are matched with the others, not with each other."""
-    groups: dict[int, list] = {}
-    for index, blob in enumerate(features):
-        where = index | EVALUATION if index < evaluation else index
-        for part, member in by_partition(f"{index:09d}", blob, partitions, where):
-            groups.setdefault(part, []).append(member)
-    by_picture: dict[str, list[Partners]] = {}
-    for members in groups.values():
-        for key, partners in partition_partners(members):
-            by_picture.setdefault(key, []).append(partners)
-    same, candidates = set(), 0
-    for key, parts in by_picture.items():
-        for partner, measured in pairs_of(parts):  # the geometric check, then the photometric one
-            candidates += 1
-            a, b = int(key), partner & ~EVALUATION
-            if accepts(measured) and different(thumbnails[a], thumbnails[b], measured.fit) <= MAX_DIFFERENT:
-                same.add((a, b))
-    return same, candidates
+    indices into `features` (and their `thumbnails`) that are one picture, and how many candidate pairs were
+    checked. The first `evaluation` pictures are an evaluation set's: they are matched with the others, not
+    with each other."""
+    candidates = candidate_pairs(features, partitions, evaluation)
+    same = {(a, b) for a, b in candidates if same_picture(Described(features[a], thumbnails[a]),
+                                                          Described(features[b], thumbnails[b]))}
+    return same, len(candidates)

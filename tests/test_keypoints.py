@@ -132,30 +132,19 @@ def test_the_matches_do_not_depend_on_the_partitions(corpus) -> None:
     assert len(one) >= 30 and one == _matches(pictures, 7)
 
 
-def test_a_stop_word_makes_no_pairs_and_the_check_is_repeatable() -> None:
-    def picture(key: str, words: list[int]) -> tuple:
-        xy = np.array([(float(w % 97), float(w % 89)) for w in words], dtype=np.float32).reshape(-1, 2)
-        place = int.from_bytes(key.encode(), "big")  # partners are named by their place: "a" 97, "b" 98, "c" 99
-        return key, place, keypoints.layout(xy), np.array(words, dtype=np.uint32), (xy * 8).astype(np.uint16)
+def test_a_stop_key_makes_no_pairs_and_the_check_is_repeatable() -> None:
+    def picture(place: int, held: list[int]) -> tuple[int, np.ndarray]:
+        return place, np.array(sorted(held), dtype=np.uint64)
 
-    crowd = [picture(f"k{i:03d}", [7, 1000 + i]) for i in range(keypoints.BUCKET_CAP + 1)]  # all hold word 7
-    assert list(keypoints.partition_partners(crowd)) == []
-    three = [picture("c", [5, 6, 9]), picture("a", [5, 6]), picture("b", [6, 9])]
-    name = {97: "a", 98: "b", 99: "c"}
-    found = {key: ([name[p] for p in partners.tolist()], counts.tolist(), (matches / 8).tolist())
-             for key, (_, partners, _, counts, matches) in keypoints.partition_partners(three)}
-    assert sorted(found) == ["a", "b"]  # "c" has no partner after it
-    assert found["a"][:2] == (["b", "c"], [1, 2]) and found["b"][:2] == (["c"], [2])
-    assert found["a"][2][0] == [6 % 97, 6 % 89, 6 % 97, 6 % 89]  # word 6, at the same place in "a" and "b"
-    # what goes through the shuffle is compact and exact: uint64 places, uint16 layouts, counts and rows
-    _, (where, places, layouts, counts, matches) = next(keypoints.partition_partners(three))
-    assert (places.dtype, layouts.dtype, counts.dtype, matches.dtype) == (np.uint64, np.uint16, np.uint16, np.uint16)
-    assert [v / 8 for v in layouts[1, :4].tolist()] == list(three[0][2][:4])  # "c"'s box, exactly
-    assert int(layouts[1, 4]) == three[0][2][4] > 0  # and its cells
-    # pairs_of puts a picture's partners from every partition together, and measures those with enough
-    halves = [next(keypoints.partition_partners(three))[1]] * 2  # the same matches, as if from two partitions
-    assert [(name[b], e.matches) for b, e in keypoints.pairs_of(halves, least=2)] == [("b", 2), ("c", 4)]
-    assert [name[b] for b, _ in keypoints.pairs_of(halves, least=3)] == ["c"]
+    crowd = [picture(i, [7, 1000 + i]) for i in range(keypoints.BUCKET_CAP + 1)]  # all hold key 7
+    assert list(keypoints.partition_pairs(crowd)) == []
+    three = [picture(99, [5, 6, 9]), picture(97, [5, 6]), picture(98, [6, 9])]
+    assert dict(keypoints.partition_pairs(three)) == {(97, 98): 1, (97, 99): 2, (98, 99): 2}  # keys shared here
+    # two evaluation pictures are never a pair; an evaluation picture and a training one are
+    evaluation = [picture(keypoints.EVALUATION | 1, [5, 6]), picture(keypoints.EVALUATION | 2, [5, 6]),
+                  picture(3, [5])]
+    assert dict(keypoints.partition_pairs(evaluation)) == {(3, keypoints.EVALUATION | 1): 1,
+                                                           (3, keypoints.EVALUATION | 2): 1}
     # a picture and itself shifted and scaled: one crop-and-rescale, over the whole picture
     grid = np.array([(x, y) for x in range(0, 400, 37) for y in range(0, 300, 41)], dtype=float)
     moved = grid * 0.9 + (12, -5)
@@ -179,49 +168,63 @@ def test_a_flat_picture_has_no_keypoints_and_no_words() -> None:
     assert blob == b"" and len(keypoints.words(blob)[1]) == 0
 
 
-def test_words_travel_as_uint32_with_positions_in_eighth_pixels() -> None:
-    """The first shuffle's payload: each word as uint32 (table and bits), its keypoint's position as uint16 in
-    1/8 pixel, exactly the stored one."""
+def test_keys_are_long_and_words_are_exact() -> None:
+    """Candidate keys: uint64, sorted and once each, KEY_TABLES a keypoint at most, the table above the key's
+    bits. Words (the check's correspondences): uint32, at the stored positions in 1/8 pixel."""
     noise = np.random.default_rng(3).integers(0, 256, (240, 320), dtype=np.uint8)
     features = keypoints.describe(Image.fromarray(noise).convert("RGB")).features
-    _, found, positions = keypoints.words(features)
-    assert found.dtype == np.uint32 and positions.dtype == np.uint16 and len(found) > 1000
-    assert int(found.max()) >> keypoints.WORD_BITS < keypoints.TABLES  # the table sits above the word's bits
-    _, xy = keypoints.unpack(features)
+    descriptors, xy = keypoints.unpack(features)
+    found = keypoints.keys(features)
+    assert found.dtype == np.uint64 and np.all(np.diff(found) > 0)
+    assert len(descriptors) * keypoints.KEY_TABLES * 0.9 <= len(found) <= len(descriptors) * keypoints.KEY_TABLES
+    tables = found >> np.uint64(keypoints.KEY_BITS)
+    assert set(tables.tolist()) == set(range(keypoints.KEY_TABLES))
+    # a key is its table's bits of one descriptor: flipping a bit outside every table changes no key
+    first = descriptors[0]
+    used = set(keypoints.table_bits(keypoints.KEY_TABLES, keypoints.KEY_BITS).ravel().tolist())
+    key0 = {int(k) for k in keypoints.keys(bytes(first) + bytes(4))}
+    assert len(key0) == keypoints.KEY_TABLES and key0 <= set(found.tolist())
+    outside = next((b for b in range(256) if b not in used), None)
+    if outside is not None:
+        flipped = first.copy()
+        flipped[outside // 8] ^= 1 << (7 - outside % 8)
+        assert {int(k) for k in keypoints.keys(bytes(flipped) + bytes(4))} == key0
+    inside = sorted(used)[0]
+    flipped = first.copy()
+    flipped[inside // 8] ^= 1 << (7 - inside % 8)
+    assert len(key0 - {int(k) for k in keypoints.keys(bytes(flipped) + bytes(4))}) >= 1
+    _, words, positions = keypoints.words(features)
+    assert words.dtype == np.uint32 and positions.dtype == np.uint16 and len(words) > 1000
+    assert int(words.max()) >> keypoints.WORD_BITS < keypoints.TABLES
     stored = {tuple(p) for p in (xy * 8).astype(np.uint16).tolist()}
     assert {tuple(p) for p in positions.tolist()} <= stored
 
 
 class _Crowd:
     """One partition's members, as a runner hands them over (an iterable read again, never a list): `n` pictures
-    that all hold word 7 there (a stop word: in every picture of the job; their other words fall in other
-    partitions), and three of them also words 5 and 6."""
+    that all hold key 7 there (a stop key: in every picture of the job; their other keys fall in other
+    partitions), and three of them also keys 5 and 6."""
 
     def __init__(self, n: int):
         self.n = n
 
     def __iter__(self):
-        crowd, three = (np.array(own, dtype=np.uint32) for own in ([7], [7, 5, 6]))
-        xy = {len(own): np.array([(w % 97, w % 89) for w in own.tolist()], dtype=np.uint16) * 8
-              for own in (crowd, three)}
-        where = {n: keypoints.layout(xy[n] / 8) for n in xy}
+        crowd, three = (np.array(own, dtype=np.uint64) for own in ([7], [5, 6, 7]))
         for i in range(self.n):
-            own = three if i in (3, 4, 5) else crowd
-            yield f"k{i:07d}", i, where[len(own)], own, xy[len(own)]
+            yield i, three if i in (3, 4, 5) else crowd
 
 
-def test_a_word_in_every_picture_is_counted_as_a_stream_and_makes_no_pair() -> None:
-    """The worst case of the word steps: a word held by every picture lands in one partition with all of them.
-    The partition's words are counted a chunk at a time and only pairable words are kept: peak memory does not
-    grow from 10^4 to 10^5 pictures (tracemalloc), and the partners are those of the words that make pairs."""
+def test_a_key_in_every_picture_is_counted_as_a_stream_and_makes_no_pair() -> None:
+    """The worst case of the candidate step: a key held by every picture lands in one partition with all of
+    them. The partition's keys are counted a chunk at a time and only pairable keys are kept: peak memory does
+    not grow from 10^4 to 10^5 pictures (tracemalloc), and the pairs are those of the keys that make pairs."""
     import tracemalloc
 
     peaks = {}
     for n in (10_000, 100_000):
         tracemalloc.start()
-        found = {key: (partners.tolist(), counts.tolist())
-                 for key, (_, partners, _, counts, _) in keypoints.partition_partners(_Crowd(n))}
+        found = dict(keypoints.partition_pairs(_Crowd(n)))
         peaks[n] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        assert found == {"k0000003": ([4, 5], [2, 2]), "k0000004": ([5], [2])}  # words 5 and 6, not 7
+        assert found == {(3, 4): 2, (3, 5): 2, (4, 5): 2}  # keys 5 and 6, not 7
     assert peaks[100_000] < 1.2 * peaks[10_000] + 256 * 1024, peaks

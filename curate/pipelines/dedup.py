@@ -55,9 +55,9 @@ def image_files(out: str) -> list[str]:
 
 class ReadNodes(beam.DoFn):
     """Only the columns dedup needs: the image bytes stay on disk. Elements: (index of the file in
-    `image_files` order, its URL). With `partitions` (keypoint matching on), each picture's visual words also
-    go out, tagged "words", one element per partition they fall in, with its place (`place`), tagged
-    "places" as (place, key), and its thumbnail, tagged "thumbnails", except for a picture that
+    `image_files` order, its URL). With `partitions` (keypoint matching on), each picture's candidate keys
+    also go out, tagged "keys", one element per partition they fall in, named by its place (`place`), and the
+    picture itself, tagged "pictures" as (place, (key, features, thumbnail)), except for a picture that
     decontamination will drop (`exclude`: it must join no cluster)."""
 
     def __init__(self, partitions: int = 0, exclude: tuple[list[int], int, int] = ([], 0, 0)):
@@ -70,18 +70,17 @@ class ReadNodes(beam.DoFn):
         index, url = element
         with fsspec.open(url, "rb") as fh:
             table = pq.ParquetFile(fh)
-            words = self.partitions and {"features", "thumbnail"} <= set(table.schema_arrow.names)
-            rows = table.read(columns=COLUMNS + (["features", "thumbnail"] if words else [])).to_pylist()
+            matching = self.partitions and {"features", "thumbnail"} <= set(table.schema_arrow.names)
+            rows = table.read(columns=COLUMNS + (["features", "thumbnail"] if matching else [])).to_pylist()
             for row, r in enumerate(rows):
                 node = Node(r["key"], r["sha256"], r["pixel_hash"], r["phash"], r["width"] * r["height"],
                             r["crawl_date"] or "")
                 yield node, r["url"]
-                if words and r["features"] and r["thumbnail"] and self.index.nearest(node.phash) is None:
+                if matching and r["features"] and r["thumbnail"] and self.index.nearest(node.phash) is None:
                     where = place(index, row)
-                    for part in keypoints.by_partition(r["key"], r["features"], self.partitions, where):
-                        yield beam.pvalue.TaggedOutput("words", part)
-                    yield beam.pvalue.TaggedOutput("places", (where, r["key"]))
-                    yield beam.pvalue.TaggedOutput("thumbnails", (r["key"], r["thumbnail"]))
+                    for part in keypoints.by_partition(r["features"], self.partitions, where):
+                        yield beam.pvalue.TaggedOutput("keys", part)
+                    yield beam.pvalue.TaggedOutput("pictures", (where, (r["key"], r["features"], r["thumbnail"])))
 
 
 def place(file_index: int, row: int) -> int:
@@ -92,9 +91,9 @@ def place(file_index: int, row: int) -> int:
 
 class ReadEvaluation(beam.DoFn):
     """The pictures of an evaluation set's index (curate.filters.dedup.load_exclusions), for the keypoint steps
-    as ReadNodes gives a training picture's: words (tagged "words"), (place, key) ("places") and thumbnail
-    ("thumbnails"). Keyed EVALUATION_KEY + the picture's source; places carry keypoints.EVALUATION. Elements:
-    (index of the index file, its URL)."""
+    as ReadNodes gives a training picture's: candidate keys (tagged "keys") and (place, (key, features,
+    thumbnail)) ("pictures"). Keyed EVALUATION_KEY + the picture's source; places carry keypoints.EVALUATION.
+    Elements: (index of the index file, its URL)."""
 
     def __init__(self, partitions: int):
         self.partitions = partitions
@@ -109,10 +108,9 @@ class ReadEvaluation(beam.DoFn):
                     row += 1
                     if not r["features"]:
                         continue
-                    for part in keypoints.by_partition(key, r["features"], self.partitions, where):
-                        yield beam.pvalue.TaggedOutput("words", part)
-                    yield beam.pvalue.TaggedOutput("places", (where, key))
-                    yield beam.pvalue.TaggedOutput("thumbnails", (key, r["thumbnail"]))
+                    for part in keypoints.by_partition(r["features"], self.partitions, where):
+                        yield beam.pvalue.TaggedOutput("keys", part)
+                    yield beam.pvalue.TaggedOutput("pictures", (where, (key, r["features"], r["thumbnail"])))
 
 
 def _overlaps(edge: tuple[str, str]) -> Iterator[Any]:
@@ -153,39 +151,23 @@ def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
     yield b, a
 
 
-def _geometry(element: tuple[str, Iterable]) -> Iterator[tuple[int, tuple[str, tuple]]]:
-    """The candidate pairs of a picture (with the pictures after it) that pass the geometric check:
-    (partner's place, (key, fit))."""
-    key, parts = element
-    for partner, found in keypoints.pairs_of(parts):
-        if keypoints.accepts(found):
-            yield partner, (key, found.fit)
-
-
-def _named(element: tuple[int, dict[str, Iterable]]) -> Iterator[tuple[str, tuple]]:
-    """A partner's key for its place: each checked pair once for each end, (key, ((key, partner key), fit))."""
+def _to_first(element: tuple[int, dict[str, Iterable]]) -> Iterator[tuple[int, tuple]]:
+    """A candidate pair's second picture, sent to its first: (first's place, (key, features, thumbnail))."""
     _, joined = element
-    for partner in joined["key"]:  # one key a place
-        for key, fit in joined["pair"]:
-            pair = (key, partner)
-            yield key, (pair, fit)
-            yield partner, (pair, fit)
+    for picture in joined["picture"]:  # one a place
+        for first in joined["first"]:
+            yield first, picture
 
 
-def _to_pairs(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[tuple[str, str], tuple]]:
-    key, joined = element
-    thumbnail = next(iter(joined["thumbnail"]), b"")
-    for pair, fit in joined["pair"]:
-        yield pair, (key, thumbnail, fit)
-
-
-def _looks_same(element: tuple[tuple[str, str], Iterable]) -> Iterator[tuple[str, str]]:
-    """The photometric check of a pair that passed the geometric one, given both ends' thumbnails."""
-    (a, b), ends = element
-    seen = {key: (thumbnail, fit) for key, thumbnail, fit in ends}  # the fit is the pair's, the same at both
-    if a in seen and b in seen and seen[a][0] and seen[b][0] and keypoints.different(
-            seen[a][0], seen[b][0], seen[a][1]) <= keypoints.MAX_DIFFERENT:
-        yield a, b
+def _same_pictures(element: tuple[int, dict[str, Iterable]]) -> Iterator[tuple[str, str]]:
+    """A picture's candidate partners that pass both checks (curate.keypoints.same_picture): (key, partner key).
+    The partners stream past; only the picture's own features are held."""
+    _, joined = element
+    for key, features, thumbnail in joined["picture"]:  # one a place
+        mine = keypoints.Described(features, thumbnail)
+        for partner, their_features, their_thumbnail in joined["partner"]:
+            if keypoints.same_picture(mine, keypoints.Described(their_features, their_thumbnail)):
+                yield key, partner
 
 
 def _messages(element: tuple[str, dict[str, Iterable]]) -> Iterator[tuple[str, Label]]:
@@ -230,8 +212,9 @@ class _Decide(beam.DoFn):
 
 class Deduplicate(beam.PTransform):
     """Clusters as keyed Beam steps (edges by GroupByKey on SHA-256, pixel hash and each band key, and, given
-    the pictures' `words`, `places` and `thumbnails` (ReadNodes), keypoint pairs checked by curate.keypoints,
-    first geometrically, then, the partners' keys joined by place, on the thumbnails joined by key; connected
+    the pictures' candidate `keys` and the `pictures` (ReadNodes), keypoint pairs: pictures sharing keys
+    (curate.keypoints.partition_pairs, summed over the partitions) are candidates; each candidate's second
+    picture is joined by place and sent to its first, which checks them (curate.keypoints.same_picture); connected
     components by min-label propagation, unrolled for `rounds` rounds, each a CoGroupByKey and a CombinePerKey,
     then checked: an edge whose ends still disagree means the rounds were too few, and the stage fails loudly
     rather than guess).
@@ -245,27 +228,27 @@ class Deduplicate(beam.PTransform):
     The second output must be empty: if not, the components needed more than `rounds` rounds."""
 
     def __init__(self, radius: int, rounds: int = 12, spare: int = 1, near: bool = True,
-                 words: beam.PCollection | None = None, places: beam.PCollection | None = None,
-                 thumbnails: beam.PCollection | None = None, evaluation: bool = False):
+                 keys: beam.PCollection | None = None, pictures: beam.PCollection | None = None,
+                 evaluation: bool = False):
         super().__init__()
-        self.radius, self.rounds, self.spare, self.near, self.words = radius, rounds, spare, near, words
-        self.places, self.thumbnails, self.evaluation = places, thumbnails, evaluation
+        self.radius, self.rounds, self.spare, self.near = radius, rounds, spare, near
+        self.keys, self.pictures, self.evaluation = keys, pictures, evaluation
 
     def _keypoint_pairs(self) -> tuple[beam.PCollection | None, beam.PCollection | None]:
         """(pairs of training pictures that are one picture, overlaps: (training key, evaluation key), one for
         each training picture that matches an evaluation picture, or None without evaluation pictures)."""
-        if not (self.near and self.words is not None and self.places is not None and self.thumbnails is not None):
+        if not (self.near and self.keys is not None and self.pictures is not None):
             return None, None
-        fitted = (self.words  # curate.keypoints
-                  | "WordPartitions" >> beam.GroupByKey()
-                  | "WordMatches" >> beam.FlatMap(lambda kv: keypoints.partition_partners(kv[1]))
-                  | "PictureMatches" >> beam.GroupByKey()
-                  | "Geometry" >> beam.FlatMap(_geometry))
-        named = ({"key": self.places, "pair": fitted} | "NamePartners" >> beam.CoGroupByKey()
-                 | "Named" >> beam.FlatMap(_named))
-        matched = ({"thumbnail": self.thumbnails, "pair": named} | "JoinThumbnails" >> beam.CoGroupByKey()
-                   | "ToPairs" >> beam.FlatMap(_to_pairs) | "PairThumbnails" >> beam.GroupByKey()
-                   | "SamePicture" >> beam.FlatMap(_looks_same))
+        candidates = (self.keys  # curate.keypoints
+                      | "KeyPartitions" >> beam.GroupByKey()
+                      | "SharedKeys" >> beam.FlatMap(lambda kv: keypoints.partition_pairs(kv[1]))
+                      | "SumShared" >> beam.CombinePerKey(sum)
+                      | "Candidates" >> beam.FlatMap(
+                          lambda kv: [(kv[0][1], kv[0][0])] if kv[1] >= keypoints.MIN_SHARED else []))
+        partners = ({"picture": self.pictures, "first": candidates} | "JoinSecond" >> beam.CoGroupByKey()
+                    | "ToFirst" >> beam.FlatMap(_to_first))
+        matched = ({"picture": self.pictures, "partner": partners} | "JoinFirst" >> beam.CoGroupByKey()
+                   | "SamePicture" >> beam.FlatMap(_same_pictures))
         if not self.evaluation:
             return matched, None
         split = matched | "Overlaps" >> beam.FlatMap(_overlaps).with_outputs("overlap", main="edges")
@@ -367,23 +350,23 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclusio
     numbered = list(enumerate(files))
     parts = (p | "ImageFiles" >> DriverList(numbered, out, f"{STAGE}/images", list, tuple) | "Spread" >> beam.Reshuffle()
              | "Read" >> beam.ParDo(ReadNodes(partitions, (exclude, dd.hamming_radius, dd.band_spare)))
-             .with_outputs("words", "places", "thumbnails", main="read"))
+             .with_outputs("keys", "pictures", main="read"))
     read = parts.read
     nodes = read | "Nodes" >> beam.Map(lambda nu: nu[0])
     checked = nodes | "Exclude" >> beam.ParDo(_Exclude(exclude, dd.hamming_radius, dd.band_spare)).with_outputs(
         "excluded", main="nodes")
-    keypoint_inputs = (parts.words, parts.places, parts.thumbnails) if partitions else (None, None, None)
+    keypoint_inputs = (parts.keys, parts.pictures) if partitions else (None, None)
     evaluation = bool(partitions and exclusions and exclusions.indexes)
     if evaluation and exclusions:  # the evaluation pictures meet the training pictures in the keypoint steps
         indexes = list(enumerate(dict.fromkeys(exclusions.indexes)))
         theirs = (p | "EvaluationIndexes" >> beam.Create(indexes) | "SpreadEvaluation" >> beam.Reshuffle()
                   | "ReadEvaluation" >> beam.ParDo(ReadEvaluation(partitions)).with_outputs(
-                      "words", "places", "thumbnails", main="none"))
+                      "keys", "pictures", main="none"))
         keypoint_inputs = tuple((ours, getattr(theirs, tag)) | f"With{tag.title()}" >> beam.Flatten()
-                                for ours, tag in zip(keypoint_inputs, ("words", "places", "thumbnails"), strict=True))
-    words, places, thumbnails = keypoint_inputs
+                                for ours, tag in zip(keypoint_inputs, ("keys", "pictures"), strict=True))
+    keys, pictures = keypoint_inputs
     clustered, unsettled = checked.nodes | "Dedup" >> Deduplicate(
-        dd.hamming_radius, dd.rounds, dd.band_spare, dd.near, words, places, thumbnails, evaluation)
+        dd.hamming_radius, dd.rounds, dd.band_spare, dd.near, keys, pictures, evaluation)
     decisions = (clustered, checked.excluded) | "AllDecisions" >> beam.Flatten()
     written = decisions | "WriteDecisions" >> WriteParquetShards(
         out, "dedup", "dedup", DECISION_SCHEMA, Decision._asdict, lambda d: d.key, shards)
@@ -400,15 +383,14 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclusio
         beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(n_unsettled))
 
 
-# Keypoint words meet in groups of about this many pictures' words (~1.6 million, ~13 MB in numpy): fewer
-# groups, fewer elements per candidate pair; one group for a small run, where pairs below the check's
-# minimum never leave it.
+# Candidate keys meet in groups of about this many pictures' keys (~5.8 million, ~46 MB in numpy): fewer
+# groups, fewer elements per candidate pair; one group for a small run.
 PICTURES_PER_PARTITION = 500
 
 
 def word_partitions(out: str) -> int:
-    """How many groups the visual words are spread over: grows with the pictures decode kept, so that one
-    group holds about PICTURES_PER_PARTITION pictures' words on any scale; a function of the input alone, so
+    """How many groups the candidate keys are spread over: grows with the pictures decode kept, so that one
+    group holds about PICTURES_PER_PARTITION pictures' keys on any scale; a function of the input alone, so
     every runner makes the same groups."""
     funnel = (read_json(join(out, "images", MANIFEST)) or {}).get("funnel", {}).get("images", {})
     return max(1, int(funnel.get("kept", 0)) // PICTURES_PER_PARTITION)
