@@ -98,8 +98,9 @@ def _cross_validate(corpus: list[tuple[int, str, int, keypoints.Described]], nam
     least = min(GRID["min_matches"])
     loosest = {k: v[0] for k, v in GRID.items() if k != "max_different"}
     pairs, found = [], []  # the candidate pairs that pass the loosest geometric check: no other can pass
+    words = [keypoints.words(f) for f, _ in pictures]
     for a, b in sorted(keypoints.candidate_pairs([f for f, _ in pictures], 1)):
-        measured = keypoints.pair_evidence(pictures[a][0], pictures[b][0], least)
+        measured = keypoints.pair_evidence(words[a], words[b], least)
         if keypoints.accepts(measured, *loosest.values()):
             pairs.append((a, b))
             found.append((*measured[:4], keypoints.different(pictures[a][1], pictures[b][1], measured.fit)))

@@ -13,8 +13,8 @@ memory polling). Recorded per size:
   as eval_overlap;
 - dedup's seconds, time per picture and its ratio to the smallest size (goal: <= 1.2 from 10^4 to 10^5), and
   each SDK worker's peak RSS;
-- with --candidates, candidate pairs a picture (pairs of pictures sharing >= MIN_MATCHES words that are not
-  stop words), from the stage's own functions in one process on the same features (keypoints.match_all).
+- with --candidates, candidate pairs a picture (pairs of pictures sharing >= MIN_SHARED keys that are not
+  stop keys), from the stage's own functions in one process on the same features (keypoints.match_all).
 
     python benchmarks/scale.py --sizes 10000,100000 [--work build/bench/scale] [--out FILE] [--candidates]
 """

@@ -1,24 +1,25 @@
-"""Do visual words stay selective at web scale? Chance sharing on distinct pictures, recall on real copies.
+"""Do candidate keys stay selective at web scale? Chance sharing on distinct pictures, recall on real copies.
 
-A keypoint's visual word (curate.keypoints) is `WORD_BITS` of its 256 ORB descriptor bits, `TABLES` words a
-keypoint. Two unrelated pictures share a word by chance; a word held by more than BUCKET_CAP pictures is a stop
-word and makes no candidate. Chance grows with the job: a word of one picture is held by other pictures in
-proportion to N. This measures, for each candidate scheme (bits x tables):
+Dedup's candidates (curate.keypoints): each keypoint gives `KEY_TABLES` keys, each `KEY_BITS` of its ORB
+descriptor bits at a table's fixed positions; pictures sharing `MIN_SHARED` keys that are not stop keys (held by
+more than BUCKET_CAP pictures) are a candidate pair, which is then checked on its own shared words. Unrelated
+pictures share keys by chance, and chance grows with the job. This measures, for each scheme "BxT" (B bits a
+key, T keys a keypoint):
 
-- chance: on N distinct photo-like pictures (curate.sample.distinct: no two are copies; checked with the matcher
-  by benchmarks/scale.py), per table, the mean number of *other* pictures holding a picture's word, and the
-  share of a picture's words that are stop words at N; extrapolated linearly to 2x10^9 pictures (chance
-  sharing is proportional to N), the expected other holders per word there and the chance partners a picture
-  meets (words a picture x holders a word);
-- recall: with `--real DIR`, on the real pictures and one edited copy of each per family (curate.sample.edits),
-  the stage's own matching (`keypoints.match_all`) with the scheme's words: recall per family, false merges
-  (pairs of different originals), candidate pairs a picture and matching time.
+- chance, on N distinct photo-like pictures (curate.sample.distinct: no two are copies), at each N of `--steps`:
+  per table, the share of a picture's keys that another picture holds and the share that are stop keys; and,
+  for the first `SAMPLED` pictures against all N, the other pictures each shares at least one key with (the
+  pairs the candidate step counts) and at least MIN_SHARED (the candidates it joins and checks);
+- the extrapolation to 2x10^9 pictures: a key that N distinct pictures already share is structure (text in
+  one font, a flat corner), held by about 2x10^9 / N times as many there: a stop key, which pairs no one. The
+  others were held once among N; if their bits were uniform, another picture would hold one with probability
+  (keys a table a picture) / 2^B, which gives the chance partners a picture meets at 2x10^9 (keys x that x N);
+- recall, with `--real DIR`: the real pictures and one edited copy of each per family (curate.sample.edits),
+  matched by the stage's own functions with the scheme's keys: as they are, with the stop keys N distinct
+  pictures make, and "at 2x10^9, at best" with every key any of the N holds as a stop key; false merges (pairs
+  of different originals) and candidates a picture.
 
-A scheme "BxT" is words of B bits, T a keypoint (the stage's kind); "BxTnK" is visual phrases: each keypoint's
-B-bit word of each of T tables paired with the word of each of its K nearest keypoints (one key of 2B bits),
-which only a picture holding both corners side by side shares.
-
-    python benchmarks/words.py --pictures 100000 [--real DIR] [--schemes 24x8,32x16,24x8n2,...] [--out FILE]
+    python benchmarks/words.py --pictures 100000 [--steps 10000,30000] [--real DIR] [--schemes 48x32,...]
 """
 
 from __future__ import annotations
@@ -42,126 +43,97 @@ from curate.sample.distinct import distinct
 from curate.sample.edits import FAMILIES, edited
 
 SCALE = 2_000_000_000
+SAMPLED = 2_000  # pictures whose chance partners are counted against all N
+CHUNK = 1_000_000  # descriptors a step when keys are computed
 
 
-def _descriptors(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    descriptors, xy = keypoints.unpack(keypoints.describe(distinct(seed)).features)
-    return descriptors.copy(), xy
+def _descriptors(seed: int) -> np.ndarray:
+    descriptors, _ = keypoints.unpack(keypoints.describe(distinct(seed)).features)
+    return descriptors.copy()
 
 
-def distinct_descriptors(n: int, cache: Path, positions: bool = False) -> tuple[np.ndarray, ...]:
-    """(descriptors of all keypoints, k x 32 uint8; the picture of each, k int32; with `positions`, also
-    their positions, k x 2 float32) of distinct(0 .. n-1), cached in `cache`."""
-    path = cache / (f"distinct-{n}-xy.npz" if positions else f"distinct-{n}.npz")
+def distinct_descriptors(n: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(descriptors of all keypoints, k x 32 uint8; the picture of each, k int32) of distinct(0 .. n-1), cached
+    in `cache`."""
+    path = cache / f"distinct-{n}.npz"
     if path.exists():
         stored = np.load(path)
-        return tuple(stored[k] for k in ("descriptors", "picture", "xy")[:3 if positions else 2])
+        return stored["descriptors"], stored["picture"]
     with multiprocessing.Pool() as pool:
         found = pool.map(_descriptors, range(n), chunksize=64)
-    picture = np.concatenate([np.full(len(d), i, dtype=np.int32) for i, (d, _) in enumerate(found)])
-    descriptors, xy = np.concatenate([d for d, _ in found]), np.concatenate([p for _, p in found])
+    picture = np.concatenate([np.full(len(d), i, dtype=np.int32) for i, d in enumerate(found)])
+    descriptors = np.concatenate(found)
     cache.mkdir(parents=True, exist_ok=True)
-    if positions:
-        np.savez(path, descriptors=descriptors, picture=picture, xy=xy)
-        return descriptors, picture, xy
     np.savez(path, descriptors=descriptors, picture=picture)
     return descriptors, picture
 
 
-def _neighbours(xy: np.ndarray, picture: np.ndarray, k: int) -> np.ndarray:
-    """For every keypoint, the (global) indices of its k nearest keypoints of the same picture (itself where
-    a picture has too few), k columns."""
-    out = np.repeat(np.arange(len(xy))[:, None], k, axis=1)
-    starts = np.flatnonzero(np.r_[True, picture[1:] != picture[:-1]]).tolist() + [len(picture)]
-    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
-        here = xy[lo:hi].astype(np.float64)
-        d = ((here[:, None, :] - here[None, :, :]) ** 2).sum(axis=2)
-        np.fill_diagonal(d, np.inf)
-        m = min(k, hi - lo - 1)
-        if m > 0:
-            out[lo:hi, :m] = lo + np.argsort(d, axis=1)[:, :m]
-    return out
+def _table_keys(descriptors: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    return np.concatenate([keypoints.key_bits(descriptors[i:i + CHUNK], positions)
+                           for i in range(0, len(descriptors), CHUNK)])
 
 
-def phrases(features: bytes) -> tuple[keypoints.Layout, np.ndarray, np.ndarray]:
-    """keypoints.words with visual phrases: each keypoint's word of a table paired with the word of each of its
-    NEIGHBOURS nearest keypoints in that table (uint64: table << 48 | word << 24 | neighbour's word), at the
-    keypoint's position; each phrase once a picture."""
-    descriptors, xy = keypoints.unpack(features)
-    if not len(xy):
-        return keypoints.layout(xy), np.zeros(0, dtype=np.uint64), np.zeros((0, 2), dtype=np.uint16)
-    near = _neighbours(xy, np.zeros(len(xy), dtype=np.int32), NEIGHBOURS)
-    found, at = [], []
-    for table, positions in enumerate(keypoints._BITS):
-        word = _word(descriptors, positions)
-        for j in range(NEIGHBOURS):
-            found.append(np.uint64(table) << np.uint64(48) | word << np.uint64(24) | word[near[:, j]])
-            at.append(np.arange(len(xy)))
-    flat, where = np.concatenate(found), np.concatenate(at)
-    _, first = np.unique(flat, return_index=True)
-    first.sort()
-    return keypoints.layout(xy), flat[first], (xy[where[first]] * 8).astype(np.uint16)
-
-
-NEIGHBOURS = 2  # phrase schemes ("24x8n2"): neighbours a keypoint's word is paired with
-
-
-def _word(descriptors: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Each keypoint's word of one table (uint64), as keypoints.words computes it: bit j of the word is the
-    descriptor's bit positions[j], bits counted as np.unpackbits counts them."""
-    word = np.zeros(len(descriptors), dtype=np.uint64)
-    for j, position in enumerate(positions.tolist()):
-        bit = (descriptors[:, position // 8] >> np.uint8(7 - position % 8)) & np.uint8(1)
-        word |= bit.astype(np.uint64) << np.uint64(j)
-    return word
-
-
-def measure(descriptors: np.ndarray, picture: np.ndarray, bits: int, tables: int, sizes: list[int],
-            found: list[np.ndarray], near: np.ndarray | None = None,
+def measure(descriptors: np.ndarray, picture: np.ndarray, sizes: list[int], found: list[np.ndarray],
             ) -> tuple[list[dict[str, Any]], list[dict[int, np.ndarray]]]:
-    """For the current scheme (keypoints.WORD_BITS, TABLES, _BITS): chance sharing among the first n distinct
-    pictures for each n in `sizes` (see the module doc), and for each picture's words in `found` (as
-    keypoints.words gives them), how many of the first n distinct pictures hold each. Each table is sorted
-    once, at the largest n; the smaller counts come from the same order. With `near` (each keypoint's
-    neighbours, _neighbours), the keys are phrases (see `phrases`)."""
-    stats: dict[int, dict[str, list[float]]] = {n: {"others": [], "stopped": [], "shared": []} for n in sizes}
-    words = dict.fromkeys(sizes, 0)
+    """For the current scheme (keypoints.KEY_BITS, KEY_TABLES): chance sharing among the first n distinct pictures
+    for each n in `sizes` (see the module doc), and for each picture's keys in `found` (keypoints.keys), how many
+    of the first n distinct pictures hold each. Each table is sorted once; the smaller n come from the same order."""
+    bits, tables = keypoints.KEY_BITS, keypoints.KEY_TABLES
+    stats: dict[int, dict[str, list[float]]] = {n: {"stopped": [], "shared": []} for n in sizes}
+    keys_held = dict.fromkeys(sizes, 0)
+    partners: dict[int, list[np.ndarray]] = {n: [] for n in sizes}  # (sampled picture, other) pairs, a key each
     counts = [{n: np.zeros(len(f), dtype=np.int64) for n in sizes} for f in found]
-    tag = 48 if near is not None else bits
-    mask = np.uint64((1 << tag) - 1)
-    holder = picture if near is None else np.tile(picture, near.shape[1])
-    for table, positions in enumerate(keypoints._BITS):
-        word = _word(descriptors, positions)
-        if near is not None:
-            word = np.concatenate([word << np.uint64(24) | word[near[:, j]] for j in range(near.shape[1])])
-        order = np.lexsort((holder, word))
-        w, p = word[order], holder[order]
-        keep = np.r_[True, (w[1:] != w[:-1]) | (p[1:] != p[:-1])]  # a picture holds a word once
-        w, p = w[keep], p[keep]
-        starts = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
-        values = w[starts]
+    mask = np.uint64((1 << bits) - 1)
+    for table, positions in enumerate(keypoints._KEY_BITS):
+        key = _table_keys(descriptors, positions)
+        order = np.lexsort((picture, key))
+        k, p = key[order], picture[order]
+        keep = np.r_[True, (k[1:] != k[:-1]) | (p[1:] != p[:-1])]  # a picture holds a key once
+        k, p = k[keep], p[keep]
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        values = k[starts]
         for n in sizes:
-            held = np.add.reduceat((p < n).astype(np.int64), starts)
+            mine = p < n
+            held = np.add.reduceat(mine.astype(np.int64), starts)
             present = held[held > 0]
             occurrences = int(present.sum())
-            mine = stats[n]
-            mine["others"].append(float((present * (present - 1)).sum() / occurrences))
-            mine["stopped"].append(float(present[present > keypoints.BUCKET_CAP].sum() / occurrences))
-            mine["shared"].append(float(present[present > 1].sum() / occurrences))
-            words[n] += occurrences
+            stats[n]["stopped"].append(float(present[present > keypoints.BUCKET_CAP].sum() / occurrences))
+            stats[n]["shared"].append(float(present[present > 1].sum() / occurrences))
+            keys_held[n] += occurrences
+            # pairs through keys held by 2..BUCKET_CAP of the first n, one side among the SAMPLED pictures
+            # (a key's holders are in picture order, so its first `held` are the first n's)
+            pairable = (held >= 2) & (held <= keypoints.BUCKET_CAP) & (p[starts] < SAMPLED)
+            for size in np.unique(held[pairable]).tolist():
+                owners = p[starts[pairable & (held == size)][:, None] + np.arange(size)]
+                i, j = np.triu_indices(size, k=1)
+                a, b = owners[:, i].ravel(), owners[:, j].ravel()
+                ok = (a < SAMPLED) | (b < SAMPLED)
+                a, b = a[ok], b[ok]
+                partners[n] += [np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b),
+                                np.maximum(a, b).astype(np.int64) * n + np.minimum(a, b)]
             for f, c in zip(found, counts, strict=True):
-                here = (f >> np.uint64(tag)) == np.uint64(table)
+                here = (f >> np.uint64(bits)) == np.uint64(table)
                 at = np.searchsorted(values, f[here] & mask).clip(0, len(values) - 1)
                 c[n][here] = np.where(values[at] == (f[here] & mask), held[at], 0)
     rows = []
     for n in sizes:
-        mine = stats[n]
-        per_word, words_a_picture = float(np.mean(mine["others"])), words[n] / n
-        rows.append({"bits": bits, "tables": tables, "pictures": n, "words_a_picture": round(words_a_picture, 1),
-                     "other_holders_a_word": round(per_word, 6),
-                     "shared_word_share": round(float(np.mean(mine["shared"])), 6),
-                     "stop_word_share": round(float(np.mean(mine["stopped"])), 6),
-                     "other_holders_a_word_at_2e9": round(per_word * SCALE / n, 1)})
+        keys_a_picture = keys_held[n] / n
+        pair_ids, shared = np.unique(np.concatenate(partners[n]) if partners[n] else np.zeros(0, np.int64),
+                                     return_counts=True)
+        sampled = pair_ids // n < SAMPLED  # each pair once for each sampled end
+        per_table = keys_a_picture / tables
+        uniform = keys_a_picture * per_table / 2.0 ** bits  # other holders of a picture's keys, per other picture
+        rows.append({"bits": bits, "tables": tables, "pictures": n, "keys_a_picture": round(keys_a_picture, 1),
+                     "shared_key_share": round(float(np.mean(stats[n]["shared"])), 6),
+                     "stop_key_share": round(float(np.mean(stats[n]["stopped"])), 6),
+                     "partners_a_picture": round(float(sampled.sum()) / min(SAMPLED, n), 3),
+                     "candidates_a_picture": round(float((sampled & (shared >= keypoints.MIN_SHARED)).sum())
+                                                   / min(SAMPLED, n), 4),
+                     "shared_keys_of_partners": {f"{lo}-{hi}": int((sampled & (shared >= lo) & (shared <= hi)).sum())
+                                                for lo, hi in ((1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, 32),
+                                                               (33, 64), (65, 10 ** 6))},
+                     "uniform_partners_a_picture_at_2e9": round(uniform * SCALE, 2),
+                     "uniform_candidates_a_picture_at_2e9": float(f"{(uniform ** 2 / 2) * SCALE:.3g}")})
     return rows, counts
 
 
@@ -186,56 +158,45 @@ def real_corpus(folder: Path) -> list[tuple[str, str, keypoints.Described]]:
 
 def _match(corpus: list[tuple[str, str, keypoints.Described]], stop: list[np.ndarray] | None,
            ) -> tuple[set[tuple[int, int]], int]:
-    """keypoints.match_all, with the words in `stop` (per picture: a mask of its words) dropped first: the stop
-    words a larger job would have made of them."""
-    partitions = max(1, len(corpus) // 500)
+    """keypoints.match_all, with the keys in `stop` (per picture) dropped first: the stop keys a larger job
+    would have made of them."""
     groups: dict[int, list] = {}
     for index, (_, _, described) in enumerate(corpus):
-        for part, member in keypoints.by_partition(f"{index:09d}", described.features, partitions, index):
+        for part, (place, found) in keypoints.by_partition(described.features, max(1, len(corpus) // 500), index):
             if stop is not None:
-                key, place, where, found, xy = member
-                keep = ~np.isin(found, stop[index])
-                member = (key, place, where, found[keep], xy[keep])
-            groups.setdefault(part, []).append(member)
-    by_picture: dict[str, list] = {}
+                found = found[~np.isin(found, stop[index])]
+            groups.setdefault(part, []).append((place, found))
+    shared: dict[tuple[int, int], int] = {}
     for members in groups.values():
-        for key, partners in keypoints.partition_partners(members):
-            by_picture.setdefault(key, []).append(partners)
-    same, candidates = set(), 0
-    for key, parts in by_picture.items():
-        for b, measured in keypoints.pairs_of(parts):
-            candidates += 1
-            a = int(key)
-            if keypoints.accepts(measured) and keypoints.different(
-                    corpus[a][2].thumbnail, corpus[b][2].thumbnail, measured.fit) <= keypoints.MAX_DIFFERENT:
-                same.add((a, b))
-    return same, candidates
+        for pair, n in keypoints.partition_pairs(members):
+            shared[pair] = shared.get(pair, 0) + n
+    candidates = [pair for pair, n in shared.items() if n >= keypoints.MIN_SHARED]
+    words = [keypoints.words(d.features) for _, _, d in corpus]
+    same = {(a, b) for a, b in candidates
+            if keypoints.same_picture(words[a], corpus[a][2].thumbnail, words[b], corpus[b][2].thumbnail)}
+    return same, len(candidates)
 
 
-def recall(corpus: list[tuple[str, str, keypoints.Described]], bits: int, tables: int,
-           counts: list[dict[int, np.ndarray]] | None = None) -> dict[str, Any]:
-    """The stage's matching with the current scheme's words (`bits` x `tables`, set in keypoints) on the real
-    corpus; with `counts` (measure's: how many of the first n distinct pictures hold each word of each corpus
-    picture), also as a job of n distinct pictures would match, its pictures making stop words of the corpus's
-    words (held by more than BUCKET_CAP of them), and at 2x10^9 pictures at best (a word that any of the
-    largest n holds is held by about 2x10^9 / n >> BUCKET_CAP pictures there: a stop word)."""
+def recall(corpus: list[tuple[str, str, keypoints.Described]], counts: list[dict[int, np.ndarray]] | None,
+           ) -> dict[str, Any]:
+    """The stage's matching with the current scheme's keys on the real corpus; with `counts` (measure's), also
+    as a job of n distinct pictures would match (their stop keys dropped first), and at 2x10^9 at best."""
     jobs: dict[str, Any] = {}
     started = time.perf_counter()
     same, candidates = _match(corpus, None)
     seconds = time.perf_counter() - started
     if counts is not None:
-        words_of = [keypoints.words(d.features)[1] for _, _, d in corpus]
+        keys_of = [keypoints.keys(d.features) for _, _, d in corpus]
         sizes = sorted(counts[0])
-        for n in sizes:
-            for name, rule in ((f"{n}", lambda c, n=n: c[n] > keypoints.BUCKET_CAP),
-                               (f"2e9 at best (from {n})", lambda c, n=n: c[n] >= 1)):
-                if name.startswith("2e9") and n != max(sizes):
-                    continue
-                stop = [w[rule(c)] for w, c in zip(words_of, counts, strict=True)]
-                share = float(np.mean([len(s) / max(1, len(w)) for s, w in zip(stop, words_of, strict=True)]))
-                matched, _ = _match(corpus, stop)
-                jobs[name] = {"stop_word_share": round(share, 4), "recall": _recall(corpus, matched)}
-    return {"bits": bits, "tables": tables, "recall": _recall(corpus, same),
+        for name, rule in [(f"{n}", lambda c, n=n: c[n] > keypoints.BUCKET_CAP) for n in sizes] + [
+                (f"2e9 at best (from {sizes[-1]})", lambda c, n=sizes[-1]: c[n] >= 1)]:
+            stop = [k[rule(c)] for k, c in zip(keys_of, counts, strict=True)]
+            share = float(np.mean([len(s) / max(1, len(k)) for s, k in zip(stop, keys_of, strict=True)]))
+            matched, found = _match(corpus, stop)
+            jobs[name] = {"stop_key_share": round(share, 4), "recall": _recall(corpus, matched),
+                          "false_merges": sum(corpus[a][0] != corpus[b][0] for a, b in matched),
+                          "candidates_a_picture": round(found / len(corpus), 2)}
+    return {"bits": keypoints.KEY_BITS, "tables": keypoints.KEY_TABLES, "recall": _recall(corpus, same),
             "false_merges": sum(corpus[a][0] != corpus[b][0] for a, b in same),
             "candidates_a_picture": round(candidates / len(corpus), 2),
             "match_ms_a_picture": round(1000 * seconds / len(corpus), 2), "with_distinct_pictures": jobs}
@@ -256,44 +217,34 @@ def main() -> int:
     parser.add_argument("--steps", default="", help="also measure chance at these smaller counts (the trend), "
                                                     "e.g. 10000,30000")
     parser.add_argument("--real", default=None, help="a folder of real pictures for recall")
-    parser.add_argument("--schemes", default="24x8,28x12,32x16,36x24,40x32", help="bits x tables, comma-separated")
+    parser.add_argument("--schemes", default=f"{keypoints.KEY_BITS}x{keypoints.KEY_TABLES}",
+                        help="bits x tables, comma-separated (the stage's own by default)")
     parser.add_argument("--cache", default="build/bench/words", help="where the distinct pictures' descriptors live")
     parser.add_argument("--out", default=None, help="write the figures here as JSON")
     args = parser.parse_args()
-    schemes = []  # (bits, tables, neighbours): "24x8" words, "24x8n2" phrases with 2 neighbours
-    for scheme in args.schemes.split(","):
-        bits, rest = scheme.split("x")
-        tables, _, neighbours = rest.partition("n")
-        schemes.append((int(bits), int(tables), int(neighbours or 0)))
+    schemes = [tuple(int(v) for v in scheme.split("x")) for scheme in args.schemes.split(",")]
     figures: dict[str, Any] = {"chance": [], "recall": []}
     started = time.perf_counter()
-    found_at = distinct_descriptors(args.pictures, Path(args.cache), positions=any(n for _, _, n in schemes))
-    descriptors, picture = found_at[:2]
+    descriptors, picture = distinct_descriptors(args.pictures, Path(args.cache))
     figures["describe_seconds"] = round(time.perf_counter() - started, 1)
     figures["keypoints"] = len(descriptors)
     sizes = [int(s) for s in args.steps.split(",") if s] + [args.pictures]
     corpus = real_corpus(Path(args.real)) if args.real else []
     figures["real_corpus"] = len(corpus)
-    global NEIGHBOURS
-    for bits, tables, neighbours in schemes:
-        saved = keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS, keypoints.words
-        keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS = bits, tables, keypoints.table_bits(tables, bits)
-        near = None
-        if neighbours:  # phrases: the stage's words replaced by them for the real corpus, too
-            NEIGHBOURS, keypoints.words = neighbours, phrases
-            near = _neighbours(found_at[2], picture, neighbours)
+    for bits, tables in schemes:
+        saved = keypoints.KEY_BITS, keypoints.KEY_TABLES, keypoints._KEY_BITS
+        keypoints.KEY_BITS, keypoints.KEY_TABLES = bits, tables
+        keypoints._KEY_BITS = keypoints.table_bits(tables, bits)
         try:
-            found = [keypoints.words(d.features)[1].astype(np.uint64) for _, _, d in corpus]
-            rows, counts = measure(descriptors, picture, bits, tables, sizes, found, near)
-            for row in rows:
-                row["neighbours"] = neighbours
+            found = [keypoints.keys(d.features) for _, _, d in corpus]
+            rows, counts = measure(descriptors, picture, sizes, found)
             figures["chance"] += rows
             print(json.dumps(rows), flush=True)
             if corpus:
-                figures["recall"].append({**recall(corpus, bits, tables, counts), "neighbours": neighbours})
+                figures["recall"].append(recall(corpus, counts))
                 print(json.dumps(figures["recall"][-1]), flush=True)
         finally:
-            keypoints.WORD_BITS, keypoints.TABLES, keypoints._BITS, keypoints.words = saved
+            keypoints.KEY_BITS, keypoints.KEY_TABLES, keypoints._KEY_BITS = saved
     text = json.dumps(figures, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,16 @@ the frame: most corners of the picture are still there, at the same places up to
   longer side, so any two copies meet at nearly the same scale; `KEEP` of them, spread over the picture, each
   as 32 descriptor bytes and its position, packed in `ROW` bytes (`KEEP * ROW` = 14.4 KB a picture at most);
   and that frame in grey at a `THUMB`-pixel longer side, as binary PGM (at most 16 KB; Pillow reads it).
-- `words(features)` (dedup): each keypoint gives `TABLES` visual words, one per table, each the keypoint's
-  descriptor bits at `WORD_BITS` fixed positions. Two views of one corner usually agree on every bit of at
-  least one table; unrelated corners agree on a table with probability ~2**-24. Pictures that share a word
-  are candidates, and each shared word is a correspondence (a point in one, a point in the other). A word
-  held by more than `BUCKET_CAP` pictures is a stop word (text strokes, flat-colour corners) and is skipped:
-  it would make many pairs and tell nothing.
+- `keys(features)` (dedup), the candidates: each keypoint gives `KEY_TABLES` keys, each `KEY_BITS` of its
+  descriptor bits at a table's fixed positions. Pictures sharing at least `MIN_SHARED` keys are a candidate
+  pair; a key held by more than `BUCKET_CAP` pictures is a stop key (text strokes, flat corners: it would make
+  many pairs and tell nothing). Keys are long so that unrelated pictures rarely share one even among
+  billions (`benchmarks/words.py`: 24-bit keys were held by chance by about N / 42,000 pictures, so at 2x10^9
+  every one would be a stop key), and many so that two views of one corner agree on every bit of some of them.
+- `words(features)` (dedup), the correspondences of one candidate pair (`pair_evidence`): each keypoint gives
+  `TABLES` visual words of `WORD_BITS` bits; the words two pictures share, each at the strongest keypoint
+  holding it, are the pair's correspondences (a point in one, a point in the other). Short words agree
+  across more edits; only the pair's own two pictures are compared, so chance is no concern there.
 - `evidence(matches, layout_a, layout_b)` and `accepts` (dedup), the geometric check: at least `MIN_MATCHES`
   correspondences, of which at least `MIN_MATCHES` agree with one RANSAC similarity fit that only crops and
   rescales (scale 0.6-1.7, rotation at most 5 degrees); the agreeing points cover at least `MIN_COVER` of the
@@ -49,9 +53,12 @@ KEEP = 400
 SPREAD_GRID = 4  # the stored keypoints: the strongest KEEP / SPREAD_GRID**2 of each cell first
 ROW = 36  # bytes a keypoint: 32 descriptor bytes, x and y as uint16 in 1/8 pixel
 _SUBPIXEL = 8
-TABLES = 8  # visual words per keypoint
+TABLES = 8  # visual words per keypoint (the check's correspondences)
 WORD_BITS = 24  # descriptor bits per word
-BUCKET_CAP = 32  # a word shared by more pictures than this is a stop word
+KEY_BITS = 48  # descriptor bits of a candidate key (module doc)
+KEY_TABLES = 64  # candidate keys a keypoint
+MIN_SHARED = 5  # candidate keys two pictures must share to be checked
+BUCKET_CAP = 32  # a candidate key held by more pictures than this is a stop key
 MIN_MATCHES = 8  # correspondences, and inliers of the fit, a match needs
 MIN_COVER = 0.2  # inlier bounding box / the keypoints' bounding box, in both pictures
 GRID = 3  # cells a side of the keypoint box, for the occupancy check
@@ -77,6 +84,7 @@ def table_bits(tables: int = TABLES, bits: int = WORD_BITS) -> np.ndarray:
 
 
 _BITS = table_bits()
+_KEY_BITS = table_bits(KEY_TABLES, KEY_BITS)
 _local = threading.local()  # one detector a thread: a runner may call from several at once
 
 
@@ -152,6 +160,7 @@ def spread(xy: np.ndarray) -> float:
 
 
 Layout = tuple[float, float, float, float, int]  # the keypoints' box (x0, y0, x1, y1) and its occupied cells
+Words = tuple[Layout, np.ndarray, np.ndarray]  # what `words` gives of one picture: layout, words, positions
 
 
 def _cells(xy: np.ndarray, box: Layout) -> np.ndarray:
@@ -185,7 +194,7 @@ def _occupied(inliers: np.ndarray, mine: Layout, theirs: Layout, to_theirs: np.n
     return sum(i in hit for i in wanted) / len(wanted) if wanted else 0.0
 
 
-def words(features: bytes) -> tuple[Layout, np.ndarray, np.ndarray]:
+def words(features: bytes) -> Words:
     """(layout, words, positions): each picture's words once (table << WORD_BITS | the word's bits: uint32, uint64
     past 32 bits), at the strongest keypoint that has it, and those keypoints' positions (n x 2 uint16, in 1/8
     pixel as stored: half the bytes of floats through the shuffle, and exact)."""
@@ -308,25 +317,26 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return outer[:, :2] @ inner + np.hstack([np.zeros((2, 2)), outer[:, 2:]])
 
 
-KEY_BITS = 48  # descriptor bits of a candidate key: selective enough for 2x10^9 pictures (module doc)
-KEY_TABLES = 32  # candidate keys a keypoint
-MIN_SHARED = 2  # candidate keys two pictures must share to be checked
-_KEY_BITS = table_bits(KEY_TABLES, KEY_BITS)
+
+
+def key_bits(descriptors: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The bits at `positions` (one table's, or tables x bits) of each descriptor as a number (uint64, the first
+    position most significant), without the table."""
+    picked = np.packbits(np.unpackbits(descriptors, axis=1)[:, positions], axis=-1)  # bytes, big end first
+    padded = np.zeros(picked.shape[:-1] + (8,), dtype=np.uint8)
+    padded[..., 8 - picked.shape[-1]:] = picked
+    return padded.view(">u8")[..., 0].astype(np.uint64)
 
 
 def keys(features: bytes) -> np.ndarray:
     """A picture's candidate keys, sorted and once each (uint64: table << KEY_BITS | KEY_BITS descriptor bits of
-    a keypoint, the table's fixed positions). Long, so that unrelated pictures rarely share one even among
+    a keypoint at the table's fixed positions). Long, so that unrelated pictures rarely share one even among
     billions; many, so that a copy's keypoints share some whatever its edit."""
     descriptors, _ = unpack(features)
     if not len(descriptors):
         return np.zeros(0, dtype=np.uint64)
-    picked = np.unpackbits(descriptors, axis=1)[:, _KEY_BITS]  # keypoints x tables x KEY_BITS
-    packed = np.packbits(picked, axis=2)  # KEY_BITS / 8 bytes, most significant first
-    padded = np.zeros(packed.shape[:2] + (8,), dtype=np.uint8)
-    padded[..., 8 - packed.shape[2]:] = packed
-    found = padded.view(">u8")[..., 0].astype(np.uint64) | (np.arange(KEY_TABLES, dtype=np.uint64) << np.uint64(KEY_BITS))
-    return np.unique(found)
+    tables = np.arange(KEY_TABLES, dtype=np.uint64) << np.uint64(KEY_BITS)
+    return np.unique(key_bits(descriptors, _KEY_BITS) | tables)
 
 
 def by_partition(features: bytes, partitions: int, place: int = 0) -> Iterator[tuple[int, tuple[int, np.ndarray]]]:
@@ -425,20 +435,21 @@ def candidate_pairs(features: Sequence[bytes], partitions: int, evaluation: int 
     return {(a & strip, b & strip): n for (a, b), n in shared.items() if n >= MIN_SHARED}
 
 
-def pair_evidence(features_a: bytes, features_b: bytes, least: int = MIN_MATCHES) -> Evidence:
-    """The geometric check's measurements for one candidate pair: its correspondences are the visual words
-    (`words`) the two pictures share, each at the strongest keypoint holding it in each."""
-    layout_a, words_a, xy_a = words(features_a)
-    layout_b, words_b, xy_b = words(features_b)
-    _, in_a, in_b = np.intersect1d(words_a, words_b, assume_unique=True, return_indices=True)
+def pair_evidence(words_a: Words, words_b: Words, least: int = MIN_MATCHES) -> Evidence:
+    """The geometric check's measurements for one candidate pair, given each picture's `words`: its
+    correspondences are the visual words the two share, each at the strongest keypoint holding it in each."""
+    layout_a, found_a, xy_a = words_a
+    layout_b, found_b, xy_b = words_b
+    _, in_a, in_b = np.intersect1d(found_a, found_b, assume_unique=True, return_indices=True)
     matches = np.hstack([xy_a[in_a], xy_b[in_b]]).astype(np.float32) / _SUBPIXEL
     return evidence(matches, layout_a, layout_b, least)
 
 
-def same_picture(a: Described, b: Described) -> bool:
-    """Both checks on a candidate pair: the geometric one on their shared words, then the photometric one."""
-    found = pair_evidence(a.features, b.features)
-    return accepts(found) and different(a.thumbnail, b.thumbnail, found.fit) <= MAX_DIFFERENT
+def same_picture(words_a: Words, thumbnail_a: bytes, words_b: Words, thumbnail_b: bytes) -> bool:
+    """Both checks on a candidate pair: the geometric one on their shared words, then the photometric one on
+    their thumbnails."""
+    found = pair_evidence(words_a, words_b)
+    return accepts(found) and different(thumbnail_a, thumbnail_b, found.fit) <= MAX_DIFFERENT
 
 
 def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes], partitions: int,
@@ -448,6 +459,8 @@ def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes], partitions
     checked. The first `evaluation` pictures are an evaluation set's: they are matched with the others, not
     with each other."""
     candidates = candidate_pairs(features, partitions, evaluation)
-    same = {(a, b) for a, b in candidates if same_picture(Described(features[a], thumbnails[a]),
-                                                          Described(features[b], thumbnails[b]))}
+    found: dict[int, Words] = {}
+    for i in sorted({i for pair in candidates for i in pair}):
+        found[i] = words(features[i])
+    same = {(a, b) for a, b in candidates if same_picture(found[a], thumbnails[a], found[b], thumbnails[b])}
     return same, len(candidates)

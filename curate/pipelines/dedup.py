@@ -164,9 +164,9 @@ def _same_pictures(element: tuple[int, dict[str, Iterable]]) -> Iterator[tuple[s
     The partners stream past; only the picture's own features are held."""
     _, joined = element
     for key, features, thumbnail in joined["picture"]:  # one a place
-        mine = keypoints.Described(features, thumbnail)
+        mine = keypoints.words(features)
         for partner, their_features, their_thumbnail in joined["partner"]:
-            if keypoints.same_picture(mine, keypoints.Described(their_features, their_thumbnail)):
+            if keypoints.same_picture(mine, thumbnail, keypoints.words(their_features), their_thumbnail):
                 yield key, partner
 
 
@@ -385,7 +385,7 @@ def build(p: beam.Pipeline, files: list[str], out: str, config: Config, exclusio
 
 # Candidate keys meet in groups of about this many pictures' keys (~5.8 million, ~46 MB in numpy): fewer
 # groups, fewer elements per candidate pair; one group for a small run.
-PICTURES_PER_PARTITION = 500
+PICTURES_PER_PARTITION = 250
 
 
 def word_partitions(out: str) -> int:
