@@ -420,8 +420,8 @@ def partition_pairs(members: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple
 
 
 def candidate_pairs(features: Sequence[bytes], partitions: int, evaluation: int = 0) -> dict[tuple[int, int], int]:
-    """The candidate step in one process (benchmarks and tests): the pairs of indices into `features` sharing
-    at least MIN_SHARED keys that are not stop keys, with how many they share. The first `evaluation` pictures
+    """The candidate step in one process (benchmarks and tests): the pairs of indices into `features` (the
+    smaller first) sharing at least MIN_SHARED keys that are not stop keys, with how many they share. The first `evaluation` pictures
     are an evaluation set's: paired with the others, not with each other."""
     groups: dict[int, list] = {}
     for index, blob in enumerate(features):
@@ -431,8 +431,8 @@ def candidate_pairs(features: Sequence[bytes], partitions: int, evaluation: int 
     for members in groups.values():
         for pair, n in partition_pairs(members):
             shared[pair] = shared.get(pair, 0) + n
-    strip = ~EVALUATION
-    return {(a & strip, b & strip): n for (a, b), n in shared.items() if n >= MIN_SHARED}
+    pairs = (sorted((a & ~EVALUATION, b & ~EVALUATION)) for a, b in shared)
+    return {(a, b): n for (a, b), n in zip(pairs, shared.values(), strict=True) if n >= MIN_SHARED}
 
 
 def pair_evidence(words_a: Words, words_b: Words, least: int = MIN_MATCHES) -> Evidence:

@@ -24,7 +24,8 @@ from curate.sample import images
 from curate.sample.edits import FAMILIES, edited
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real-images" / "images"
-FLOOR = {"crop": 0.88}  # and 0.95 for every other family, on this part of the set (full set: BENCHMARKS.md)
+FLOOR = {"crop": 0.88, "combo": 0.92}  # combos hold crops; 0.95 for every other family, on this part of the set
+# (55 pictures a family; the whole set: BENCHMARKS.md)
 
 
 def _matches(pictures: list[keypoints.Described], partitions: int) -> set[tuple[int, int]]:
@@ -61,7 +62,7 @@ def test_edited_copies_merge_and_distinct_pictures_do_not(corpus) -> None:
         pairs = [(original[name], i) for i, (name, fam, _) in enumerate(corpus) if fam == family]
         assert len(pairs) >= 30, family
         recall[family] = sum((min(a, b), max(a, b)) in matched for a, b in pairs) / len(pairs)
-    assert all(value >= FLOOR.get(family, 0.95) for family, value in recall.items()), recall
+    assert all(value >= FLOOR.get(family, 0.95) for family, value in recall.items()), str(recall)
     false = [(corpus[a][:2], corpus[b][:2]) for a, b in matched if corpus[a][0] != corpus[b][0]]
     assert false == []  # no two distinct pictures, nor copies of two (one watermark on both), merge
 
