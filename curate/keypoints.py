@@ -421,8 +421,8 @@ def partition_pairs(members: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple
 
 def candidate_pairs(features: Sequence[bytes], partitions: int, evaluation: int = 0) -> dict[tuple[int, int], int]:
     """The candidate step in one process (benchmarks and tests): the pairs of indices into `features` (the
-    smaller first) sharing at least MIN_SHARED keys that are not stop keys, with how many they share. The first `evaluation` pictures
-    are an evaluation set's: paired with the others, not with each other."""
+    smaller first) sharing at least MIN_SHARED keys that are not stop keys, with how many they share. The
+    first `evaluation` pictures are an evaluation set's: paired with the others, not with each other."""
     groups: dict[int, list] = {}
     for index, blob in enumerate(features):
         for part, member in by_partition(blob, partitions, index | EVALUATION if index < evaluation else index):
