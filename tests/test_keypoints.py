@@ -126,8 +126,8 @@ def test_look_alikes_stay_apart_and_their_edited_copies_join_them() -> None:
 
 @pytest.mark.slow
 def test_the_matches_do_not_depend_on_the_partitions(corpus) -> None:
-    """Every corpus size groups the words differently (one group alone drops the pairs too short for the
-    check before they leave it): the verified pairs are the same."""
+    """Every corpus size groups the keys differently (a pair's shared keys are summed over the partitions):
+    the verified pairs are the same."""
     pictures = [features for _, _, features in corpus[:120]]  # a part: the grouping, not the set, is under test
     one = _matches(pictures, 1)
     assert len(one) >= 30 and one == _matches(pictures, 7)
