@@ -32,9 +32,10 @@ the frame: most corners of the picture are still there, at the same places up to
   lie outside it) may differ after local contrast normalization.
 
 Measured on a real labelled set with edited copies (benchmarks/neardup.py, BENCHMARKS.md): crops up to 10% a
-side are caught at 0.989 (0.977 on a source held out of the threshold choice), captions, watermarks and every
-other edit family at 1.0, and no two distinct pictures merge; nor do the sample generator's look-alike pairs. The four thresholds were chosen by
-leave-one-source-out cross-validation on that set, with the look-alike pairs in every fold's training set.
+side are caught at 0.960 (0.956 on a source held out of the threshold choice), rescales at 0.992, watermarks at
+0.996, two edits combined at 0.988, captions and every other edit family at 1.0, and no two distinct pictures
+merge; nor do the sample generator's look-alike pairs. The four thresholds were chosen by leave-one-source-out
+cross-validation on that set, with the look-alike pairs in every fold's training set.
 """
 
 from __future__ import annotations
