@@ -432,8 +432,8 @@ def candidate_pairs(features: Sequence[bytes], partitions: int, evaluation: int 
     for members in groups.values():
         for pair, n in partition_pairs(members):
             shared[pair] = shared.get(pair, 0) + n
-    pairs = (sorted((a & ~EVALUATION, b & ~EVALUATION)) for a, b in shared)
-    return {(a, b): n for (a, b), n in zip(pairs, shared.values(), strict=True) if n >= MIN_SHARED}
+    return {(min(a, b), max(a, b)): n for (a, b), n in
+            (((a & ~EVALUATION, b & ~EVALUATION), n) for (a, b), n in shared.items()) if n >= MIN_SHARED}
 
 
 def pair_evidence(words_a: Words, words_b: Words, least: int = MIN_MATCHES) -> Evidence:
@@ -460,8 +460,6 @@ def match_all(features: Sequence[bytes], thumbnails: Sequence[bytes], partitions
     checked. The first `evaluation` pictures are an evaluation set's: they are matched with the others, not
     with each other."""
     candidates = candidate_pairs(features, partitions, evaluation)
-    found: dict[int, Words] = {}
-    for i in sorted({i for pair in candidates for i in pair}):
-        found[i] = words(features[i])
+    found = {i: words(features[i]) for pair in candidates for i in pair}
     same = {(a, b) for a, b in candidates if same_picture(found[a], thumbnails[a], found[b], thumbnails[b])}
     return same, len(candidates)

@@ -161,7 +161,7 @@ def _to_first(element: tuple[int, dict[str, Iterable]]) -> Iterator[tuple[int, t
 
 def _same_pictures(element: tuple[int, dict[str, Iterable]]) -> Iterator[tuple[str, str]]:
     """A picture's candidate partners that pass both checks (curate.keypoints.same_picture): (key, partner key).
-    The partners stream past; only the picture's own features are held."""
+    The partners stream past; only the picture's own words are held."""
     _, joined = element
     for key, features, thumbnail in joined["picture"]:  # one a place
         mine = keypoints.words(features)
